@@ -1,0 +1,112 @@
+"""Sample and scene types shared by all dataset loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from rsviz.geo import gsd_metres
+
+Split = Literal["train", "val", "test", "predict"]
+SPLITS: tuple[str, ...] = ("train", "val", "test", "predict")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """A semantic class: id (pixel value), name and display colour (RGB 0-255)."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+    @property
+    def hex(self) -> str:
+        """``#rrggbb`` colour."""
+        return "#{:02x}{:02x}{:02x}".format(*self.color)
+
+
+@dataclass
+class Sample:
+    """One image with its aligned ground truth.
+
+    Attributes:
+        id: Scene id, unique within the dataset.
+        dataset: Catalog dataset name.
+        split: ``train`` / ``val`` / ``test`` / ``predict`` (no labels).
+        image: ``(bands, height, width)`` pixel values (dtype as stored).
+        band_names: One name per band.
+        scale: Nominal value range of ``image`` (e.g. ``(0, 255)``).
+        transform: Affine pixel-to-CRS transform (identity if not georeferenced).
+        crs: CRS of ``transform`` or None.
+        valid: ``(height, width)`` bool valid-data mask (nodata / alpha).
+        targets: Ground truth on the image grid, each ``(height, width)``:
+            ``buildings`` / ``roads`` (uint8 0/1), ``edges`` (uint8 0/1, see
+            :func:`rsviz.labels.edges_from_mask`), ``classes`` (uint8 class ids),
+            ``height`` (float32; units in ``height_units``).
+        classes: Class legend for ``classes`` / binary targets.
+        height_units: ``"m"``, ``"relative"`` (0-1 scaled nDSM) or ``""``.
+        path: Image file.
+    """
+
+    id: str
+    dataset: str
+    split: str
+    image: np.ndarray
+    band_names: tuple[str, ...]
+    scale: tuple[float, float] = (0.0, 255.0)
+    transform: Affine = field(default_factory=Affine.identity)
+    crs: CRS | None = None
+    valid: np.ndarray | None = None
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: tuple[ClassInfo, ...] = ()
+    height_units: str = ""
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid is None:
+            self.valid = np.ones(self.image.shape[1:], dtype=bool)
+        for k, v in self.targets.items():
+            if v.shape != self.image.shape[1:]:
+                raise ValueError(f"target {k!r} has shape {v.shape}, image grid is {self.image.shape[1:]}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return int(self.image.shape[1]), int(self.image.shape[2])
+
+    @property
+    def gsd(self) -> float | None:
+        """Ground sampling distance in metres, or None without a CRS."""
+        if self.crs is None:
+            return None
+        return gsd_metres(self.transform, self.crs, *self.shape)
+
+
+@dataclass(frozen=True)
+class SceneRef:
+    """A lazily loaded scene: cheap to list, :meth:`load` reads it.
+
+    Attributes:
+        dataset: Catalog dataset name.
+        id: Scene id.
+        split: Split name.
+        path: Image path.
+        loader: Callable returning the :class:`Sample`.
+        task: ``buildings`` / ``landcover`` / ``roads`` / ``height`` / ``scene``.
+    """
+
+    dataset: str
+    id: str
+    split: str
+    path: Path
+    loader: Callable[[], Sample] = field(compare=False, repr=False)
+    task: str = "buildings"
+
+    def load(self) -> Sample:
+        """Read the image and ground truth."""
+        return self.loader()

@@ -1,0 +1,199 @@
+"""Building-footprint datasets: Banepa, Kampala, Joplin, Tanzania and Austin.
+
+Ground truth is ``targets["buildings"]`` (uint8 0/1) rasterized from footprint
+polygons onto the image grid (pixel centre inside polygon) and ``targets["edges"]``
+derived from it with :func:`rsviz.labels.edges_from_mask` (3 px wide).
+
+Split rules (fixed, spatially disjoint; tile indices are XYZ at the stated zoom):
+
+* **Banepa** (zoom 19 chips, x 386690-386695, y 220241-220248): *test* = the
+  south-east block x in {386694, 386695}, y in {220245..220248} (8 chips);
+  *val* = the south-west block x in {386690, 386691, 386692}, y in {220247, 220248}
+  (6 chips); *train* = the other 34 chips; the 16 unlabelled ``predict/`` chips are
+  split ``predict``.
+* **Kampala** (zoom 20 tiles): two clusters. The western cluster (x <= 619213, 4 tiles)
+  is *test*; in the eastern cluster the column x = 619229 (4 tiles) is *val*, the rest
+  (20 tiles) *train*. Zoom 19 / 21 versions of the same ground follow the same rule by
+  their zoom-20 parent tile.
+* **Joplin**, **Tanzania**, **Austin**: *test* only (out-of-domain checks).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from rasterio.transform import from_bounds
+
+from rsviz.data import catalog
+from rsviz.datasets.base import ClassInfo, Sample, SceneRef
+from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
+from rsviz.labels import edges_from_mask, read_geojson_features, rasterize_polygons, threshold_mask
+from rsviz.raster import read_raster
+
+BUILDING_CLASSES = (ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75)))
+
+BANEPA = "banepa-buildings"
+BANEPA_DIR = "data/sample"
+BANEPA_OSM = "data/sample/train/osm/osm_features_ac7e343eb1faacd2.geojson"
+KAMPALA = "kampala-buildings"
+KAMPALA_DIR = "ramp-data/sample_2/input"
+
+
+def banepa_split(x: int, y: int) -> str:
+    """Split of a Banepa zoom-19 chip (see module docstring)."""
+    if x in (386694, 386695) and 220245 <= y <= 220248:
+        return "test"
+    if x in (386690, 386691, 386692) and y in (220247, 220248):
+        return "val"
+    return "train"
+
+
+def kampala_split(x: int, y: int, z: int) -> str:
+    """Split of a Kampala tile by its zoom-20 ancestor/descendant (see module docstring)."""
+    x20 = x >> (z - 20) if z >= 20 else x << (20 - z)
+    if x20 <= 619213:
+        return "test"
+    if x20 == 619229:
+        return "val"
+    return "train"
+
+
+@lru_cache(maxsize=8)
+def _features(dataset: str, relpath: str):
+    return read_geojson_features(catalog.local_path(dataset, relpath))
+
+
+def _building_sample(dataset, sid, split, path, raster, geoms, src_crs) -> Sample:
+    mask = rasterize_polygons(geoms, raster.transform, raster.shape, raster.crs, src_crs)
+    return Sample(
+        id=sid, dataset=dataset, split=split, image=raster.array[:3], band_names=("red", "green", "blue"),
+        scale=(0.0, 255.0), transform=raster.transform, crs=raster.crs, valid=raster.valid,
+        targets={"buildings": mask, "edges": edges_from_mask(mask)}, classes=BUILDING_CLASSES, path=path,
+    )
+
+
+def load_banepa(path: Path, split: str) -> Sample:
+    """Load one Banepa chip (RGB uint8, EPSG:4326, ~0.13 m) with rasterized OSM buildings."""
+    r = read_raster(path)
+    if split == "predict":
+        return Sample(id=path.stem, dataset=BANEPA, split=split, image=r.array[:3],
+                      band_names=("red", "green", "blue"), transform=r.transform, crs=r.crs, valid=r.valid,
+                      classes=BUILDING_CLASSES, path=path)
+    feats, crs = _features(BANEPA, BANEPA_OSM)
+    return _building_sample(BANEPA, path.stem, split, path, r, [f["geometry"] for f in feats], crs)
+
+
+def banepa_scenes() -> list[SceneRef]:
+    """All Banepa chips (48 labelled + 16 ``predict``), sorted by id."""
+    root = catalog.dataset_root(BANEPA)
+    out = []
+    for e in catalog.files(BANEPA):
+        if not e.path.endswith(".tif"):
+            continue
+        p = root.parent / e.path
+        x, y, _ = parse_oam_tile_name(p.stem)
+        split = "predict" if "/predict/" in e.path else banepa_split(x, y)
+        out.append(SceneRef(BANEPA, p.stem, split, p, (lambda p=p, s=split: load_banepa(p, s))))
+    return sorted(out, key=lambda s: s.id)
+
+
+def load_kampala(path: Path, split: str) -> Sample:
+    """Load one Kampala PNG tile, georeferenced from its ``OAM-x-y-z`` name (EPSG:3857)."""
+    x, y, z = parse_oam_tile_name(path.stem)
+    r = read_raster(path)
+    r.transform = from_bounds(*tile_bounds_3857(x, y, z), r.shape[1], r.shape[0])
+    r.crs = WEB_MERCATOR
+    if r.count == 4:  # RGBA: alpha is the valid mask
+        r.valid = r.array[3] > 0
+    if split == "predict":
+        return Sample(id=path.stem, dataset=KAMPALA, split=split, image=r.array[:3],
+                      band_names=("red", "green", "blue"), transform=r.transform, crs=r.crs, valid=r.valid,
+                      classes=BUILDING_CLASSES, path=path)
+    feats, crs = _features(KAMPALA, f"{KAMPALA_DIR}/labels.geojson")
+    return _building_sample(KAMPALA, path.stem, split, path, r, [f["geometry"] for f in feats], crs)
+
+
+def kampala_scenes(zoom: int | None = 20) -> list[SceneRef]:
+    """Kampala tiles at ``zoom`` (19, 20 or 21; None for all), sorted by id."""
+    root = catalog.dataset_root(KAMPALA)
+    out = []
+    for e in catalog.files(KAMPALA):
+        if not e.path.endswith(".png"):
+            continue
+        p = root.parent / e.path
+        x, y, z = parse_oam_tile_name(p.stem)
+        if zoom is not None and z != zoom:
+            continue
+        split = "predict" if "/prediction/" in e.path else kampala_split(x, y, z)
+        out.append(SceneRef(KAMPALA, p.stem, split, p, (lambda p=p, s=split: load_kampala(p, s))))
+    return sorted(out, key=lambda s: s.id)
+
+
+JOPLIN = "joplin-buildings"
+
+
+def load_joplin(path: Path) -> Sample:
+    """One Joplin tile (RGB, EPSG:26915, 0.6 m) with Microsoft footprints."""
+    r = read_raster(path)
+    feats, crs = _features(JOPLIN, "tests/data/misc/joplin.geojson")
+    return _building_sample(JOPLIN, path.stem, "test", path, r, [f["geometry"] for f in feats], crs)
+
+
+def joplin_scenes() -> list[SceneRef]:
+    """The four Joplin tiles (split ``test``)."""
+    root = catalog.dataset_root(JOPLIN)
+    out = []
+    for e in catalog.files(JOPLIN):
+        if e.path.endswith(".tif"):
+            p = root.parent / e.path
+            out.append(SceneRef(JOPLIN, p.stem, "test", p, (lambda p=p: load_joplin(p))))
+    return sorted(out, key=lambda s: s.id)
+
+
+TANZANIA = "tanzania-austin-buildings"
+
+
+def load_tanzania() -> Sample:
+    """Open AI Tanzania crop (RGB, EPSG:32737, 7.7 cm) with its building polygons."""
+    p = catalog.local_path(TANZANIA, "tests/data/tanzania/input/training/images/tanzania_sample.tif")
+    r = read_raster(p)
+    feats, crs = _features(TANZANIA, "tests/data/tanzania/input/training/labels/tanzania_sample.geojson")
+    return _building_sample(TANZANIA, "tanzania", "test", p, r, [f["geometry"] for f in feats], crs)
+
+
+def load_austin() -> Sample:
+    """Inria Aerial crop, Austin TX (RGB, EPSG:26914, 0.3 m) with its 0/255 building mask."""
+    p = catalog.local_path(TANZANIA, "tests/data/aerial/input/training/images/aerial_sample.tif")
+    r = read_raster(p)
+    m = read_raster(catalog.local_path(TANZANIA, "tests/data/aerial/input/training/labels/aerial_sample.tif"))
+    mask = threshold_mask(m.array)
+    return Sample(id="austin", dataset=TANZANIA, split="test", image=r.array[:3], band_names=("red", "green", "blue"),
+                  transform=r.transform, crs=r.crs, valid=r.valid,
+                  targets={"buildings": mask, "edges": edges_from_mask(mask)}, classes=BUILDING_CLASSES, path=p)
+
+
+def tanzania_austin_scenes() -> list[SceneRef]:
+    """The Tanzania and Austin scenes (split ``test``)."""
+    root = catalog.dataset_root(TANZANIA).parent
+    base = f"{TANZANIA}/tests/data"
+    return [
+        SceneRef(TANZANIA, "austin", "test", root / f"{base}/aerial/input/training/images/aerial_sample.tif", load_austin),
+        SceneRef(TANZANIA, "tanzania", "test", root / f"{base}/tanzania/input/training/images/tanzania_sample.tif",
+                 load_tanzania),
+    ]
+
+
+def stack_counts(scenes: list[SceneRef]) -> dict[str, int]:
+    """Number of scenes per split."""
+    out: dict[str, int] = {}
+    for s in scenes:
+        out[s.split] = out.get(s.split, 0) + 1
+    return out
+
+
+__all__ = [
+    "BUILDING_CLASSES", "banepa_scenes", "kampala_scenes", "joplin_scenes", "tanzania_austin_scenes",
+    "banepa_split", "kampala_split", "stack_counts", "np",
+]

@@ -1,0 +1,171 @@
+"""Ground-truth construction on an image's pixel grid.
+
+* :func:`rasterize_polygons`: vector footprints (GeoJSON, any CRS) burned onto a raster grid.
+* :func:`edges_from_mask`: boundary (edge) ground truth of a documented width.
+* :func:`colour_mask_to_ids`: RGB colour-coded masks to class ids.
+* :func:`threshold_mask`: anti-aliased 0-255 masks to binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.warp import transform_geom
+from scipy import ndimage
+from skimage.segmentation import find_boundaries
+
+from rsviz.errors import CRSError, RsvizError
+from rsviz.geo import WGS84
+
+#: Width of boundary ground truth in pixels (see :func:`edges_from_mask`).
+DEFAULT_EDGE_WIDTH = 3
+
+
+def read_geojson_features(path: str | os.PathLike) -> tuple[list[dict], CRS]:
+    """Read GeoJSON features and their CRS.
+
+    GeoJSON (RFC 7946) is EPSG:4326 lon/lat unless a legacy ``crs`` member says otherwise.
+
+    Returns:
+        ``(features, crs)``; features are GeoJSON dicts with ``geometry`` and ``properties``.
+
+    Raises:
+        RsvizError: If the file is not a GeoJSON FeatureCollection.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RsvizError(f"cannot read GeoJSON {path}: {exc}; check that it is a GeoJSON FeatureCollection") from exc
+    if obj.get("type") != "FeatureCollection":
+        raise RsvizError(f"{path} is not a GeoJSON FeatureCollection")
+    crs = WGS84
+    name = (obj.get("crs") or {}).get("properties", {}).get("name")
+    if name and "CRS84" not in name:
+        crs = CRS.from_user_input(name)
+    feats = [f for f in obj["features"] if f.get("geometry")]
+    return feats, crs
+
+
+def rasterize_polygons(
+    geometries: Iterable[Mapping],
+    transform: Affine,
+    shape: tuple[int, int],
+    dst_crs: CRS | None,
+    src_crs: CRS = WGS84,
+    *,
+    values: Sequence[int] | None = None,
+    all_touched: bool = False,
+) -> np.ndarray:
+    """Burn polygons onto a raster grid.
+
+    A pixel is set when its centre falls inside a polygon (GDAL's default rule,
+    ``all_touched=False``), so the burned area matches the polygons' area to within the
+    boundary pixels.
+
+    Args:
+        geometries: GeoJSON-like geometry mappings in ``src_crs``.
+        transform: Affine transform of the target grid.
+        shape: ``(height, width)`` of the target grid.
+        dst_crs: CRS of the target grid.
+        src_crs: CRS of the geometries (EPSG:4326 by default).
+        values: Value to burn per geometry; 1 for all by default. Later geometries
+            overwrite earlier ones.
+        all_touched: Burn every pixel a polygon touches.
+
+    Returns:
+        ``(height, width)`` uint8 array, 0 where no polygon.
+
+    Raises:
+        CRSError: If ``dst_crs`` is None.
+    """
+    if dst_crs is None:
+        raise CRSError("cannot rasterize vectors onto an image without a CRS; georeference the image first")
+    geoms = [g for g in geometries if _is_valid_geometry(g)]
+    if not geoms:
+        return np.zeros(shape, dtype=np.uint8)
+    if CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
+        geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]
+    vals = values if values is not None else [1] * len(geoms)
+    return rasterize(
+        zip(geoms, vals), out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=all_touched
+    )
+
+
+def _is_valid_geometry(g: Mapping | None) -> bool:
+    """True for a non-empty polygonal GeoJSON geometry (empty rings, as some label files have, are skipped)."""
+    from shapely.geometry import shape
+
+    if not g or not g.get("coordinates"):
+        return False
+    try:
+        geom = shape(g)
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return False
+    return not geom.is_empty
+
+
+def edges_from_mask(mask: np.ndarray, width: int = DEFAULT_EDGE_WIDTH) -> np.ndarray:
+    """Boundary ground truth from a label mask.
+
+    Boundary pixels are found with :func:`skimage.segmentation.find_boundaries`
+    (``mode="inner"``: the object pixels that touch another label, 4-connectivity)
+    and then dilated with a ``width x width`` square, so the edge band is ``width``
+    pixels wide and centred on the inner boundary. Image borders are not boundaries.
+
+    Args:
+        mask: ``(height, width)`` integer label mask (binary or class ids).
+        width: Band width in pixels, odd, >= 1 (default 3).
+
+    Returns:
+        ``(height, width)`` uint8 array, 1 on boundaries.
+    """
+    if width < 1 or width % 2 == 0:
+        raise ValueError(f"edge width must be an odd number of pixels >= 1, got {width}")
+    b = find_boundaries(np.asarray(mask), mode="inner", connectivity=1)
+    if width > 1:
+        b = ndimage.binary_dilation(b, structure=np.ones((width, width), bool))
+    return b.astype(np.uint8)
+
+
+def colour_mask_to_ids(rgb: np.ndarray, colours: Sequence[tuple[int, int, int]], *, tolerance: int = 0) -> np.ndarray:
+    """Map an RGB colour-coded mask to class ids.
+
+    Args:
+        rgb: ``(3, height, width)`` or ``(height, width, 3)`` uint8.
+        colours: RGB per class id; class ``i`` has colour ``colours[i]``.
+        tolerance: Max per-channel difference accepted (JPEG/PNG artefacts); pixels
+            matching no colour get the nearest colour's id.
+
+    Returns:
+        ``(height, width)`` uint8 class ids.
+    """
+    a = np.asarray(rgb)
+    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
+        a = np.moveaxis(a[:3], 0, -1)
+    a = a[..., :3].astype(np.int16)
+    pal = np.asarray(colours, dtype=np.int16)
+    d = np.abs(a[..., None, :] - pal[None, None]).max(-1)  # (h, w, k)
+    return d.argmin(-1).astype(np.uint8)
+
+
+def threshold_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """Binary mask from an 8-bit (possibly anti-aliased) mask: ``mask >= threshold``.
+
+    Args:
+        mask: ``(height, width)`` or ``(bands, height, width)`` (first band used), 0-255.
+        threshold: Cut-off, inclusive.
+
+    Returns:
+        ``(height, width)`` uint8 in {0, 1}.
+    """
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[0]
+    return (m >= threshold).astype(np.uint8)

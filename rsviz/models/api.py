@@ -1,0 +1,264 @@
+"""Model registry: ``list_models``, ``get_model_card``, ``load_model`` (torchgeo ``models/api.py`` style).
+
+Bundled models live in the repository's ``weights/`` folder; further folders can be
+added with the ``RSVIZ_MODELS_PATH`` environment variable (``os.pathsep``-separated)
+or :func:`register_model_dir`. Loading never unpickles: weights are safetensors,
+and imported ``.pt``/``.pth`` checkpoints are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rsviz.errors import RsvizError, unknown_name
+from rsviz.models.architectures import build_model
+from rsviz.models.card import ModelCard
+
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "weights"
+ENV_VAR = "RSVIZ_MODELS_PATH"
+_EXTRA_DIRS: list[Path] = []
+
+
+def register_model_dir(path: str | os.PathLike) -> None:
+    """Add a folder whose sub-folders are models (each with ``card.json``)."""
+    p = Path(path).resolve()
+    if p not in _EXTRA_DIRS:
+        _EXTRA_DIRS.append(p)
+
+
+def _search_dirs() -> list[Path]:
+    env = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    return [BUNDLED_DIR, *env, *_EXTRA_DIRS]
+
+
+def _model_dirs() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for root in _search_dirs():
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / "card.json").is_file() and d.name not in out:
+                    out[d.name] = d
+    return out
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_model_dirs())
+
+
+def model_dir(name: str) -> Path:
+    """Folder of a model.
+
+    Raises:
+        UnknownNameError: Listing the valid names.
+    """
+    dirs = _model_dirs()
+    if name not in dirs:
+        raise unknown_name("model", name, list(dirs))
+    return dirs[name]
+
+
+def get_model_card(name: str) -> ModelCard:
+    """The :class:`ModelCard` of a registered model (raises :class:`UnknownNameError`)."""
+    return ModelCard.load(model_dir(name) / "card.json")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        RsvizError: If the requested device is not available here.
+    """
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RsvizError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RsvizError("Apple MPS was requested but is not available; use --device cpu or auto")
+    return dev
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference.
+
+    Attributes:
+        name: Registry name.
+        card: Its :class:`ModelCard`.
+        net: The ``nn.Module`` in eval mode on ``device`` (fp32 weights).
+        device: Where it runs.
+    """
+
+    name: str
+    card: ModelCard
+    net: nn.Module
+    device: torch.device
+
+
+def load_model(name: str, device: str | torch.device | None = "auto") -> LoadedModel:
+    """Load a registered model for inference.
+
+    Args:
+        name: Registry name (see :func:`list_models`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
+
+    Returns:
+        :class:`LoadedModel` with fp32 weights in eval mode.
+
+    Raises:
+        UnknownNameError: Unknown name, listing valid ones.
+        RsvizError: Missing or inconsistent weights.
+    """
+    from safetensors.torch import load_file
+
+    d = model_dir(name)
+    card = ModelCard.load(d / "card.json")
+    config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    net = build_model(config)
+    wpath = d / "model.safetensors"
+    if not wpath.is_file():
+        raise RsvizError(f"model {name!r} has no model.safetensors in {d}")
+    state = {k: v.float() for k, v in load_file(str(wpath)).items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RsvizError(f"weights of {name!r} do not fit its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    dev = resolve_device(device)
+    net = net.to(dev).eval()
+    return LoadedModel(name, card, net, dev)
+
+
+def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, directory: str | os.PathLike,
+                    *, half: bool = True, readme: str | None = None) -> Path:
+    """Write a model folder: ``config.json``, ``model.safetensors``, ``card.json``, ``README.md``.
+
+    Args:
+        net: Trained module (its ``state_dict`` is saved).
+        config: Architecture config accepted by :func:`build_model`.
+        card: Model card.
+        directory: Target folder (created).
+        half: Store floating tensors as fp16 (halves the size; loaded back as fp32).
+        readme: Human-readable card text; generated from the card if None.
+
+    Returns:
+        The folder.
+    """
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        state[k] = v.half() if half and v.is_floating_point() else v
+    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt", "rsviz_card": card.name})
+    (d / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    card.save(d / "card.json")
+    (d / "README.md").write_text(readme or render_card_markdown(card), encoding="utf-8")
+    return d
+
+
+def render_card_markdown(card: ModelCard) -> str:
+    """Short human-readable model card (Markdown)."""
+    lines = [f"# {card.title}", "", f"`{card.name}` — task: **{card.task}**", "",
+             f"**Architecture:** {card.architecture}", "", f"**Reproduces:** {card.paper}", "",
+             f"**Input:** bands {', '.join(card.input.bands)} ({card.input.dtype}, divided by {card.input.scale:g}, "
+             f"normalised with mean {card.input.mean} / std {card.input.std}); GSD {card.input.gsd_range_m[0]:g}-"
+             f"{card.input.gsd_range_m[1]:g} m; tile {card.input.tile_size} px.", "",
+             "**Heads:** " + "; ".join(f"`{k}` ({h.kind}, {h.channels} ch{', ' + h.units if h.units else ''})"
+                                       for k, h in card.heads.items()), ""]
+    if card.classes:
+        lines += ["**Classes:** " + ", ".join(f"{c.id} {c.name} ({c.hex})" for c in card.classes), ""]
+    if card.training_data:
+        lines += ["## Training data", ""]
+        lines += [f"- {t.get('dataset')}: {t.get('splits', '')} — {t.get('licence', '')}. {t.get('attribution', '')}"
+                  for t in card.training_data]
+        lines += [""]
+    if card.metrics:
+        lines += ["## Measured metrics", "", "| split | " + " | ".join(sorted({k for m in card.metrics.values() for k in m})) + " |"]
+        keys = sorted({k for m in card.metrics.values() for k in m})
+        lines += ["|---" * (len(keys) + 1) + "|"]
+        for split, m in card.metrics.items():
+            lines += [f"| {split} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " |"]
+        lines += [""]
+    if card.extra:
+        lines += ["## Notes", "", "```json", json.dumps(card.extra, indent=2), "```", ""]
+    lines += [f"Weights licence: {card.licence}.", ""]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def import_checkpoint(checkpoint: str | os.PathLike, card: ModelCard | dict[str, Any], config: dict[str, Any],
+                      directory: str | os.PathLike) -> Path:
+    """Import a user's own smp checkpoint with a card they wrote, into a model folder.
+
+    The checkpoint is a ``.safetensors`` file, or a ``.pt``/``.pth`` state dict read
+    with ``torch.load(weights_only=True)`` (never unpickling arbitrary objects); a
+    ``{"state_dict": ...}`` wrapper and a ``model.``/``net.`` prefix are accepted.
+
+    Args:
+        checkpoint: Weights file.
+        card: Card (or its dict) describing bands, normalisation, classes and colours.
+        config: Architecture config, e.g. ``{"arch": "smp", "smp_arch": "DeepLabV3Plus",
+            "encoder_name": "resnet34", "in_channels": 3, "classes": 8}``.
+        directory: Target model folder; register its parent with :func:`register_model_dir`.
+
+    Returns:
+        The model folder.
+
+    Raises:
+        RsvizError: If the weights do not fit the config or the card's band/class counts.
+    """
+    from safetensors.torch import load_file
+
+    card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+    ckpt = Path(checkpoint)
+    if ckpt.suffix == ".safetensors":
+        state = load_file(str(ckpt))
+    else:
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError/RuntimeError for unsafe or broken files
+            raise RsvizError(f"cannot read {ckpt.name} as a plain state dict ({exc}); save it with torch.save(model.state_dict())") from exc
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    net = build_model(config)
+    target = set(net.state_dict())
+    fixed = {}
+    for k, v in state.items():
+        for cand in (k, f"net.{k}", k.removeprefix("model."), "net." + k.removeprefix("model.")):
+            if cand in target:
+                fixed[cand] = v
+                break
+    missing = target - set(fixed)
+    if missing:
+        raise RsvizError(f"{ckpt.name} does not fit {config}: {len(missing)} missing tensors, e.g. {sorted(missing)[:3]}")
+    net.load_state_dict(fixed)
+    if config.get("in_channels", card.in_channels) != card.in_channels:
+        raise RsvizError(f"card lists {card.in_channels} bands but the config has in_channels={config.get('in_channels')}")
+    seg = card.heads.get("seg")
+    if seg and seg.kind == "multiclass" and card.classes and len(card.classes) != seg.channels:
+        raise RsvizError(f"card lists {len(card.classes)} classes but the seg head has {seg.channels} channels")
+    return save_pretrained(net, config, card, directory, half=False)
+
+
+__all__ = ["list_models", "get_model_card", "load_model", "save_pretrained", "import_checkpoint",
+           "register_model_dir", "resolve_device", "LoadedModel", "RsvizError", "unknown_name"]

@@ -1,0 +1,165 @@
+"""Training recipe of the multi-task building-footprint model (and its single-task baseline).
+
+Reproduces Ekim & Sertel, IGARSS 2021: a U-Net with building segmentation, boundary
+and RGB reconstruction heads; the task losses are weighted by learned homoscedastic
+uncertainty (Kendall et al., CVPR 2018). ``heads: {"seg": 1}`` trains the single-task
+baseline with the same backbone and budget.
+
+Data: Banepa (train split) and Kampala zoom-20 tiles (train split), see
+:mod:`rsviz.datasets.buildings`; model selection on their val splits.
+Run: ``python -m rsviz train building-mtl --config configs/building-mtl.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
+from rsviz.models.architectures import build_model
+from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
+from rsviz.train.common import CurveLogger, augment, load_config, seed_everything
+
+DEFAULTS: dict[str, Any] = {
+    "name": "building-mtl",
+    "seed": 0,
+    "encoder_name": "mobilenet_v2",
+    "decoder_channels": [128, 64, 32, 16, 16],
+    "heads": {"seg": 1, "edge": 1, "recon": 3},
+    "crop": 256,
+    "batch_size": 8,
+    "steps": 1000,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "edge_pos_weight": 3.0,
+    "colour_jitter": 0.2,
+    "val_every": 100,
+    "threads": 2,
+    "device": "auto",
+    "out": "runs/building-mtl",
+    "kampala_zoom": 20,
+}
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+
+def _load_split(split: str, zoom: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    out = []
+    for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
+        if ref.split != split:
+            continue
+        s = ref.load()
+        out.append((s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid))
+    return out
+
+
+def _batch(data, rng, crop, bs, colour):
+    xs, ys, es, vs = [], [], [], []
+    for _ in range(bs):
+        img, m, e, v = data[int(rng.integers(len(data)))]
+        h, w = m.shape
+        c = min(crop, h, w)
+        r0, c0 = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        sl = (slice(r0, r0 + c), slice(c0, c0 + c))
+        x, (m2, e2, v2) = augment(img[(slice(None), *sl)].copy(), [m[sl], e[sl], v[sl]], rng, colour)
+        xs.append(x), ys.append(m2), es.append(e2), vs.append(v2)
+    x = (np.stack(xs) - MEAN) / STD
+    return (torch.from_numpy(x), torch.from_numpy(np.stack(ys)[:, None].astype(np.float32)),
+            torch.from_numpy(np.stack(es)[:, None].astype(np.float32)), torch.from_numpy(np.stack(vs)[:, None].astype(np.float32)))
+
+
+@torch.no_grad()
+def _validate(net, data, device) -> dict[str, float]:
+    net.eval()
+    tp = fp = fn = 0
+    for img, m, _, v in data:
+        x = torch.from_numpy(((img - MEAN) / STD)[None]).to(device)
+        p = (net(x)["seg"][0, 0] > 0).cpu().numpy()
+        t, vv = m.astype(bool), v.astype(bool)
+        tp += int((p & t & vv).sum())
+        fp += int((p & ~t & vv).sum())
+        fn += int((~p & t & vv).sum())
+    net.train()
+    return {"val_iou": tp / max(tp + fp + fn, 1), "val_f1": 2 * tp / max(2 * tp + fp + fn, 1)}
+
+
+def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
+    """Train and write the best checkpoint, config and curves to ``cfg["out"]``.
+
+    Returns:
+        The output folder, holding ``best.safetensors``, ``config.json`` (architecture),
+        ``train_config.json`` (recipe as run), ``curves.csv`` / ``curves.png`` and
+        ``summary.json`` (best val IoU, learned task weights, wall time).
+    """
+    from safetensors.torch import save_file
+
+    from rsviz.models.api import resolve_device
+
+    cfg = load_config(config_path, DEFAULTS)
+    cfg.update(overrides or {})
+    torch.set_num_threads(int(cfg["threads"]))
+    rng = seed_everything(int(cfg["seed"]))
+    device = resolve_device(cfg["device"])
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
+    arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
+            "heads": cfg["heads"], "decoder_channels": cfg["decoder_channels"]}
+    (out / "config.json").write_text(json.dumps(arch, indent=2))
+    net = build_model(arch).to(device)
+    tasks = list(cfg["heads"])
+    weighting = UncertaintyWeightedLoss(tasks).to(device)
+    opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
+    train_data = _load_split("train", cfg["kampala_zoom"])
+    val_data = _load_split("val", cfg["kampala_zoom"])
+    log = CurveLogger(out)
+    best, t0 = -1.0, time.time()
+    pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)
+    run: dict[str, float] = {}
+    for step in range(1, int(cfg["steps"]) + 1):
+        x, y, e, v = (t.to(device) for t in _batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"]))
+        o = net(x)
+        losses = {}
+        if "seg" in o:
+            bce = (F.binary_cross_entropy_with_logits(o["seg"], y, reduction="none") * v).sum() / v.sum().clamp(min=1)
+            losses["seg"] = bce + soft_dice_loss(o["seg"] * v - 20 * (1 - v), y * v)
+        if "edge" in o:
+            losses["edge"] = (F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * v).sum() / v.sum().clamp(min=1)
+        if "recon" in o:
+            losses["recon"] = F.l1_loss(o["recon"], x)
+        loss = weighting(losses) if len(losses) > 1 else losses["seg"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        for k, val in losses.items():
+            run[k] = run.get(k, 0.0) + float(val.detach())
+        if step % int(cfg["val_every"]) == 0 or step == int(cfg["steps"]):
+            n = int(cfg["val_every"])
+            row: dict[str, float] = {"step": step, **{f"loss_{k}": val / n for k, val in run.items()}}
+            row.update({f"weight_{k}": w for k, w in weighting.weights().items()} if len(losses) > 1 else {})
+            row.update(_validate(net, val_data, device))
+            row["elapsed_s"] = time.time() - t0
+            log.log(row)
+            run = {}
+            print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+            if row["val_iou"] > best:
+                best = row["val_iou"]
+                save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(out / "best.safetensors"))
+                summary = {"best_val_iou": best, "best_step": step, "task_weights": weighting.weights(),
+                           "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars)}}
+                (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.plot()
+    summary = json.loads((out / "summary.json").read_text())
+    summary.update({"final_task_weights": weighting.weights(), "wall_s": time.time() - t0, "steps": cfg["steps"],
+                    "device": str(device)})
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return out

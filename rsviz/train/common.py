@@ -1,0 +1,104 @@
+"""Shared training utilities: seeding, augmentation, curves (CSV + PNG)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch; return a NumPy generator for data sampling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def load_config(path: str | os.PathLike, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Read a JSON training config over ``defaults``; unknown keys raise ``ValueError``."""
+    cfg = dict(defaults)
+    if path:
+        user = json.loads(Path(path).read_text(encoding="utf-8"))
+        unknown = set(user) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; valid: {sorted(defaults)}")
+        cfg.update(user)
+    return cfg
+
+
+def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
+    """Random flip / rot90 (image and targets alike) and colour jitter (image only).
+
+    Args:
+        img: ``(C, H, W)`` float32 in [0, 1].
+        targets: list of ``(H, W)`` arrays.
+        rng: NumPy generator.
+        colour: Max relative brightness / contrast / saturation change.
+
+    Returns:
+        ``(img, targets)`` augmented copies.
+    """
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    def geo(a):
+        a = np.rot90(a, k, axes=(-2, -1))
+        return a[..., ::-1] if flip else a
+    img = geo(img)
+    targets = [np.ascontiguousarray(geo(t)) for t in targets]
+    if colour > 0:
+        b = 1 + rng.uniform(-colour, colour)
+        c = 1 + rng.uniform(-colour, colour)
+        s = 1 + rng.uniform(-colour, colour)
+        mean = img.mean()
+        img = (img - mean) * c + mean * b
+        if img.shape[0] >= 3:
+            grey = img[:3].mean(0, keepdims=True)
+            img[:3] = grey + (img[:3] - grey) * s
+        img = np.clip(img, 0, 1)
+    return np.ascontiguousarray(img, dtype=np.float32), targets
+
+
+class CurveLogger:
+    """Append rows to ``curves.csv`` and plot them to ``curves.png``."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / "curves.csv"
+        self.rows: list[dict[str, float]] = []
+
+    def log(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+
+    def plot(self) -> Path:
+        """Write ``curves.png`` (train losses left, validation metrics right); returns its path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+        keys = list(dict.fromkeys(k for r in self.rows for k in r if k != "step"))
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in self.rows if k in r and r[k] == r[k]]
+            if not pts:
+                continue
+            ax = b if k.startswith("val_") else a
+            ax.plot(*zip(*pts), label=k)
+        a.set_xlabel("step"), a.set_title("training losses / task weights"), a.legend(fontsize=7), a.set_yscale("log")
+        b.set_xlabel("step"), b.set_title("validation"), b.legend(fontsize=7)
+        fig.tight_layout()
+        out = self.path.with_suffix(".png")
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
