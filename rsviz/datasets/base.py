@@ -51,6 +51,7 @@ class Sample:
         classes: Class legend for ``classes`` / binary targets.
         height_units: ``"m"``, ``"relative"`` (0-1 scaled nDSM) or ``""``.
         path: Image file.
+        extra: Dataset-specific extras (e.g. per-resolution Sentinel-2 bands, image labels).
     """
 
     id: str
@@ -66,6 +67,7 @@ class Sample:
     classes: tuple[ClassInfo, ...] = ()
     height_units: str = ""
     path: Path | None = None
+    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.valid is None:

@@ -1,0 +1,125 @@
+"""Command-line interface: ``python -m rsviz {data,models,predict,evaluate,train} ...``.
+
+Errors derived from :class:`~rsviz.errors.RsvizError` print one line to stderr and
+exit with status 2; no traceback for user mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from rsviz.errors import RsvizError
+
+
+def _tqdm_progress(desc: str):
+    from tqdm import tqdm
+
+    bar: dict = {}
+
+    def cb(done: int, total: int) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, desc=desc, unit="file", leave=False, file=sys.stderr,
+                            disable=not sys.stderr.isatty())
+        bar["b"].update(done - bar["b"].n)
+        if done >= total:
+            bar["b"].close()
+
+    return cb
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from rsviz.data import catalog
+
+    if args.action == "list":
+        root = catalog.data_dir()
+        print(f"data cache: {root}  (set {catalog.ENV_VAR} to change)")
+        print(f"{'dataset':28} {'files':>5} {'MB':>7}  {'cached':6}  title")
+        for n in catalog.list_datasets():
+            fs = catalog.files(n)
+            mb = sum(f.size for f in fs) / 1e6
+            have = sum((root / f.path).exists() for f in fs)
+            print(f"{n:28} {len(fs):5d} {mb:7.1f}  {have:3d}/{len(fs):<3d} {catalog.dataset_info(n).title}")
+        return 0
+    names = args.names or catalog.list_datasets()
+    if args.action == "fetch":
+        for n in names:
+            path = catalog.fetch(n, progress=_tqdm_progress(n))
+            print(f"{n}: fetched into {path}")
+        return 0
+    failed = False
+    for n in names:
+        rep = catalog.verify(n, progress=_tqdm_progress(n))
+        if rep.passed:
+            print(f"OK       {n}: {rep.ok} files")
+        else:
+            failed = True
+            print(f"FAILED   {n}: {rep.ok} ok, {len(rep.missing)} missing, {len(rep.corrupt)} corrupt")
+            for p in rep.corrupt:
+                print(f"  corrupt (sha256 mismatch): {catalog.data_dir() / p}")
+            for p in rep.missing[:20]:
+                print(f"  missing: {catalog.data_dir() / p}")
+            if rep.missing:
+                print(f"  fix: python -m rsviz data fetch {n}")
+            if rep.corrupt:
+                print(f"  fix: delete the corrupt file(s) and run python -m rsviz data fetch {n}")
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rsviz.models.api import get_model_card, list_models
+
+    names = list_models()
+    if not names:
+        print("no models registered")
+        return 0
+    print(f"{'model':22} {'task':10} {'bands':>5} {'tile':>5}  title")
+    for n in names:
+        c = get_model_card(n)
+        print(f"{n:22} {c.task:10} {c.in_channels:5d} {c.input.tile_size:5d}  {c.title}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rsviz.train import RECIPES
+
+    if args.name not in RECIPES:
+        from rsviz.errors import unknown_name
+
+        raise unknown_name("training recipe", args.name, list(RECIPES))
+    out = RECIPES[args.name](args.config)
+    print(f"trained {args.name}: outputs in {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="python -m rsviz", description="rsviz: QA of remote-sensing segmentation models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="sample-data catalog: list, fetch, verify")
+    d.add_argument("action", choices=["list", "fetch", "verify"])
+    d.add_argument("names", nargs="*", help="dataset names (default: all)")
+    d.set_defaults(func=cmd_data)
+
+    m = sub.add_parser("models", help="model registry")
+    m.add_argument("action", choices=["list"])
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train a bundled model's recipe")
+    t.add_argument("name", help="recipe name, e.g. building-mtl")
+    t.add_argument("--config", help="JSON config overriding the recipe defaults")
+    t.set_defaults(func=cmd_train)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RsvizError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,97 @@
+"""Widgets of the landing page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rsviz.data import catalog
+from rsviz.datasets import Sample
+from rsviz.errors import RsvizError
+from rsviz.mapview import assets_installed
+from rsviz.ui.scenes import find_scene, scene_map, scene_options
+
+
+def device_label() -> str:
+    """``"CUDA: <GPU name>"``, ``"Apple MPS"`` or ``"CPU (<n> threads)"``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.get_device_name(0)}"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def render_intro() -> None:
+    """What rsviz is, the device in use, bundled models and data status."""
+    from rsviz.models.api import get_model_card, list_models
+
+    st.caption("Browse imagery, draw an extent, run a bundled model and compare it with ground truth.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Device", device_label())
+    c2.metric("Bundled models", len(list_models()))
+    c3.metric("Sample datasets", len(catalog.list_datasets()))
+    if not assets_installed():
+        st.warning("Leaflet assets are not installed, so the map cannot render offline: run `npm ci --prefix static`.")
+    names = list_models()
+    if names:
+        rows = []
+        for n in names:
+            c = get_model_card(n)
+            main = next(iter(c.metrics.values()), {})
+            rows.append({"model": n, "task": c.task, "title": c.title, "bands": ", ".join(c.input.bands),
+                         "key metric": ", ".join(f"{k} {v:.3f}" for k, v in list(main.items())[:2]
+                                                 if isinstance(v, (int, float)))})
+        st.dataframe(rows, hide_index=True, use_container_width=True)
+
+
+@st.cache_data(show_spinner=False)
+def _options():
+    return scene_options()
+
+
+@st.cache_data(show_spinner="Loading scene…", max_entries=16)
+def load_sample(dataset: str, scene_id: str) -> Sample:
+    """Load (and cache) one sample scene."""
+    return find_scene(dataset, scene_id).load()
+
+
+def scene_picker() -> tuple[Sample, dict] | None:
+    """Scene selector and map options; returns the loaded sample and map options."""
+    opts, problems = _options()
+    for p in problems:
+        st.info(p)
+    if not opts:
+        st.error(f"No sample data found in {catalog.data_dir()}. Run `python -m rsviz data fetch` "
+                 f"or set {catalog.ENV_VAR} to a folder with the sample data.")
+        return None
+    labels = [o.label for o in opts]
+    default = next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    c1, c2, c3, c4 = st.columns([4, 1, 1, 2])
+    choice = c1.selectbox("Sample scene", labels, index=default, key="home-scene")
+    show_gt = c2.toggle("Ground truth", value=True, key="home-gt")
+    basemap = c3.toggle("Basemap", value=False, key="home-basemap", help="OpenStreetMap tiles; needs internet")
+    opacity = c4.slider("Ground-truth opacity", 0.0, 1.0, 0.5, 0.05, key="home-opacity")
+    o = opts[labels.index(choice)]
+    try:
+        sample = load_sample(o.dataset, o.id)
+    except RsvizError as exc:
+        st.error(str(exc))
+        return None
+    gsd = sample.gsd
+    st.caption(f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {sample.crs} · "
+               f"GSD {gsd:.2f} m" if gsd else "not georeferenced")
+    return sample, {"show_gt": show_gt, "basemap": basemap, "gt_opacity": opacity}
+
+
+def landing_map(sample: Sample, show_gt: bool, basemap: bool, gt_opacity: float):
+    """Folium map of the sample (imagery overlay, ground truth toggle, draw tool)."""
+    return scene_map(sample, show_gt=show_gt, basemap=basemap, gt_opacity=gt_opacity)
+
+
+def render_attribution() -> None:
+    """Data attribution footer."""
+    with st.expander("Data sources and attribution"):
+        for n in catalog.list_datasets():
+            i = catalog.dataset_info(n)
+            st.markdown(f"- **{n}** — {i.title}. {i.attribution}. Licence: {i.licence}.")
