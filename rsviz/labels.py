@@ -94,7 +94,7 @@ def rasterize_polygons(
         geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]
     vals = values if values is not None else [1] * len(geoms)
     return rasterize(
-        zip(geoms, vals), out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=all_touched
+        zip(geoms, vals, strict=False), out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=all_touched
     )
 
 

@@ -180,7 +180,7 @@ def read_raster(
         transform = ds.window_transform(window) if window is not None else ds.transform
         names = tuple(band_names) if band_names else tuple(
             (ci.name if ci.name not in ("undefined", "gray") else f"band{i}")
-            for i, ci in zip(idx, [ds.colorinterp[i - 1] for i in idx])
+            for i, ci in zip(idx, [ds.colorinterp[i - 1] for i in idx], strict=False)
         )
         lo, hi = dtype_range(data.dtype)
         return RasterData(array=data, transform=transform, crs=ds.crs, valid=valid, band_names=names, scale=(lo, hi))

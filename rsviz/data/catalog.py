@@ -292,7 +292,7 @@ def fetch(name: str, progress: Callable[[int, int], None] | None = None) -> Path
         dest = root / e.path
         if dest.exists() and sha256sum(dest) == e.sha256:
             pass
-        elif e.origin.startswith("https://"):
+        elif e.origin.startswith(("https://", "http://")):
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 pooch.retrieve(e.origin, known_hash=f"sha256:{e.sha256}", fname=dest.name, path=dest.parent,

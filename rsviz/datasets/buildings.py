@@ -29,7 +29,7 @@ from rasterio.transform import from_bounds
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
 from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
-from rsviz.labels import edges_from_mask, read_geojson_features, rasterize_polygons, threshold_mask
+from rsviz.labels import edges_from_mask, rasterize_polygons, read_geojson_features, threshold_mask
 from rsviz.raster import read_raster
 
 BUILDING_CLASSES = (ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75)))

@@ -67,7 +67,7 @@ def load_neon(site: str) -> Sample:
 def load_alexandria() -> Sample:
     """Alexandria lidar: DSM (metres) as a 1-band image, height above ground (m) and building mask."""
     from rsviz.datasets.buildings import BUILDING_CLASSES
-    from rsviz.labels import read_geojson_features, rasterize_polygons
+    from rsviz.labels import rasterize_polygons, read_geojson_features
 
     p = catalog.local_path(ALEXANDRIA, "elevation/dsm.tif")
     dsm = read_raster(p)

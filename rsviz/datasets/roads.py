@@ -69,7 +69,7 @@ def load_vegas_rgb() -> Sample:
 def load_atlanta() -> Sample:
     """SpaceNet Atlanta panchromatic tile (uint16, EPSG:32616, 0.5 m) with building polygons."""
     from rsviz.datasets.buildings import BUILDING_CLASSES
-    from rsviz.labels import read_geojson_features, rasterize_polygons
+    from rsviz.labels import rasterize_polygons, read_geojson_features
 
     p = catalog.local_path(SPACENET, "solaris/data/sample_geotiff.tif")
     r = read_raster(p)

@@ -111,7 +111,7 @@ class ModelCard:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
         """Build a card from its JSON dict (unknown keys raise TypeError naming them)."""
         d = dict(d)
         d["heads"] = {k: HeadSpec(**v) for k, v in d["heads"].items()}
@@ -124,6 +124,6 @@ class ModelCard:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelCard":
+    def load(cls, path: str | Path) -> ModelCard:
         """Read ``card.json``."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -46,19 +46,24 @@ def render_intro() -> None:
 
 
 @st.cache_data(show_spinner=False)
-def _options():
+def _options(data_dir: str):
+    """Scene options of the cache at ``data_dir`` (the argument keys the cache)."""
     return scene_options()
 
 
 @st.cache_data(show_spinner="Loading scene…", max_entries=16)
-def load_sample(dataset: str, scene_id: str) -> Sample:
-    """Load (and cache) one sample scene."""
+def _load_sample(data_dir: str, dataset: str, scene_id: str) -> Sample:
     return find_scene(dataset, scene_id).load()
+
+
+def load_sample(dataset: str, scene_id: str) -> Sample:
+    """Load (and cache) one sample scene from the current data cache."""
+    return _load_sample(str(catalog.data_dir()), dataset, scene_id)
 
 
 def scene_picker() -> tuple[Sample, dict] | None:
     """Scene selector and map options; returns the loaded sample and map options."""
-    opts, problems = _options()
+    opts, problems = _options(str(catalog.data_dir()))
     for p in problems:
         st.info(p)
     if not opts:

@@ -1,0 +1,45 @@
+"""Landing page in headless Chromium with no internet: the map renders with the scene overlay.
+
+Screenshot: ``tests/artifacts/landing.png`` (ignored by git).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, block_internet, streamlit_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.realdata]
+ART = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_landing_map_renders_offline_with_overlay(browser, mirror):
+    ART.mkdir(exist_ok=True)
+    with streamlit_app({"RSVIZ_DATA_DIR": os.environ["RSVIZ_DATA_DIR"]}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        blocked = block_internet(page, url)
+        page.goto(url, wait_until="domcontentloaded")
+        frame_el = page.wait_for_selector("iframe[title*='st_folium']", timeout=90_000)
+        frame = frame_el.content_frame()
+        frame.wait_for_selector(".leaflet-container", timeout=60_000)
+        overlay = frame.wait_for_selector("img.leaflet-image-layer", state="attached", timeout=60_000)
+        page.wait_for_timeout(1500)
+        box = overlay.bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 100
+        assert frame.evaluate("typeof L !== 'undefined' && typeof L.Control.Draw !== 'undefined'")
+        page.screenshot(path=str(ART / "landing.png"), full_page=True)
+        # nothing the map needs came from the internet
+        assert not [u for u in blocked if "leaflet" in u or "jquery" in u], blocked
