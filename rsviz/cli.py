@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="JSON config overriding the recipe defaults")
     t.set_defaults(func=cmd_train)
 
+    from rsviz.cli_predict import add_predict_parser
+
+    add_predict_parser(sub)
     return p
 
 

@@ -1,0 +1,554 @@
+"""Tiled, blended, streaming inference for every dense head of a bundled model.
+
+:func:`predict` runs a model over an in-memory array or a raster file (optionally a
+pixel window or a geographic extent of it) with overlapping sliding windows blended
+by an importance map (MONAI ``sliding_window_inference`` is the reference). Rows of
+windows are processed as strips: each strip is read lazily from the file, its tiles
+are batched through the network, and weighted outputs accumulate in a strip buffer
+on the compute device. Rows no later window can touch are finalised and handed to a
+writer -- in memory, or window by window to a GeoTIFF that becomes a COG -- so memory
+is O(tile x raster width) for files, never O(raster).
+
+Outputs (all on the input grid, ``H x W`` = the window read):
+
+* ``probs``   ``(C, H, W)`` float32: class probabilities (sigmoid of the positive class
+  for binary heads, so C = 1; softmax for multiclass).
+* ``classes`` ``(H, W)`` uint8: class ids (binary: ``probs >= threshold``); 255 on nodata.
+* ``edge``    ``(H, W)`` float32 boundary probability (edge head).
+* ``recon``   ``(bands, H, W)`` float32 reconstruction in input units (reconstruction head).
+* ``height``  ``(H, W)`` float32 in the card's units (height head).
+* ``entropy`` ``(H, W)`` float32 predictive entropy of ``probs`` in nats
+  (binary: ``-p ln p - (1-p) ln(1-p)``; multiclass: ``-sum p ln p``).
+* ``tta_var`` ``(H, W)`` float32 variance of the primary probabilities across test-time
+  augmentations (mean over classes); only with ``tta=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from rsviz.errors import BandCountError, ModelInputError, RsvizError
+from rsviz.geo import gsd_metres
+from rsviz.inference.tiling import importance_map, round_up, window_starts
+from rsviz.models.api import LoadedModel, load_model
+from rsviz.raster import RasterData, open_raster, window_from_bounds
+from rsviz.types import BBox, ProgressCallback
+
+NODATA_CLASS = 255
+
+
+class InferenceCancelled(RsvizError):
+    """Raised when the ``cancel`` callback asks inference to stop."""
+
+
+class GSDWarning(UserWarning):
+    """The input's GSD is far outside the range the model was trained on."""
+
+
+@dataclass
+class Prediction:
+    """Outputs of :func:`predict` on the grid of the window that was read.
+
+    Attributes:
+        heads: Output name -> array (see module docstring for names, shapes, units).
+        transform: Affine transform of the outputs.
+        crs: CRS (None for non-georeferenced inputs).
+        valid: ``(H, W)`` bool, False on input nodata.
+        window: Pixel window of the source that was predicted.
+        model: Model name.
+        options: Tile, overlap, blend, TTA, batch size and device used.
+        stats: Timing: tiles, seconds, MPx/s.
+    """
+
+    heads: dict[str, np.ndarray]
+    transform: Affine
+    crs: CRS | None
+    valid: np.ndarray
+    window: Window
+    model: str
+    options: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.valid.shape  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _Source:
+    """Lazy reader of the region to predict (array or raster file)."""
+
+    def __init__(self, source, window: Window | None, bounds: BBox | None, bounds_crs) -> None:
+        self._ds = None
+        if isinstance(source, (str, os.PathLike)):
+            self._ctx = open_raster(source)
+            self._ds = self._ctx.__enter__()
+            ds = self._ds
+            if bounds is not None:
+                window = window_from_bounds(ds, bounds, bounds_crs)
+            full = Window(0, 0, ds.width, ds.height)
+            window = full if window is None else window.intersection(full)
+            self.window = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+            self.count, self.dtype = ds.count, np.dtype(ds.dtypes[0])
+            self.transform, self.crs = ds.window_transform(self.window), ds.crs
+        else:
+            r = source if isinstance(source, RasterData) else RasterData(np.asarray(source))
+            self._r = r
+            h, w = r.shape
+            if bounds is not None:
+                raise ModelInputError("bounds need a georeferenced raster file; pass window= for arrays")
+            full = Window(0, 0, w, h)
+            window = full if window is None else window.intersection(full)
+            self.window = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+            self.count, self.dtype = r.count, r.array.dtype
+            self.transform = r.transform * Affine.translation(self.window.col_off, self.window.row_off)
+            self.crs = r.crs
+        self.height, self.width = int(self.window.height), int(self.window.width)
+
+    def read_rows(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[r0, r1)`` of the region, all columns: ``(bands, n, W)`` and valid ``(n, W)``."""
+        w = Window(self.window.col_off, self.window.row_off + r0, self.width, r1 - r0)
+        if self._ds is not None:
+            data = self._ds.read(window=w)
+            valid = np.all(self._ds.read_masks(window=w) > 0, axis=0)
+            return data, valid
+        r = self._r
+        sl = (slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width)))
+        return r.array[(slice(None), *sl)], r.valid[sl]
+
+    def close(self) -> None:
+        if self._ds is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ds = None
+
+
+# --------------------------------------------------------------------------- model runner
+
+
+class _Runner:
+    """Normalises tiles, runs the network (AMP / channels_last on CUDA), activates heads."""
+
+    def __init__(self, lm: LoadedModel, tta: bool) -> None:
+        self.lm, self.card, self.dev = lm, lm.card, lm.device
+        inp = self.card.input
+        n = len(inp.bands)
+        self.mean = torch.tensor(inp.mean, dtype=torch.float32, device=self.dev).view(1, n, 1, 1)
+        self.std = torch.tensor(inp.std, dtype=torch.float32, device=self.dev).view(1, n, 1, 1)
+        self.scale = float(inp.scale)
+        self.tta = tta
+        self.heads = {k: h for k, h in self.card.heads.items() if h.kind in ("binary", "multiclass", "regression", "reconstruction")}
+        seg = self.heads.get("seg")
+        self.seg_kind = seg.kind if seg else None
+        self.layout: list[tuple[str, int]] = []
+        for k, h in self.heads.items():
+            self.layout.append((k, h.channels))
+        if tta and seg:
+            self.layout.append(("tta_var", 1))
+        self.channels = sum(c for _, c in self.layout)
+        self.cuda = self.dev.type == "cuda"
+        if self.cuda:
+            self.lm.net.to(memory_format=torch.channels_last)
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=self.amp_dtype):
+                out = self.lm.net(x)
+            return {k: v.float() for k, v in out.items()}
+        return self.lm.net(x)
+
+    def _activate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        res = {}
+        for k, h in self.heads.items():
+            v = out[k]
+            if h.kind == "binary":
+                v = torch.sigmoid(v)
+            elif h.kind == "multiclass":
+                v = torch.softmax(v, dim=1)
+            elif h.kind == "reconstruction":
+                v = (v * self.std + self.mean) * self.scale
+            res[k] = v
+        return res
+
+    @torch.inference_mode()
+    def __call__(self, x_raw: torch.Tensor) -> torch.Tensor:
+        """``(B, bands, th, tw)`` raw values -> ``(B, channels, th, tw)`` activated outputs."""
+        x = (x_raw.float() / self.scale - self.mean) / self.std
+        if not self.tta:
+            o = self._activate(self._net(x))
+            return torch.cat([o[k] for k, _ in self.layout], dim=1)
+        square = x.shape[-1] == x.shape[-2]
+        tfs = [(0, False), (0, True), (2, False), (2, True)] + ([(1, False), (3, False), (1, True), (3, True)] if square else [])
+        acc: dict[str, torch.Tensor] = {}
+        sq = None
+        for k, flip in tfs:
+            xt = torch.rot90(x, k, dims=(-2, -1))
+            if flip:
+                xt = torch.flip(xt, dims=(-1,))
+            o = self._activate(self._net(xt))
+            for name, v in o.items():
+                if flip:
+                    v = torch.flip(v, dims=(-1,))
+                v = torch.rot90(v, -k, dims=(-2, -1))
+                acc[name] = acc.get(name, 0) + v
+                if name == "seg":
+                    sq = (sq if sq is not None else 0) + v * v
+        n = len(tfs)
+        o = {name: v / n for name, v in acc.items()}
+        if "seg" in o:
+            o["tta_var"] = (sq / n - o["seg"] ** 2).clamp(min=0).mean(dim=1, keepdim=True)
+        return torch.cat([o[k] for k, _ in self.layout], dim=1)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+class _MemoryWriter:
+    def __init__(self, height: int, width: int) -> None:
+        self.h, self.w = height, width
+        self.heads: dict[str, np.ndarray] = {}
+        self.valid = np.zeros((height, width), bool)
+
+    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        for k, v in heads.items():
+            if k not in self.heads:
+                shape = (v.shape[0], self.h, self.w) if v.ndim == 3 else (self.h, self.w)
+                self.heads[k] = np.zeros(shape, v.dtype)
+            self.heads[k][..., r0:r1, :] = v
+        self.valid[r0:r1] = valid
+
+
+def output_band_layout(card, tta: bool) -> list[tuple[str, str]]:
+    """Bands of the uint8 GeoTIFF/COG written by :func:`predict` (``output=``).
+
+    Band 1 is always the class id (255 = nodata). Then, as the model has them:
+    ``prob:<class>`` (probability x 255), ``edge`` (x 255), ``entropy`` (x 255 / ln C, C >= 2),
+    ``tta_var`` (x 1020, i.e. variance 0.25 -> 255), ``recon:<band>`` (input units, clipped to 0-255).
+    Height heads go to a float32 sidecar ``<output stem>_height.tif``.
+
+    Returns:
+        ``[(name, description)]`` in band order.
+    """
+    bands = [("classes", "class id (255 = nodata)")]
+    seg = card.heads.get("seg")
+    if seg is not None:
+        names = [c.name for c in card.classes] if seg.kind == "multiclass" and card.classes else None
+        if seg.kind == "binary":
+            pos = card.classes[1].name if len(card.classes) > 1 else "positive"
+            bands.append((f"prob:{pos}", f"probability of {pos} x 255"))
+        else:
+            for i in range(seg.channels):
+                n = names[i] if names and i < len(names) else str(i)
+                bands.append((f"prob:{n}", f"probability of {n} x 255"))
+        bands.append(("entropy", "predictive entropy / ln(C) x 255 (C = 2 for binary)"))
+    if "edge" in card.heads:
+        bands.append(("edge", "boundary probability x 255"))
+    if tta and seg is not None:
+        bands.append(("tta_var", "TTA variance x 1020 (0.25 -> 255)"))
+    if "recon" in card.heads:
+        for b in card.input.bands:
+            bands.append((f"recon:{b}", f"reconstructed {b} (input units, clipped 0-255)"))
+    return bands
+
+
+class _GeoTIFFWriter:
+    """Writes finalised rows to a tiled uint8 GeoTIFF (+ float32 height sidecar), then a COG."""
+
+    def __init__(self, path: Path, card, tta: bool, height: int, width: int, transform, crs, cog: bool) -> None:
+        self.path, self.card, self.cog = Path(path), card, cog
+        self.layout = output_band_layout(card, tta)
+        self.tmpdir = tempfile.mkdtemp(prefix="rsviz-", dir=self.path.parent)
+        tmp = Path(self.tmpdir) / "main.tif"
+        prof = {"driver": "GTiff", "height": height, "width": width, "count": len(self.layout), "dtype": "uint8",
+                "transform": transform, "crs": crs, "tiled": True, "blockxsize": 512, "blockysize": 512,
+                "compress": "deflate", "nodata": None, "BIGTIFF": "IF_SAFER"}
+        self.ds = rasterio.open(tmp, "w", **prof)
+        for i, (_, desc) in enumerate(self.layout, 1):
+            self.ds.set_band_description(i, desc)
+        self.ds.update_tags(rsviz_model=card.name, rsviz_bands=",".join(n for n, _ in self.layout))
+        self.hds = None
+        if "height" in card.heads:
+            hp = dict(prof, count=1, dtype="float32", nodata=float("nan"), predictor=3)
+            self.hds = rasterio.open(Path(self.tmpdir) / "height.tif", "w", **hp)
+            self.hds.set_band_description(1, f"height ({card.heads['height'].units})")
+
+    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        w = Window(0, r0, valid.shape[1], r1 - r0)
+        n_cls = heads["probs"].shape[0] if "probs" in heads else 0
+        out = []
+        for name, _ in self.layout:
+            if name == "classes":
+                out.append(heads["classes"])
+            elif name.startswith("prob:"):
+                idx = [n for n, _ in self.layout if n.startswith("prob:")].index(name)
+                out.append(_q(heads["probs"][idx]))
+            elif name == "entropy":
+                out.append(_q(heads["entropy"] / math.log(max(n_cls, 2))))
+            elif name == "edge":
+                out.append(_q(heads["edge"]))
+            elif name == "tta_var":
+                out.append(_q(heads["tta_var"] * 4.0))
+            elif name.startswith("recon:"):
+                idx = [n for n, _ in self.layout if n.startswith("recon:")].index(name)
+                out.append(np.clip(np.rint(heads["recon"][idx]), 0, 255).astype(np.uint8))
+        self.ds.write(np.stack(out), window=w)
+        if self.hds is not None:
+            self.hds.write(np.where(valid, heads["height"], np.nan)[None].astype(np.float32), window=w)
+
+    def close(self) -> list[Path]:
+        self.ds.close()
+        outs = [(Path(self.ds.name), self.path)]
+        if self.hds is not None:
+            self.hds.close()
+            outs.append((Path(self.hds.name), self.path.with_name(self.path.stem + "_height.tif")))
+        for src, dst in outs:
+            if self.cog:
+                from rio_cogeo.cogeo import cog_translate
+                from rio_cogeo.profiles import cog_profiles
+
+                prof = cog_profiles.get("deflate")
+                prof.update(blockxsize=512, blockysize=512)
+                cog_translate(str(src), str(dst), prof, in_memory=False, quiet=True,
+                              config={"GDAL_TIFF_INTERNAL_MASK": True, "GDAL_CACHEMAX": 256},
+                              overview_resampling="nearest", use_cog_driver=False)
+            else:
+                os.replace(src, dst)
+        for f in Path(self.tmpdir).glob("*"):
+            f.unlink()
+        os.rmdir(self.tmpdir)
+        return [d for _, d in outs]
+
+
+def _q(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_input(card, count: int, dtype: np.dtype, transform, crs, shape: tuple[int, int], sample: np.ndarray | None = None) -> list[str]:
+    """Check an input against the model card.
+
+    Raises:
+        BandCountError: Band count differs from the card.
+        ModelInputError: Values outside the card's dtype scale (e.g. 16-bit data for an 8-bit model).
+
+    Returns:
+        Warning messages (also issued as :class:`GSDWarning`) when the GSD is more than 4x
+        outside the card's range.
+    """
+    n = card.in_channels
+    if count != n:
+        raise BandCountError(
+            f"{card.name} expects {n} bands ({', '.join(card.input.bands)}) but the image has {count}; "
+            f"choose an image with those bands or a model for {count}-band input")
+    if card.input.dtype == "uint8" and np.dtype(dtype).itemsize > 1 and sample is not None and sample.size and sample.max() > 255:
+        raise ModelInputError(
+            f"{card.name} expects 8-bit values (0-255) but the image has values up to {int(sample.max())}; "
+            "rescale it to 8-bit (e.g. gdal_translate -scale -ot Byte) first")
+    msgs = []
+    if crs is not None:
+        g = gsd_metres(transform, crs, *shape)
+        lo, hi = card.input.gsd_range_m
+        if g < lo / 4 or g > hi * 4:
+            msgs.append(f"image GSD {g:.2f} m is far outside {card.name}'s training range {lo:g}-{hi:g} m; "
+                        "expect degraded predictions (resample the image closer to that GSD)")
+            warnings.warn(msgs[-1], GSDWarning, stacklevel=3)
+    return msgs
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def predict(
+    model: LoadedModel | str,
+    source: str | os.PathLike | np.ndarray | RasterData,
+    *,
+    window: Window | None = None,
+    bounds: BBox | None = None,
+    bounds_crs: CRS | str | int = "EPSG:4326",
+    tile: int | None = None,
+    overlap: float | None = None,
+    blend: str = "gaussian",
+    batch_size: int = 4,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    output: str | os.PathLike | None = None,
+    cog: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Prediction:
+    """Predict every dense head of a model over a raster, tile by tile.
+
+    Args:
+        model: A :class:`LoadedModel` or a registry name (loaded on ``device``).
+        source: Raster path (GeoTIFF/COG/PNG...), ``(bands, H, W)`` array, or :class:`RasterData`.
+        window: Pixel window of the source to predict (clipped to the raster).
+        bounds: Geographic extent ``(west, south, east, north)`` in ``bounds_crs`` (EPSG:4326,
+            as drawn on the map, by default); the raster may be in any CRS.
+        bounds_crs: CRS of ``bounds``.
+        tile: Window side in pixels (multiple of 32); the card's ``tile_size`` by default.
+        overlap: Window overlap fraction in ``[0, 1)``; the card's ``overlap`` by default.
+        blend: Importance map: ``gaussian``, ``cosine`` or ``constant``.
+        batch_size: Windows per forward pass; halved automatically on CUDA out-of-memory.
+        tta: Average over flips and 90° rotations (8 transforms on square tiles) and return
+            ``tta_var``.
+        device: Device for a model given by name (``auto`` by default).
+        threshold: Probability threshold of binary heads.
+        output: If given, write the outputs to this GeoTIFF (COG if ``cog``) window by window
+            instead of keeping them in memory (see :func:`output_band_layout`); the returned
+            :class:`Prediction` then has empty ``heads``.
+        cog: Convert ``output`` to a Cloud Optimized GeoTIFF.
+        progress: Called as ``progress(tiles_done, tiles_total)``.
+        cancel: Polled between batches; returning True raises :class:`InferenceCancelled`.
+
+    Returns:
+        :class:`Prediction` on the grid of the window read.
+
+    Raises:
+        BandCountError, ModelInputError: Input does not match the model card.
+        ExtentError: ``bounds`` do not overlap the raster.
+        RasterReadError: Unreadable source.
+        InferenceCancelled: ``cancel()`` returned True.
+    """
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device or "auto")
+    card = lm.card
+    tile = int(tile or card.input.tile_size)
+    overlap = card.input.overlap if overlap is None else float(overlap)
+    if tile % 32:
+        raise ModelInputError(f"tile must be a multiple of 32 pixels, got {tile}")
+    src = _Source(source, window, bounds, bounds_crs)
+    try:
+        H, W = src.height, src.width
+        first, _ = src.read_rows(0, min(H, 64))
+        check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), first)
+        runner = _Runner(lm, tta)
+        th = tile if H >= tile else round_up(H, 32)
+        tw = tile if W >= tile else round_up(W, 32)
+        rows, cols = window_starts(H, th, overlap), window_starts(W, tw, overlap)
+        total = len(rows) * len(cols)
+        dev = lm.device
+        wmap = torch.from_numpy(importance_map((th, tw), blend)).to(dev)
+        C = runner.channels
+        Wb = max(W, tw)
+        acc = torch.zeros((C, th, Wb), dtype=torch.float32, device=dev)
+        wsum = torch.zeros((th, Wb), dtype=torch.float32, device=dev)
+        vbuf = np.zeros((th, Wb), bool)
+        writer = (_GeoTIFFWriter(Path(output), card, tta, H, W, src.transform, src.crs, cog) if output is not None
+                  else _MemoryWriter(H, W))
+        fill = torch.tensor(card.input.mean, dtype=torch.float32).view(-1, 1, 1) * card.input.scale
+        buf_y0, done, bs, t0 = 0, 0, max(1, int(batch_size)), time.perf_counter()
+
+        def finalize(n_rows: int) -> None:
+            nonlocal acc, wsum, vbuf, buf_y0
+            if n_rows <= 0:
+                return
+            out = (acc[:, :n_rows, :W] / wsum[:n_rows, :W].clamp(min=1e-12)).cpu().numpy()
+            valid = vbuf[:n_rows, :W].copy()
+            writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid)
+            acc = torch.cat([acc[:, n_rows:], torch.zeros((C, n_rows, Wb), dtype=acc.dtype, device=dev)], dim=1)
+            wsum = torch.cat([wsum[n_rows:], torch.zeros((n_rows, Wb), dtype=wsum.dtype, device=dev)], dim=0)
+            vbuf = np.concatenate([vbuf[n_rows:], np.zeros((n_rows, Wb), bool)], axis=0)
+            buf_y0 += n_rows
+
+        for y in rows:
+            finalize(min(y, H) - buf_y0)
+            y1 = min(y + th, H)
+            data, valid = src.read_rows(y, y1)
+            vbuf[y - buf_y0:y1 - buf_y0, :W] |= valid
+            strip = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+            if not valid.all():  # nodata -> per-band training mean (normalises to 0)
+                strip = torch.where(torch.from_numpy(valid)[None], strip, fill)
+            pad_h, pad_w = th - strip.shape[1], Wb - strip.shape[2]
+            if pad_h or pad_w:
+                mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "replicate"
+                strip = torch.nn.functional.pad(strip[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+            tiles = [strip[:, :, x:x + tw] for x in cols]
+            i = 0
+            while i < len(tiles):
+                if cancel is not None and cancel():
+                    raise InferenceCancelled("inference cancelled; nothing was written")
+                batch = torch.stack(tiles[i:i + bs])
+                try:
+                    if dev.type == "cuda":
+                        batch = batch.pin_memory().to(dev, non_blocking=True)
+                    else:
+                        batch = batch.to(dev)
+                    out = runner(batch)
+                except torch.cuda.OutOfMemoryError:
+                    if bs == 1:
+                        raise
+                    torch.cuda.empty_cache()
+                    bs = max(1, bs // 2)
+                    warnings.warn(f"CUDA out of memory; batch size halved to {bs}", RuntimeWarning, stacklevel=2)
+                    continue
+                for j in range(out.shape[0]):
+                    x = cols[i + j]
+                    acc[:, :, x:x + tw] += out[j] * wmap
+                    wsum[:, x:x + tw] += wmap
+                i += out.shape[0]
+                done += out.shape[0]
+                if progress is not None:
+                    progress(done, total)
+        finalize(H - buf_y0)
+        secs = time.perf_counter() - t0
+        files = writer.close() if isinstance(writer, _GeoTIFFWriter) else []
+        heads = writer.heads if isinstance(writer, _MemoryWriter) else {}
+        valid_all = writer.valid if isinstance(writer, _MemoryWriter) else np.zeros((0, 0), bool)
+        return Prediction(heads=heads, transform=src.transform, crs=src.crs, valid=valid_all, window=src.window,
+                          model=card.name,
+                          options={"tile": [th, tw], "overlap": overlap, "blend": blend, "tta": tta, "batch_size": bs,
+                                   "device": str(dev), "threshold": threshold},
+                          stats={"tiles": total, "seconds": secs, "mpx_per_s": H * W / 1e6 / max(secs, 1e-9),
+                                 "files": [str(f) for f in files]})
+    finally:
+        src.close()
+
+
+def _split(runner: _Runner, out: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Cut the blended channel stack into named heads and derive classes / entropy."""
+    heads: dict[str, np.ndarray] = {}
+    c = 0
+    for name, n in runner.layout:
+        v = out[c:c + n]
+        c += n
+        if name == "seg":
+            heads["probs"] = v
+        elif name in ("edge", "height", "tta_var"):
+            heads[name] = v[0]
+        else:
+            heads[name] = v
+    if "probs" in heads:
+        p = heads["probs"]
+        if runner.seg_kind == "binary":
+            cls = (p[0] >= threshold).astype(np.uint8)
+            q = np.clip(p[0], 1e-7, 1 - 1e-7)
+            ent = -(q * np.log(q) + (1 - q) * np.log(1 - q))
+        else:
+            cls = p.argmax(0).astype(np.uint8)
+            q = np.clip(p, 1e-7, 1.0)
+            ent = -(q * np.log(q)).sum(0)
+        cls[~valid] = NODATA_CLASS
+        heads["classes"] = cls
+        heads["entropy"] = np.where(valid, ent, 0).astype(np.float32)
+        heads["probs"] = np.where(valid[None], p, 0).astype(np.float32)
+    return heads

@@ -1,0 +1,202 @@
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from rsviz.errors import BandCountError, ModelInputError, UnknownNameError
+from rsviz.inference import InferenceCancelled, importance_map, predict, window_starts
+from rsviz.inference.engine import GSDWarning
+from rsviz.models.api import get_model_card, list_models, load_model
+from rsviz.raster import RasterData, read_raster
+from tests import toy_models
+
+
+@pytest.fixture(scope="module")
+def toys(tmp_path_factory):
+    toy_models.register(tmp_path_factory.mktemp("models"))
+    return load_model("toy-constant", "cpu"), load_model("toy-pointwise", "cpu")
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(3, h, w), dtype=np.uint8)
+
+
+def _full_forward(lm, img):
+    """Whole-image forward pass, no tiling: the reference."""
+    card = lm.card
+    x = torch.from_numpy(img[None].astype(np.float32)) / card.input.scale
+    x = (x - torch.tensor(card.input.mean).view(1, -1, 1, 1)) / torch.tensor(card.input.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        o = lm.net(x)
+    return torch.sigmoid(o["seg"])[0, 0].numpy(), torch.sigmoid(o["edge"])[0, 0].numpy()
+
+
+def test_window_starts_shift_last_window_inward():
+    assert window_starts(100, 64, 0.25) == [0, 36]
+    assert window_starts(64, 64, 0.5) == [0]
+    assert window_starts(30, 64, 0.5) == [0]
+    s = window_starts(1000, 256, 0.25)
+    assert s[0] == 0 and s[-1] == 1000 - 256 and all(b - a <= 192 for a, b in zip(s, s[1:]))
+    with pytest.raises(ValueError):
+        window_starts(10, 4, 1.0)
+
+
+def test_importance_maps_peak_in_the_centre():
+    for mode in ("gaussian", "cosine"):
+        w = importance_map(64, mode)
+        assert w.shape == (64, 64) and w.max() == pytest.approx(1.0, abs=1e-3) and w.min() >= 1e-3
+        assert w[32, 32] > w[0, 0]
+    with pytest.raises(ValueError, match="valid"):
+        importance_map(8, "nope")
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "cosine", "constant"])
+def test_constant_model_blends_to_the_whole_image_output(toys, blend):
+    const, _ = toys
+    pred = predict(const, _image(150, 203), tile=64, overlap=0.5, blend=blend)
+    expected = 1 / (1 + np.exp(-0.3))
+    assert np.abs(pred.heads["probs"][0] - expected).max() < 1e-6
+    assert np.abs(pred.heads["edge"] - 1 / (1 + np.exp(1.0))).max() < 1e-6
+    assert np.abs(pred.heads["height"] - 2.5).max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(333, 517), (64, 64), (40, 90)])
+def test_translation_equivariant_model_shows_no_seams(toys, shape):
+    _, pw = toys
+    img = _image(*shape, seed=1)
+    pred = predict(pw, img, tile=64, overlap=0.25)
+    seg, edge = _full_forward(pw, img)
+    assert pred.heads["probs"].shape == (1, *shape)
+    assert np.abs(pred.heads["probs"][0] - seg).max() < 1e-5
+    assert np.abs(pred.heads["edge"] - edge).max() < 1e-5
+    # reconstruction comes back in input units
+    assert pred.heads["recon"].shape == (3, *shape)
+
+
+def test_window_crossing_raster_edge_is_clipped(toys):
+    _, pw = toys
+    img = _image(120, 150, seed=2)
+    full = predict(pw, img, tile=64)
+    part = predict(pw, img, window=Window(100, 80, 100, 100), tile=64)
+    assert part.shape == (40, 50)
+    np.testing.assert_allclose(part.heads["probs"], full.heads["probs"][:, 80:, 100:], atol=1e-5)
+
+
+def test_extent_crossing_raster_edge_from_lonlat_bounds(toys, scene_dir):
+    from rsviz.geo import reproject_bounds
+
+    _, pw = toys
+    r = read_raster(scene_dir / "image.tif")
+    w, s, e, n = r.bounds
+    ll = reproject_bounds((w + 40, s - 20, e + 30, n - 20), r.crs, "EPSG:4326")  # hangs off the east/south
+    pred = predict(pw, scene_dir / "image.tif", bounds=ll, tile=64)
+    assert pred.window.col_off >= 70 and pred.window.col_off + pred.window.width == 160
+    assert pred.window.row_off + pred.window.height == 96
+    assert pred.crs == r.crs and pred.transform.c == pytest.approx(r.transform.c + 0.5 * pred.window.col_off)
+
+
+def test_nodata_is_masked_out(toys, scene_dir):
+    _, pw = toys
+    pred = predict(pw, scene_dir / "image.tif", tile=64)
+    assert (pred.heads["classes"][:8, :8] == 255).all()
+    assert (pred.heads["probs"][:, :8, :8] == 0).all()
+    assert (pred.heads["classes"][8:, 8:] != 255).all()
+    assert not pred.valid[:8, :8].any()
+
+
+def test_streamed_cog_validates_and_equals_in_memory(toys, tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    _, pw = toys
+    img = _image(300, 700, seed=3)
+    src = tmp_path / "in.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=300, width=700, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(500000, 5000000, 0.5, 0.5), tiled=True,
+                       blockxsize=128, blockysize=128) as dst:
+        dst.write(img)
+    mem = predict(pw, src, tile=64, overlap=0.25)
+    out = tmp_path / "out.tif"
+    streamed = predict(pw, src, tile=64, overlap=0.25, output=out)
+    assert streamed.heads == {} and str(out) in streamed.stats["files"]
+    valid, errors, _ = cog_validate(str(out), quiet=True)
+    assert valid, errors
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32633 and ds.transform == mem.transform and ds.dtypes[0] == "uint8"
+        a = ds.read()
+    np.testing.assert_array_equal(a[0], mem.heads["classes"])
+    np.testing.assert_array_equal(a[1], np.rint(mem.heads["probs"][0] * 255).astype(np.uint8))
+
+
+def test_tta_on_equivariant_model_matches_plain_and_reports_variance(toys):
+    _, pw = toys
+    img = _image(96, 96, seed=4)
+    a = predict(pw, img, tile=64)
+    b = predict(pw, img, tile=64, tta=True)
+    np.testing.assert_allclose(a.heads["probs"], b.heads["probs"], atol=1e-5)
+    assert b.heads["tta_var"].shape == (96, 96) and b.heads["tta_var"].max() < 1e-6
+
+
+def test_progress_and_cancel(toys):
+    _, pw = toys
+    calls = []
+    predict(pw, _image(200, 200), tile=64, overlap=0.25, batch_size=3, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] == 16
+    with pytest.raises(InferenceCancelled):
+        predict(pw, _image(200, 200), tile=64, cancel=lambda: True)
+
+
+def test_input_checks_against_the_card(toys, scene_dir):
+    _, pw = toys
+    with pytest.raises(BandCountError, match="expects 3 bands"):
+        predict(pw, scene_dir / "one_band.tif", tile=64)
+    sixteen = RasterData(np.full((3, 64, 64), 4000, np.uint16))
+    with pytest.raises(ModelInputError, match="8-bit"):
+        predict(pw, sixteen, tile=64)
+    with pytest.raises(ModelInputError, match="multiple of 32"):
+        predict(pw, _image(64, 64), tile=50)
+    coarse = RasterData(_image(64, 64), transform=rasterio.transform.from_origin(0, 0, 30.0, 30.0), crs="EPSG:32633")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        predict(pw, coarse, tile=64)
+    assert any(issubclass(w.category, GSDWarning) for w in rec)
+
+
+def test_unknown_model_lists_valid_names(toys):
+    with pytest.raises(UnknownNameError, match="valid names: .*toy-constant"):
+        load_model("nope")
+
+
+def test_every_registered_model_loads_and_card_matches_input_channels(toys):
+    for name in list_models():
+        lm = load_model(name, "cpu")
+        card = get_model_card(name)
+        convs = [m for m in lm.net.modules() if isinstance(m, torch.nn.Conv2d)]
+        if convs:  # toy-constant has none
+            assert convs[0].in_channels == card.in_channels, name
+        out = lm.net(torch.zeros(1, card.in_channels, 64, 64))
+        assert set(out) >= {k for k, h in card.heads.items() if h.kind != "multilabel"}, name
+
+
+def test_cli_predict_writes_class_ids_on_input_grid(toys, scene_dir, tmp_path):
+    import os
+
+    from rsviz.models.api import model_dir
+
+    env = {**os.environ, "RSVIZ_MODELS_PATH": str(model_dir("toy-pointwise").parent)}
+    code = ("import sys; from tests import toy_models; from rsviz.models import architectures as a; "
+            "a.ARCHITECTURES['toy_pointwise']=toy_models.PointwiseNet; from rsviz.cli import main; sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "pred.tif"
+    r = subprocess.run([sys.executable, "-c", code, "predict", "toy-pointwise", str(scene_dir / "image.tif"), str(out),
+                        "--tile", "64", "--device", "cpu"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(out) as ds, rasterio.open(scene_dir / "image.tif") as src:
+        assert ds.transform == src.transform and ds.crs == src.crs and ds.shape == src.shape
+        assert "class id" in ds.descriptions[0]
+        assert set(np.unique(ds.read(1))) <= {0, 1, 255}
+    bad = subprocess.run([sys.executable, "-m", "rsviz", "predict", "nope", "a.tif", "b.tif"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "valid names" in bad.stderr and "Traceback" not in bad.stderr
