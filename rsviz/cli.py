@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rsviz.cli_predict import add_predict_parser
 
     add_predict_parser(sub)
+    from rsviz.cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return p
 
 

@@ -1,0 +1,206 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import LineString, box
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_cohen_kappa,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_jaccard_index,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from rsviz.metrics import (
+    ConfusionMatrix,
+    apls,
+    binary_error_map,
+    boundary_f1,
+    graph_from_lines,
+    height_metrics,
+    match_polygons,
+    object_f1,
+    reconstruction_metrics,
+    relaxed_precision_recall,
+)
+from rsviz.metrics.multilabel import multilabel_metrics
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_pixel_metrics_equal_torchmetrics(seed):
+    rng = np.random.default_rng(seed)
+    k = 5
+    t = rng.integers(0, k, (64, 80))
+    p = np.where(rng.random((64, 80)) < 0.6, t, rng.integers(0, k, (64, 80)))
+    r = ConfusionMatrix(k).update(p, t).compute()
+    P, T = torch.from_numpy(p).flatten(), torch.from_numpy(t).flatten()
+    np.testing.assert_array_equal(r["confusion_matrix"], multiclass_confusion_matrix(P, T, k).numpy())
+    for key, fn in [("iou", multiclass_jaccard_index), ("precision", multiclass_precision), ("recall", multiclass_recall),
+                    ("f1", multiclass_f1_score)]:
+        ref = fn(P, T, k, average="none").numpy()
+        np.testing.assert_allclose([c[key] for c in r["per_class"]], ref, rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(r["macro"][key], fn(P, T, k, average="macro").item(), rtol=1e-6)
+        np.testing.assert_allclose(r["weighted"][key], fn(P, T, k, average="weighted").item(), rtol=1e-6)
+    assert r["overall_accuracy"] == pytest.approx(multiclass_accuracy(P, T, k, average="micro").item(), rel=1e-6)
+    assert r["kappa"] == pytest.approx(multiclass_cohen_kappa(P, T, k).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ignore_index_matches_torchmetrics(seed):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 4, (50, 50))
+    p = rng.integers(0, 3, (50, 50))
+    r = ConfusionMatrix(4, ignore_index=3).update(p, t).compute()
+    ref = multiclass_jaccard_index(torch.from_numpy(p).flatten(), torch.from_numpy(t).flatten(), 4, average="none",
+                                   ignore_index=3).numpy()
+    np.testing.assert_allclose([c["iou"] for c in r["per_class"]], ref[:3], rtol=1e-6)
+    assert [c["id"] for c in r["per_class"]] == [0, 1, 2]
+
+
+def test_absent_class_is_nan_and_excluded_from_macro():
+    t = np.array([[0, 0, 1, 1]])
+    p = np.array([[0, 1, 1, 1]])
+    r = ConfusionMatrix(3).update(p, t).compute()
+    assert np.isnan(r["per_class"][2]["iou"])
+    assert r["macro"]["iou"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_kappa_on_textbook_matrix():
+    """Cohen's kappa textbook example (Wikipedia, "Cohen's kappa", worked example):
+    rater agreement table [[20, 5], [10, 15]] -> p_o = 0.7, p_e = 0.5, kappa = 0.4."""
+    cm = ConfusionMatrix(2)
+    cm.matrix[:] = [[20, 5], [10, 15]]
+    r = cm.compute()
+    assert r["overall_accuracy"] == pytest.approx(0.7)
+    assert r["kappa"] == pytest.approx(0.4)
+
+
+def test_object_f1_iou_just_above_and_below_half():
+    gt = [box(0, 0, 10, 10), box(30, 0, 40, 10)]
+    above = box(3, 0, 13, 10)  # IoU 70/130 = 0.538
+    below = box(34, 0, 44, 10)  # IoU 60/140 = 0.429
+    m = match_polygons([above, below], gt, 0.5)
+    s = m.scores()
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
+    assert m.tp[0][2] == pytest.approx(70 / 130)
+    assert s["f1"] == pytest.approx(0.5)
+    h = match_polygons([above, below], gt, 0.5, matching="hungarian").scores()
+    assert (h["tp"], h["fp"], h["fn"]) == (1, 1, 1)
+
+
+def test_greedy_matching_removes_matched_ground_truth():
+    gt = [box(0, 0, 10, 10)]
+    props = [box(0, 0, 10, 10), box(1, 0, 11, 10)]  # both overlap the same building
+    s = match_polygons(props, gt).scores()
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 0)
+
+
+def test_object_f1_from_masks_with_min_area():
+    gt = np.zeros((40, 40), np.uint8)
+    gt[5:15, 5:15] = 1
+    pred = gt.copy()
+    pred[30:32, 30:32] = 1  # 4 px speck, dropped by min_area
+    s, m = object_f1(pred, gt, min_area=10)
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 0, 0)
+    s2, _ = object_f1(pred, gt, min_area=0)
+    assert s2["fp"] == 1
+
+
+def _square(shift):
+    m = np.zeros((64, 64), bool)
+    m[20:40, 20 + shift:40 + shift] = True
+    return m
+
+
+@pytest.mark.parametrize("shift, expected", [(0, 1.0), (1, 1.0), (2, 1.0), (5, 0.5)])
+def test_boundary_f1_on_shifted_square(shift, expected):
+    """20x20 square, tolerance 2 px. Shift 5 (hand-worked): of the 76 inner-boundary pixels,
+    2x(15+2) horizontal + 4 vertical lie within 2 px of the other boundary -> P = R = 38/76."""
+    r = boundary_f1(_square(shift), _square(0), tolerance=2)
+    assert r["f1"] == pytest.approx(expected)
+
+
+def test_boundary_f1_tolerance_in_metres():
+    r = boundary_f1(_square(2), _square(0), tolerance_m=0.5, gsd=0.5)  # 1 px
+    assert r["tolerance_px"] == 1 and r["f1"] < 1
+    with pytest.raises(ValueError):
+        boundary_f1(_square(0), _square(0), tolerance_m=1)
+
+
+def test_relaxed_precision_recall():
+    t = np.zeros((50, 50), bool)
+    t[25, :] = True
+    p = np.zeros((50, 50), bool)
+    p[27, :] = True  # 2 px off
+    assert relaxed_precision_recall(p, t, rho=3)["f1"] == 1.0
+    assert relaxed_precision_recall(p, t, rho=1)["f1"] == 0.0
+
+
+def test_apls_identical_missing_edge_and_disconnected_node():
+    a, b, c = (0, 0), (10, 0), (20, 0)
+    gt = graph_from_lines([LineString([a, b, c])], spacing=100)
+    assert apls(gt, graph_from_lines([LineString([a, b, c])], spacing=100), buffer=1)["apls"] == pytest.approx(1.0)
+    # missing edge B-C: gt->prop 1 - 4/6 = 1/3; prop->gt 1.0; harmonic mean 0.5
+    r = apls(gt, graph_from_lines([LineString([a, b])], spacing=100), buffer=1)
+    assert r["apls_gt_to_prop"] == pytest.approx(1 / 3) and r["apls_prop_to_gt"] == pytest.approx(1.0)
+    assert r["apls"] == pytest.approx(0.5)
+    # C present but disconnected (C-D spur): gt->prop 1/3; prop->gt 1 - 2/4 = 0.5; APLS = 0.4
+    r = apls(gt, graph_from_lines([LineString([a, b]), LineString([c, (20, 5)])], spacing=100), buffer=1)
+    assert r["apls_gt_to_prop"] == pytest.approx(1 / 3) and r["apls_prop_to_gt"] == pytest.approx(0.5)
+    assert r["apls"] == pytest.approx(0.4)
+
+
+def test_height_metrics():
+    t = np.array([[1.0, 2.0, 4.0, 10.0]])
+    p = np.array([[1.0, 2.5, 3.0, 10.0]])
+    r = height_metrics(p, t)
+    assert r["mae"] == pytest.approx(0.375) and r["bias"] == pytest.approx(-0.125)
+    assert r["rmse"] == pytest.approx(np.sqrt((0.25 + 1) / 4))
+    assert r["delta_1.25"] == pytest.approx(0.5)  # 2.5/2 = 1.25 is not < 1.25; 4/3 > 1.25
+
+
+def test_reconstruction_metrics_with_skimage():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 200, (3, 32, 32)).astype(np.float32)  # +10 stays below 255 (no clipping)
+    with np.errstate(divide="ignore"):
+        r = reconstruction_metrics(x, x)
+    assert r["ssim"] == pytest.approx(1.0) and np.isinf(r["psnr_db"])
+    n = reconstruction_metrics(x + 10, x)
+    assert n["psnr_db"] == pytest.approx(10 * np.log10(255**2 / 100), rel=1e-3)
+
+
+def test_multilabel_metrics_against_hand_values():
+    probs = np.array([[0.9, 0.1, 0.2], [0.8, 0.7, 0.1], [0.2, 0.6, 0.1]])
+    tgt = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
+    r = multilabel_metrics(probs, tgt, ["a", "b", "c"])
+    a, b, c = r["per_label"]
+    assert a["f1"] == 1.0 and b["precision"] == 0.5 and b["recall"] == 1.0
+    assert np.isnan(c["f1"])  # never present, never predicted
+    assert r["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 0))
+    assert r["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert r["map"] == pytest.approx(1.0)
+
+
+def test_error_map_codes():
+    p = np.array([[1, 1, 0, 0]])
+    t = np.array([[1, 0, 1, 0]])
+    np.testing.assert_array_equal(binary_error_map(p, t), [[1, 2, 3, 0]])
+
+
+def test_cli_evaluate_json_and_grid_mismatch(scene_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt.tif"), "--gt",
+                        str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["iou"] == 1.0 and doc["summary"]["object_f1"] == 1.0
+    assert doc["overall"][1]["class_name"] == "buildings" and doc["overall"][-1]["class_name"] == "average"
+    assert out.with_suffix(".csv").read_text().startswith("class_id,class_name,iou")
+    bad = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt_shifted.tif"), "--gt",
+                          str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "transform" in bad.stderr and "Traceback" not in bad.stderr
