@@ -124,14 +124,21 @@ def window_from_bounds(ds, bounds: BBox, bounds_crs: CRS | str | int = "EPSG:432
         ExtentError: If the extent does not overlap the raster.
         CRSError: If the raster has no CRS.
     """
-    crs = to_crs(ds.crs)
+    return grid_window_from_bounds(ds.transform, ds.crs, (ds.height, ds.width), bounds, bounds_crs)
+
+
+def grid_window_from_bounds(transform: Affine, crs: CRS | None, shape: tuple[int, int], bounds: BBox,
+                            bounds_crs: CRS | str | int = "EPSG:4326") -> Window:
+    """Like :func:`window_from_bounds` for a grid given by transform, CRS and ``(height, width)``."""
+    crs = to_crs(crs)
+    height, width = shape
     w, s, e, n = reproject_bounds(bounds, bounds_crs, crs)
-    win = from_bounds(w, s, e, n, transform=ds.transform)
+    win = from_bounds(w, s, e, n, transform=transform)
     col0, row0 = max(int(np.floor(win.col_off)), 0), max(int(np.floor(win.row_off)), 0)
-    col1 = min(int(np.ceil(win.col_off + win.width)), ds.width)
-    row1 = min(int(np.ceil(win.row_off + win.height)), ds.height)
+    col1 = min(int(np.ceil(win.col_off + win.width)), width)
+    row1 = min(int(np.ceil(win.row_off + win.height)), height)
     if col1 <= col0 or row1 <= row0:
-        rb = reproject_bounds(ds.bounds, crs, bounds_crs)
+        rb = reproject_bounds(_bounds(transform, height, width), crs, bounds_crs)
         raise ExtentError(
             f"the extent {tuple(round(v, 6) for v in bounds)} does not overlap the raster "
             f"(raster covers {tuple(round(v, 6) for v in rb)}); draw the extent over the imagery"

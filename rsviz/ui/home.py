@@ -42,7 +42,7 @@ def render_intro() -> None:
             rows.append({"model": n, "task": c.task, "title": c.title, "bands": ", ".join(c.input.bands),
                          "key metric": ", ".join(f"{k} {v:.3f}" for k, v in list(main.items())[:2]
                                                  if isinstance(v, (int, float)))})
-        st.dataframe(rows, hide_index=True, use_container_width=True)
+        st.dataframe(rows, hide_index=True, width="stretch")
 
 
 @st.cache_data(show_spinner=False)

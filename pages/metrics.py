@@ -1,0 +1,7 @@
+"""Metrics: per-class and task metrics computed inside the extent."""
+
+from streamlit_folium import st_folium
+
+from rsviz.ui.views import render_metrics
+
+render_metrics(st_folium)

@@ -1,0 +1,94 @@
+"""One-file HTML report of a QA session: figures, metrics, extent GeoJSON and model card."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+
+def _png(img: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fig_png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, panels: list[tuple[str, np.ndarray]],
+                metrics: dict | None, figures: list | None, card: dict, options: dict, attribution: str = "") -> str:
+    """Self-contained HTML (images inlined as base64 PNG; no external resources).
+
+    Args:
+        title: Report title.
+        scene_name: Scene shown.
+        extent_geojson: The extent as a GeoJSON Feature (EPSG:4326) or None.
+        panels: ``[(caption, (H, W, 3) uint8)]``.
+        metrics: ``evaluate()`` result (summary and per-class rows) or None.
+        figures: Matplotlib Figures (e.g. confusion matrices).
+        card: Model card dict.
+        options: Inference options.
+        attribution: Data attribution line.
+
+    Returns:
+        The HTML document.
+    """
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
+             ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:12px}"
+             "figure{margin:0}figcaption{font-size:12px;color:#444}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}pre{background:#f5f5f5;padding:8px;overflow:auto}</style>",
+             f"</head><body><h1>{e(title)}</h1>",
+             f"<p>Scene: <b>{e(scene_name)}</b> · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · "
+             f"options: {e(json.dumps(options))}</p>"]
+    if metrics:
+        parts.append("<h2>Metrics (inside the extent)</h2><table><tr><th>metric</th><th>value</th></tr>")
+        for k, v in metrics.get("summary", {}).items():
+            parts.append(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>")
+        parts.append("</table>")
+        pix = metrics.get("pixel")
+        if pix:
+            parts.append("<h3>Per class</h3><table><tr><th>class</th><th>IoU</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>")
+            for c in pix["per_class"]:
+                parts.append("<tr>" + "".join(f"<td>{e(_fmt(c.get(k)))}</td>" for k in ("name", "iou", "precision", "recall", "f1", "support")) + "</tr>")
+            parts.append("</table>")
+    if panels:
+        parts.append("<h2>Panels</h2><div class='grid'>")
+        for cap, img in panels:
+            parts.append(f"<figure><img src='data:image/png;base64,{_png(img)}'><figcaption>{e(cap)}</figcaption></figure>")
+        parts.append("</div>")
+    for fig in figures or []:
+        parts.append(f"<p><img src='data:image/png;base64,{_fig_png(fig)}'></p>")
+    if extent_geojson:
+        parts.append(f"<h2>Extent (GeoJSON, EPSG:4326)</h2><pre>{e(json.dumps(extent_geojson, indent=1))}</pre>")
+    parts.append(f"<h2>Model card</h2><pre>{e(json.dumps(card, indent=1))}</pre>")
+    if attribution:
+        parts.append(f"<p><small>{e(attribution)}</small></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "—" if np.isnan(v) else f"{v:.4f}"
+    return str(v)
+
+
+def extent_feature(bounds) -> dict | None:
+    """GeoJSON Feature of EPSG:4326 ``(west, south, east, north)``."""
+    if bounds is None:
+        return None
+    w, s, e, n = bounds
+    return {"type": "Feature", "properties": {"crs": "EPSG:4326"},
+            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}}

@@ -1,0 +1,143 @@
+"""Display panels of the Compare and Metrics pages: arrays in, RGB(A) images or Figures out."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from rsviz.datasets.base import ClassInfo, Sample
+from rsviz.display import colormap_rgba, palette_rgba, to_rgb8
+from rsviz.metrics.errormaps import binary_error_map, error_map_rgba
+
+
+def _over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Alpha-composite ``rgba`` over ``rgb`` -> ``(H, W, 3)`` uint8."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgb.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a).astype(np.uint8)
+
+
+def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> list[tuple[str, np.ndarray]]:
+    """Captioned panels for one run over an extent.
+
+    Args:
+        sub: The scene cropped to the extent (image, targets, valid).
+        heads: Prediction heads on the same grid.
+        card: Model card (classes, colours, units).
+        task: Evaluation task (``buildings``, ``roads``, ``segmentation``, ``height``, ``none``).
+
+    Returns:
+        ``[(caption, (H, W, 3) uint8)]``: input, ground truth, prediction, error map, edges,
+        reconstruction and residual, height and its error, uncertainty -- as available.
+    """
+    rgb = to_rgb8(sub.image, valid=sub.valid)
+    classes = list(card.classes) or [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "positive", (230, 25, 75))]
+    out = [("input", rgb)]
+    cls = heads.get("classes")
+    binary = card.heads.get("seg") is not None and card.heads["seg"].kind == "binary"
+    gt = sub.targets.get({"buildings": "buildings", "roads": "roads", "segmentation": "classes"}.get(task, ""), None)
+    transparent = (0, 255) if binary else (255,)
+    if gt is not None:
+        out.append(("ground truth", _over(rgb, palette_rgba(gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid))))
+    if cls is not None:
+        out.append((f"prediction ({card.name})", _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent))))
+    if cls is not None and gt is not None:
+        if binary:
+            codes = binary_error_map(cls == 1, gt > 0, sub.valid & (cls != 255))
+            out.append(("errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
+        else:
+            wrong = (cls != gt) & sub.valid & (cls != 255)
+            out.append(("misclassified pixels (red)", _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8))))
+    if "edge" in heads:
+        e_gt = sub.targets.get("edges")
+        base = np.zeros_like(rgb)
+        if e_gt is not None:
+            base[e_gt > 0] = (255, 255, 255)
+        pe = heads["edge"] >= 0.5
+        base[pe & (base[..., 0] == 0)] = (255, 60, 60)
+        base[pe & (e_gt > 0 if e_gt is not None else False)] = (60, 255, 60)
+        out.append(("edges: ground truth white · predicted red · agreement green", base))
+        out.append(("edge probability", colormap_rgba(heads["edge"], "magma", 0, 1)[..., :3]))
+    if "recon" in heads:
+        r = np.clip(heads["recon"], 0, 255)
+        out.append(("reconstruction", to_rgb8(r.astype(np.uint8))))
+        res = np.abs(r - sub.image[: r.shape[0]].astype(np.float32)).mean(0)
+        out.append((f"residual |recon − input| (mean {res.mean():.1f})", colormap_rgba(res, "inferno", 0, max(float(np.percentile(res, 99)), 1))[..., :3]))
+    if "height" in heads:
+        units = card.heads["height"].units or ""
+        hp = heads["height"]
+        ht = sub.targets.get("height")
+        vmax = float(np.percentile(np.concatenate([hp[sub.valid].ravel(), ht[sub.valid].ravel() if ht is not None else []]), 99)) if sub.valid.any() else 1.0
+        if ht is not None:
+            out.append((f"height ground truth ({units})", colormap_rgba(ht, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
+        out.append((f"height prediction ({units})", colormap_rgba(hp, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
+        if ht is not None:
+            err = hp - ht
+            lim = max(float(np.percentile(np.abs(err[sub.valid]), 98)) if sub.valid.any() else 1.0, 1e-6)
+            out.append((f"height error pred − truth (±{lim:.2f} {units})", colormap_rgba(err, "RdBu_r", -lim, lim, valid=sub.valid)[..., :3]))
+    if "entropy" in heads:
+        out.append(("uncertainty: predictive entropy", colormap_rgba(heads["entropy"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+    if "tta_var" in heads:
+        out.append(("uncertainty: TTA variance", colormap_rgba(heads["tta_var"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+    return out
+
+
+def swipe(left: np.ndarray, right: np.ndarray, fraction: float) -> np.ndarray:
+    """Split view: ``left`` image on the left ``fraction`` of the width, ``right`` after, with a divider."""
+    w = left.shape[1]
+    x = int(round(np.clip(fraction, 0, 1) * w))
+    out = right.copy()
+    out[:, :x] = left[:, :x]
+    if 0 < x < w:
+        out[:, max(x - 1, 0):x + 1] = (255, 255, 0)
+    return out
+
+
+def confusion_figure(cm: np.ndarray, names: list[str], normalise: bool = False, title: str = "") -> Figure:
+    """Confusion matrix plot (rows = ground truth, columns = prediction).
+
+    Args:
+        cm: ``(K, K)`` counts.
+        names: ``K`` class names.
+        normalise: Row-normalise (producer's accuracy on the diagonal).
+        title: Axes title.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    m = np.asarray(cm, np.float64)
+    if normalise:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.nan_to_num(m / m.sum(1, keepdims=True))
+    k = len(names)
+    fig = Figure(figsize=(1.2 + 0.7 * k, 1.0 + 0.6 * k), dpi=100)
+    ax = fig.add_subplot(111)
+    im = ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title or ("row-normalised" if normalise else "counts"), fontsize=9)
+    for i in range(k):
+        for j in range(k):
+            v = m[i, j]
+            ax.text(j, i, f"{v:.2f}" if normalise else f"{int(v)}", ha="center", va="center", fontsize=7,
+                    color="white" if v > m.max() * 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def metrics_bar_figure(per_class: list[dict], keys: tuple[str, ...] = ("iou", "f1")) -> Figure:
+    """Grouped bar chart of per-class metrics; returns a Figure."""
+    fig = Figure(figsize=(6, 3), dpi=100)
+    ax = fig.add_subplot(111)
+    names = [c["name"] for c in per_class]
+    x = np.arange(len(names))
+    wdt = 0.8 / len(keys)
+    for i, k in enumerate(keys):
+        ax.bar(x + i * wdt, [np.nan_to_num(c.get(k, np.nan)) for c in per_class], wdt, label=k)
+    ax.set_xticks(x + wdt * (len(keys) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
