@@ -51,7 +51,8 @@ def _clean(x):
 def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[ClassInfo] | None = None,
              valid: np.ndarray | None = None, ignore_index: int | None = None, gsd: float | None = None,
              boundary_tolerance_px: float = 2.0, iou_threshold: float = 0.5, min_area_px: float = 10.0,
-             rho: float = 3.0, with_polygons: bool = False) -> dict:
+             rho: float = 3.0, with_polygons: bool = False, pred_instances: np.ndarray | None = None,
+             gt_instances: np.ndarray | None = None) -> dict:
     """Evaluate one prediction.
 
     Args:
@@ -68,6 +69,9 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         rho: Relaxed road metric slack, pixels.
         with_polygons: Also return the object :class:`~rsviz.metrics.objects.ObjectMatch` (buildings)
             under ``"_match"`` (not JSON-able; dropped by :func:`to_eval_json`).
+        pred_instances: Optional ``(H, W)`` int predicted building instances
+            (:func:`~rsviz.metrics.objects.split_instances`); connected components otherwise.
+        gt_instances: Optional ``(H, W)`` int ground-truth instances (one id per footprint).
 
     Returns:
         ``{"task", "pixel": ConfusionMatrix.compute() | None, "summary": {...}, ...}``.
@@ -99,7 +103,8 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
             summary["boundary_tolerance_m"] = boundary_tolerance_px * gsd
         out = {"task": task, "pixel": pix, "summary": summary}
         if task == "buildings":
-            scores, match = object_f1(p, t, valid=v, iou_threshold=iou_threshold, min_area=min_area_px)
+            scores, match = object_f1(p, t, valid=v, iou_threshold=iou_threshold, min_area=min_area_px,
+                                      pred_instances=pred_instances, gt_instances=gt_instances)
             summary.update({f"object_{k}": val for k, val in scores.items()})
             summary["object_iou_threshold"] = iou_threshold
             if with_polygons:

@@ -98,6 +98,26 @@ def rasterize_polygons(
     )
 
 
+def rasterize_instances(geometries: Iterable[Mapping], transform: Affine, shape: tuple[int, int], dst_crs: CRS | None,
+                        src_crs: CRS = WGS84) -> np.ndarray:
+    """Burn polygons with one id each (1..N, in input order; later ones win on overlap).
+
+    Same rules and errors as :func:`rasterize_polygons`.
+
+    Returns:
+        ``(height, width)`` int32 instance ids, 0 for background.
+    """
+    if dst_crs is None:
+        raise CRSError("cannot rasterize vectors onto an image without a CRS; georeference the image first")
+    geoms = [g for g in geometries if _is_valid_geometry(g)]
+    if not geoms:
+        return np.zeros(shape, dtype=np.int32)
+    if CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
+        geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]
+    return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0,
+                     dtype="int32")
+
+
 def _is_valid_geometry(g: Mapping | None) -> bool:
     """True for a non-empty polygonal GeoJSON geometry (empty rings, as some label files have, are skipped)."""
     from shapely.geometry import shape

@@ -12,10 +12,10 @@ from rsviz.labels import read_geojson_features
 pytestmark = pytest.mark.realdata
 
 EXPECTED = {  # dataset: (bands, target keys)
-    "banepa-buildings": (3, {"buildings", "edges"}),
-    "kampala-buildings": (3, {"buildings", "edges"}),
-    "joplin-buildings": (3, {"buildings", "edges"}),
-    "tanzania-austin-buildings": (3, {"buildings", "edges"}),
+    "banepa-buildings": (3, {"buildings", "edges", "instances"}),
+    "kampala-buildings": (3, {"buildings", "edges", "instances"}),
+    "joplin-buildings": (3, {"buildings", "edges", "instances"}),
+    "tanzania-austin-buildings": (3, {"buildings", "edges", "instances"}),
     "dubai-landcover": (3, {"classes", "edges"}),
     "chesapeake-landcover": (4, {"classes", "edges"}),
     "eth-roads": (3, {"roads", "edges"}),

@@ -204,3 +204,23 @@ def test_cli_evaluate_json_and_grid_mismatch(scene_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt_shifted.tif"), "--gt",
                           str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and "transform" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_split_instances_separates_touching_buildings_along_edges():
+    from rsviz.metrics import split_instances
+
+    prob = np.zeros((20, 40), np.float32)
+    prob[5:15, 5:35] = 0.9  # three buildings touching at columns 15 and 25
+    edge = np.zeros_like(prob)
+    edge[5:15, 14:16] = 0.9
+    edge[5:15, 24:26] = 0.9
+    assert split_instances(prob).max() == 1
+    inst = split_instances(prob, edge)
+    assert len(np.unique(inst[inst > 0])) == 3
+    assert (inst[5:15, 5:35] > 0).all()  # the footprint is fully covered again
+    gt = np.zeros((20, 40), np.int32)
+    gt[5:15, 5:15], gt[5:15, 15:25], gt[5:15, 25:35] = 1, 2, 3
+    s, _ = object_f1(prob > 0.5, gt > 0, pred_instances=inst, gt_instances=gt)
+    assert s["tp"] == 3 and s["f1"] == 1.0
+    s1, _ = object_f1(prob > 0.5, gt > 0, gt_instances=gt)  # without the split: one merged blob
+    assert s1["tp"] == 0

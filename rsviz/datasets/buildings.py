@@ -1,8 +1,10 @@
 """Building-footprint datasets: Banepa, Kampala, Joplin, Tanzania and Austin.
 
-Ground truth is ``targets["buildings"]`` (uint8 0/1) rasterized from footprint
-polygons onto the image grid (pixel centre inside polygon) and ``targets["edges"]``
-derived from it with :func:`rsviz.labels.edges_from_mask` (3 px wide).
+Ground truth is ``targets["instances"]`` (int32, one id per footprint polygon, 0 =
+background) rasterized onto the image grid (pixel centre inside polygon),
+``targets["buildings"]`` (uint8 0/1, ``instances > 0``) and ``targets["edges"]``: the
+boundaries of every footprint, so shared walls between touching buildings are edges too
+(:func:`rsviz.labels.edges_from_mask` on the instance map, 3 px wide).
 
 Split rules (fixed, spatially disjoint; tile indices are XYZ at the stated zoom):
 
@@ -29,7 +31,7 @@ from rasterio.transform import from_bounds
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
 from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
-from rsviz.labels import edges_from_mask, rasterize_polygons, read_geojson_features, threshold_mask
+from rsviz.labels import edges_from_mask, rasterize_instances, read_geojson_features, threshold_mask
 from rsviz.raster import read_raster
 
 BUILDING_CLASSES = (ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (230, 25, 75)))
@@ -66,11 +68,13 @@ def _features(dataset: str, relpath: str):
 
 
 def _building_sample(dataset, sid, split, path, raster, geoms, src_crs) -> Sample:
-    mask = rasterize_polygons(geoms, raster.transform, raster.shape, raster.crs, src_crs)
+    inst = rasterize_instances(geoms, raster.transform, raster.shape, raster.crs, src_crs)
+    mask = (inst > 0).astype(np.uint8)
     return Sample(
         id=sid, dataset=dataset, split=split, image=raster.array[:3], band_names=("red", "green", "blue"),
         scale=(0.0, 255.0), transform=raster.transform, crs=raster.crs, valid=raster.valid,
-        targets={"buildings": mask, "edges": edges_from_mask(mask)}, classes=BUILDING_CLASSES, path=path,
+        targets={"buildings": mask, "edges": edges_from_mask(inst), "instances": inst}, classes=BUILDING_CLASSES,
+        path=path,
     )
 
 
@@ -169,9 +173,13 @@ def load_austin() -> Sample:
     r = read_raster(p)
     m = read_raster(catalog.local_path(TANZANIA, "tests/data/aerial/input/training/labels/aerial_sample.tif"))
     mask = threshold_mask(m.array)
+    from skimage.measure import label
+
     return Sample(id="austin", dataset=TANZANIA, split="test", image=r.array[:3], band_names=("red", "green", "blue"),
                   transform=r.transform, crs=r.crs, valid=r.valid,
-                  targets={"buildings": mask, "edges": edges_from_mask(mask)}, classes=BUILDING_CLASSES, path=p)
+                  targets={"buildings": mask, "edges": edges_from_mask(mask),
+                           "instances": label(mask, connectivity=1).astype(np.int32)},
+                  classes=BUILDING_CLASSES, path=p)
 
 
 def tanzania_austin_scenes() -> list[SceneRef]:

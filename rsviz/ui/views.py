@@ -114,6 +114,9 @@ def render_map(st_folium) -> None:
     st.success(f"Extent: {int(ext.window.width)} × {int(ext.window.height)} px = {ext.pixels / 1e6:.2f} MPx"
                + (f" · {area:,.0f} m²" if area else "") + ("" if state.bounds() else " (whole scene)")
                + " — go to **Run** to predict it.")
+    w = ext.window
+    st.caption(f"window (col, row, width, height) = ({int(w.col_off)}, {int(w.row_off)}, {int(w.width)}, {int(w.height)})"
+               + (" · bounds EPSG:4326 = (" + ", ".join(f"{v:.8f}" for v in ext.bounds) + ")" if ext.bounds else ""))
 
 
 def _scene_map(scene, show_gt, basemap, img_op, gt_op):

@@ -343,8 +343,14 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
             int(result.extent.window.col_off):int(result.extent.window.col_off + result.extent.window.width)]
     heads = result.prediction.heads
     pred = heads["height"] if task == "height" else heads["classes"]
+    inst = {}
+    if task == "buildings":
+        from rsviz.metrics import split_instances
+
+        inst["pred_instances"] = split_instances(heads["probs"][0], heads.get("edge"))
+        inst["gt_instances"] = sub.targets.get("instances")
     out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
-                   gsd=sub.gsd, with_polygons=(task == "buildings"))
+                   gsd=sub.gsd, with_polygons=(task == "buildings"), **inst)
     if "edge" in heads and "edges" in sub.targets:
         from rsviz.metrics import boundary_f1
 

@@ -1,0 +1,181 @@
+"""Evaluate trained building models on the held-out splits and package them with a model card.
+
+``python -m rsviz.train.building_card --mtl runs/building-mtl --baseline runs/building-seg``
+evaluates both runs on the Banepa test chips, the Kampala test cluster and Joplin
+(out-of-domain), times CPU inference, and writes ``weights/building-mtl`` (and
+``weights/building-seg``) with ``config.json``, fp16 ``model.safetensors``, ``card.json``
+and ``README.md``.
+
+Aggregation: pixel metrics (IoU, F1, precision, recall) come from one confusion matrix
+pooled over all pixels of a split; object F1 pools TP/FP/FN over its images; boundary F1
+and reconstruction PSNR are means over images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsviz.datasets import scenes
+from rsviz.datasets.buildings import BUILDING_CLASSES
+from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics, split_instances
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, resolve_device, save_pretrained
+from rsviz.models.architectures import build_model
+from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+
+SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
+          "joplin-ood": ("joplin-buildings", "test")}
+_OAM = "Imagery © OpenAerialMap contributors (CC-BY-4.0); building footprints © OpenStreetMap contributors (ODbL)"
+
+
+def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25) -> dict:
+    """Metrics of a building model on one named split of :data:`SPLITS`."""
+    import warnings
+
+    from rsviz.inference import predict
+    from rsviz.raster import RasterData
+
+    ds, sp = SPLITS[split]
+    cm = ConfusionMatrix(2)
+    tp = fp = fn = 0
+    bfs, edge_bfs, psnrs = [], [], []
+    for ref in scenes(ds, sp):
+        s = ref.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = predict(lm, RasterData(s.image, s.transform, s.crs, s.valid), tile=tile, overlap=overlap)
+        pred = p.heads["classes"] == 1
+        gt = s.targets["buildings"] > 0
+        v = s.valid
+        cm.update(pred.astype(np.uint8), gt.astype(np.uint8), v)
+        bfs.append(boundary_f1(pred & v, gt & v, 2.0, valid=v)["f1"])
+        sc, _ = object_f1(pred, gt, valid=v, min_area=10, gt_instances=s.targets.get("instances"),
+                          pred_instances=split_instances(p.heads["probs"][0], p.heads.get("edge")))
+        tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
+        if "edge" in p.heads:
+            edge_bfs.append(boundary_f1(p.heads["edge"] >= 0.5, gt, 2.0, valid=v, is_boundary=True)["f1"])
+        if "recon" in p.heads:
+            psnrs.append(reconstruction_metrics(p.heads["recon"], s.image)["psnr_db"])
+    r = cm.compute()["per_class"][1]
+    out = {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
+           "boundary_f1": float(np.nanmean(bfs)), "object_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+           "object_tp": tp, "object_fp": fp, "object_fn": fn, "images": len(bfs)}
+    if edge_bfs:
+        out["edge_head_boundary_f1"] = float(np.nanmean(edge_bfs))
+    if psnrs:
+        out["recon_psnr_db"] = float(np.mean(psnrs))
+    return out
+
+
+def cpu_speed(lm_net, in_channels: int = 3, size: int = 512, repeats: int = 5) -> float:
+    """Median seconds of one forward pass on a ``size x size`` tile (batch 1, CPU, all threads)."""
+    x = torch.randn(1, in_channels, size, size)
+    net = lm_net.cpu().eval()
+    times = []
+    with torch.inference_mode():
+        net(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:
+    hs = {"seg": HeadSpec("binary", 1, description="building footprint probability")}
+    if "edge" in heads:
+        hs["edge"] = HeadSpec("binary", 1, description="building boundary probability (3 px wide band)")
+    if "recon" in heads:
+        hs["recon"] = HeadSpec("reconstruction", 3, description="RGB reconstruction of the input")
+    mtl = len(heads) > 1
+    return ModelCard(
+        name=name,
+        title="Multi-task building footprints (segmentation + edges + reconstruction)" if mtl else
+              "Building footprints, single-task baseline (segmentation only)",
+        task="buildings",
+        architecture=f"U-Net (segmentation_models.pytorch), {train_cfg['encoder_name']} encoder trained from scratch, "
+                     f"decoder {train_cfg['decoder_channels']}, 3x3 conv heads {list(heads)}",
+        paper="Ekim & Sertel, 'A Multi-Task Deep Learning Framework for Building Footprint Segmentation', IGARSS 2021; "
+              "loss weighting: Kendall, Gal & Cipolla, CVPR 2018" if mtl else
+              "single-task baseline of Ekim & Sertel (IGARSS 2021), same backbone and budget",
+        heads=hs,
+        input=InputSpec(bands=["red", "green", "blue"], dtype="uint8", scale=255.0, mean=[0.485, 0.456, 0.406],
+                        std=[0.229, 0.224, 0.225], gsd_range_m=[0.1, 0.2], tile_size=512, overlap=0.25),
+        classes=list(BUILDING_CLASSES),
+        training_data=[
+            {"dataset": "banepa-buildings", "splits": "train (34 chips); val (6 chips) for model selection",
+             "licence": "imagery CC-BY-4.0; OSM ODbL 1.0", "attribution": _OAM},
+            {"dataset": "kampala-buildings", "splits": "zoom-20 train (20 tiles); val (4 tiles)",
+             "licence": "imagery CC-BY-4.0; OSM ODbL 1.0", "attribution": _OAM},
+        ],
+        recipe=train_cfg,
+        metrics=metrics,
+        extra=extra,
+        licence="CC-BY-4.0 (weights trained on CC-BY-4.0 imagery and ODbL labels; attribute both)",
+    )
+
+
+def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str = "cpu") -> Path:
+    """Evaluate a training run and write ``weights/<name>``."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((run_dir / "config.json").read_text())
+    train_cfg = json.loads((run_dir / "train_config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    net = build_model(cfg)
+    net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
+    # evaluate the weights as shipped (fp16 round trip)
+    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    dev = resolve_device(device)
+    heads = cfg["heads"]
+    card = _card(name, heads, summary, train_cfg, {}, {})
+    lm = LoadedModel(name, card, net.to(dev).eval(), dev)
+    metrics = {split: evaluate_building(lm, split) for split in SPLITS}
+    speed = cpu_speed(net)
+    extra = {"best_val_iou": summary["best_val_iou"], "best_step": summary["best_step"],
+             "training_wall_s": summary.get("wall_s"), "training_device": summary.get("device"),
+             "cpu_seconds_per_512px_tile": round(speed, 3),
+             "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card"}
+    if len(heads) > 1:
+        extra["learned_task_weights_exp_minus_s"] = summary.get("final_task_weights")
+        extra["learned_log_variances_s"] = summary.get("log_vars")
+    card = _card(name, heads, summary, train_cfg, metrics, extra)
+    d = save_pretrained(net.cpu(), cfg, card, out_root / name, half=True)
+    import shutil
+
+    for f in ("curves.csv", "curves.png"):
+        if (run_dir / f).exists():
+            shutil.copy(run_dir / f, d / f)
+    return d
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mtl", type=Path, required=True)
+    p.add_argument("--baseline", type=Path)
+    p.add_argument("--out", type=Path, default=BUNDLED_DIR)
+    a = p.parse_args(argv)
+    d = package(a.mtl, "building-mtl", a.out)
+    card = json.loads((d / "card.json").read_text())
+    if a.baseline:
+        b = package(a.baseline, "building-seg", a.out)
+        base = json.loads((b / "card.json").read_text())
+        cmp = {s: {"mtl_iou": card["metrics"][s]["iou"], "baseline_iou": base["metrics"][s]["iou"],
+                   "mtl_object_f1": card["metrics"][s]["object_f1"], "baseline_object_f1": base["metrics"][s]["object_f1"]}
+               for s in SPLITS}
+        card["extra"]["baseline_comparison"] = cmp
+        ModelCard.from_dict(card).save(d / "card.json")
+        from rsviz.models.api import render_card_markdown
+
+        (d / "README.md").write_text(render_card_markdown(ModelCard.from_dict(card)))
+    print(json.dumps(card["metrics"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
