@@ -128,10 +128,11 @@ def flops_per_tile(lm: LoadedModel, tile: int) -> float:
 def peak_rss_stream(big: int, tile: int, overlap: float, workdir: Path) -> dict:
     src = workdir / f"big{big}.tif"
     make_raster(src, big, seed=1)
-    code = ("import resource, sys, time; sys.path.insert(0, %r); from rsviz.inference import predict; "
-            "t=time.perf_counter(); p=predict(%r, %r, tile=%d, overlap=%f, output=%r, batch_size=4, device='cpu'); "
-            "print(p.stats['tiles'], time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-            % (str(ROOT), MODEL, str(src), tile, overlap, str(workdir / "big_out.tif")))
+    out = str(workdir / "big_out.tif")
+    code = (f"import resource, sys, time; sys.path.insert(0, {str(ROOT)!r}); from rsviz.inference import predict; "
+            f"t=time.perf_counter(); p=predict({MODEL!r}, {str(src)!r}, tile={tile}, overlap={overlap}, output={out!r}, "
+            "batch_size=4, device='cpu'); "
+            "print(p.stats['tiles'], time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     tiles, secs, rss_kb = r.stdout.split()[-3:]
     src.unlink()
