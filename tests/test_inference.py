@@ -200,3 +200,40 @@ def test_cli_predict_writes_class_ids_on_input_grid(toys, scene_dir, tmp_path):
         assert set(np.unique(ds.read(1))) <= {0, 1, 255}
     bad = subprocess.run([sys.executable, "-m", "rsviz", "predict", "nope", "a.tif", "b.tif"], capture_output=True, text=True)
     assert bad.returncode == 2 and "valid names" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_import_user_deeplabv3plus_checkpoint_openearthmap(tmp_path):
+    """A user's own smp DeepLabV3+ with OpenEarthMap's 8 classes imports through the registry API."""
+    import segmentation_models_pytorch as smp
+
+    from rsviz.datasets.landcover import OPENEARTHMAP_CLASSES
+    from rsviz.models.api import import_checkpoint, register_model_dir
+    from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+
+    torch.manual_seed(0)
+    net = smp.DeepLabV3Plus("resnet18", encoder_weights=None, in_channels=3, classes=8)
+    ckpt = tmp_path / "oem.pth"
+    torch.save({"state_dict": net.state_dict()}, ckpt)
+    classes = [c.__class__(i, c.name, c.color) for i, c in enumerate(OPENEARTHMAP_CLASSES)]
+    card = ModelCard("oem-deeplab", "OpenEarthMap DeepLabV3+ (user)", "landcover", "DeepLabV3+ resnet18",
+                     "Xia et al., OpenEarthMap, WACV 2023", heads={"seg": HeadSpec("multiclass", 8)},
+                     input=InputSpec(bands=["red", "green", "blue"], tile_size=256), classes=classes)
+    cfg = {"arch": "smp", "smp_arch": "DeepLabV3Plus", "encoder_name": "resnet18", "in_channels": 3, "classes": 8}
+    root = tmp_path / "models"
+    import_checkpoint(ckpt, card, cfg, root / "oem-deeplab")
+    register_model_dir(root)
+    assert "oem-deeplab" in list_models()
+    lm = load_model("oem-deeplab", "cpu")
+    assert [c.name for c in lm.card.classes][:2] == ["bareland", "rangeland"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(lm.net(x)["seg"].numpy(), net.eval()(x).numpy(), atol=1e-5)
+    pred = predict(lm, _image(100, 130), tile=64)
+    assert pred.heads["probs"].shape == (8, 100, 130) and pred.heads["classes"].max() < 8
+    # a pickled object that is not a plain state dict is refused (never unpickled)
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": net}, bad)
+    from rsviz.errors import RsvizError
+
+    with pytest.raises(RsvizError, match="plain state dict"):
+        import_checkpoint(bad, card, cfg, root / "bad")

@@ -235,17 +235,30 @@ def render_compare() -> None:
     if not runs:
         return
     sub = crop(scene, ext)
-    cols = st.columns(len(runs[-2:]))
+    shown = runs[-2:]
     all_panels = []
-    for col, r in zip(cols, runs[-2:]):
+    for r in shown:
         card = get_model_card(r.model)
         task, _ = target_for(scene, card)
-        panels = panels_for(sub, r.prediction.heads, card, task)
-        all_panels.append((r, panels))
-        with col:
-            st.subheader(r.model)
-            for cap, img in panels:
-                st.image(img, caption=cap, width="stretch")
+        all_panels.append((r, panels_for(sub, r.prediction.heads, card, task)))
+    if len(all_panels) == 1:
+        r, panels = all_panels[0]
+        st.subheader(r.model)
+        for i in range(0, len(panels), 3):
+            for col, (cap, img) in zip(st.columns(3), panels[i:i + 3]):
+                col.image(img, caption=cap, width="stretch")
+    else:
+        (ra, pa), (rb, pb) = all_panels
+        da, db = dict(pa), dict(pb)
+        c1, c2 = st.columns(2)
+        c1.subheader(ra.model)
+        c2.subheader(rb.model)
+        for cap in list(dict.fromkeys([c for c, _ in pa] + [c for c, _ in pb])):
+            c1, c2 = st.columns(2)
+            for col, d in ((c1, da), (c2, db)):
+                key = cap if cap in d else next((k for k in d if k.split(" (")[0] == cap.split(" (")[0]), None)
+                if key is not None:
+                    col.image(d[key], caption=key, width="stretch")
     r, panels = all_panels[0]
     d = dict(panels)
     pred = next((v for k, v in d.items() if k.startswith("prediction")), None)
