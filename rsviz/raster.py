@@ -193,6 +193,26 @@ def read_raster(
         return RasterData(array=data, transform=transform, crs=ds.crs, valid=valid, band_names=names, scale=(lo, hi))
 
 
+def read_colour_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a colour-coded mask as ``(3, H, W)`` uint8 RGB, expanding paletted (1-band) images.
+
+    Raises:
+        RasterReadError: Unreadable file, or a 1-band mask without a colour table.
+    """
+    with open_raster(path) as ds:
+        if ds.count >= 3:
+            return ds.read([1, 2, 3])
+        a = ds.read(1)
+        try:
+            cmap = ds.colormap(1)
+        except ValueError as exc:
+            raise RasterReadError(f"{Path(path).name} has one band and no colour table; expected an RGB mask") from exc
+    lut = np.zeros((256, 3), np.uint8)
+    for k, rgba in cmap.items():
+        lut[k] = rgba[:3]
+    return np.moveaxis(lut[a], -1, 0)
+
+
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     """Nominal value range of a dtype: integer limits, or ``(0, 1)`` for floats."""
     dtype = np.dtype(dtype)

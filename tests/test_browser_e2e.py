@@ -79,6 +79,9 @@ def _draw_and_run(page, timings, tag):
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stAlert\"]')]"
                            ".some(e => e.innerText.includes('Extent:') && !e.innerText.includes('whole scene'))",
                            timeout=60_000)
+    page.wait_for_function("() => { const t = document.body.innerText; const m = t.match(/window \\(col, row, width, "
+                           "height\\) = \\((\\d+), (\\d+), (\\d+), (\\d+)\\)/); return m && m[1] !== '0'; }",
+                           timeout=60_000)
     cap = page.locator("text=/window \\(col, row, width, height\\)/").first.inner_text()
     win = tuple(int(v) for v in re.search(r"= \((\d+), (\d+), (\d+), (\d+)\)", cap).groups())
     _shot(page, f"{tag}-2-drawn")

@@ -1,5 +1,5 @@
 """Real-data tests over the sample mirror: loaders, alignment, splits."""
-
+import numpy as np
 import pytest
 import shapely
 from shapely.geometry import box, shape
@@ -95,3 +95,18 @@ def test_bigearthnet_patch_resolutions_and_labels(mirror):
     assert s.image.shape == (12, 120, 120)
     assert s.extra["labels19"].sum() >= 1 and s.extra["labels19"].shape == (19,)
     assert s.gsd == pytest.approx(10.0)
+
+
+def test_dubai_masks_of_every_tile_folder_map_to_known_classes(mirror):
+    """Tile folders differ in mask encoding (RGB vs paletted PNG); every one must map to classes."""
+    seen = {}
+    for r in scenes("dubai-landcover"):
+        tile = r.id.split("-")[0]
+        if tile not in seen:
+            s = r.load()
+            seen[tile] = s
+            assert s.targets["classes"].shape == s.shape
+            assert s.targets["classes"].max() <= 5
+            counts = np.bincount(s.targets["classes"].ravel(), minlength=6)
+            assert (counts > 0).sum() >= 2, (tile, counts)
+    assert len(seen) == 8

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import zoom
 
 from rsviz.data import catalog
 from rsviz.datasets.base import Sample, SceneRef
@@ -79,7 +78,8 @@ def load_patch(folder: Path, split: str) -> Sample:
 
     Returns:
         Sample whose ``image`` is ``(12, 120, 120)`` uint16 L2A reflectance x 10000 in
-        :data:`BANDS` order with 20 m / 60 m bands upsampled (bilinear, order 1) to 10 m;
+        :data:`BANDS` order with 20 m / 60 m bands upsampled to 10 m by pixel replication
+        (x2 / x6, so average pooling recovers the native bands exactly);
         ``extra`` holds the native ``"10m"`` ``(4, 120, 120)``, ``"20m"`` ``(6, 60, 60)``,
         ``"60m"`` ``(2, 20, 20)`` arrays, ``"labels43"`` (names) and ``"labels19"``
         (multi-hot ``(19,)``).
@@ -93,13 +93,62 @@ def load_patch(folder: Path, split: str) -> Sample:
             transform, crs = r.transform, r.crs
     native = {"10m": np.stack([arrs[b] for b in BANDS_10M]), "20m": np.stack([arrs[b] for b in BANDS_20M]),
               "60m": np.stack([arrs[b] for b in BANDS_60M])}
-    up = [arrs[b] if arrs[b].shape == (120, 120) else
-          np.clip(zoom(arrs[b].astype(np.float32), 120 / arrs[b].shape[0], order=1), 0, 65535).astype(np.uint16)
-          for b in BANDS]
+    up = upsample_stack(arrs)
     meta = json.loads((folder / f"{name}_labels_metadata.json").read_text())
     return Sample(id=name, dataset=BIGEARTHNET, split=split, image=np.stack(up), band_names=BANDS, scale=(0.0, 10000.0),
                   transform=transform, crs=crs, path=folder / f"{name}_B02.tif",
                   extra={**native, "labels43": meta["labels"], "labels19": labels_to_19(meta["labels"])})
+
+
+def upsample_stack(bands: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack the 12 bands at 120 x 120 in :data:`BANDS` order, replicating 20 m (x2) and 60 m (x6) pixels.
+
+    Args:
+        bands: Band name -> native array (120, 60 or 20 pixels square).
+
+    Returns:
+        ``(12, 120, 120)`` array of the input dtype.
+    """
+    out = []
+    for b in BANDS:
+        a = np.asarray(bands[b])
+        f = 120 // a.shape[0]
+        out.append(np.repeat(np.repeat(a, f, axis=0), f, axis=1) if f > 1 else a)
+    return np.stack(out)
+
+
+LMDB_V2 = "configilm/extra/mock_data/BENv2"
+
+
+def lmdb_patches() -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """BigEarthNet v2 Sentinel-2 patches from the LMDB of safetensors (configilm mock data).
+
+    Values are read with :func:`safetensors.numpy.load` (never unpickled); labels and the
+    split come from ``metadata.parquet`` (v2 labels are already in the 19-class nomenclature).
+
+    Returns:
+        ``[(patch_id, split, image (12, 120, 120) uint16, labels19 (19,) uint8)]`` with split
+        ``train`` / ``val`` / ``test``.
+    """
+    import lmdb
+    import pyarrow.parquet as pq
+    from safetensors.numpy import load
+
+    root = catalog.require(BIGEARTHNET) / LMDB_V2
+    meta = pq.read_table(root / "metadata.parquet").to_pylist()
+    out = []
+    env = lmdb.open(str(root / "BigEarthNet-V2-LMDB"), readonly=True, lock=False, readahead=False)
+    try:
+        with env.begin() as txn:
+            for row in meta:
+                v = txn.get(row["patch_id"].encode())
+                if v is None:
+                    continue
+                split = {"validation": "val"}.get(row["split"], row["split"])
+                out.append((row["patch_id"], split, upsample_stack(load(v)), labels_to_19(list(row["labels"]))))
+    finally:
+        env.close()
+    return out
 
 
 def patch_split(index: int) -> str:

@@ -2,7 +2,8 @@
 
 Dubai split rule: by tile folder. ``Tile 8`` is *test*, ``Tile 7`` is *val*, Tiles 1-6
 are *train*. Masks are RGB colour codes mapped to class ids with the hex codes below
-(the ``classes.json`` shipped with the data has wrong colours and is not used).
+(the ``classes.json`` shipped with the data has wrong colours and is not used); some
+masks are paletted PNGs, expanded through their colour table.
 ``unlabelled`` (id 5) is the ignore index.
 
 Chesapeake split rule: the origin's own ``test-train_patches`` / ``test-val_patches`` folders
@@ -19,7 +20,7 @@ import numpy as np
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
 from rsviz.labels import colour_mask_to_ids, edges_from_mask
-from rsviz.raster import read_raster
+from rsviz.raster import read_colour_mask, read_raster
 
 DUBAI = "dubai-landcover"
 DUBAI_CLASSES = (
@@ -53,8 +54,7 @@ def dubai_split(tile: int) -> str:
 def load_dubai(img: Path, mask: Path, tile: int) -> Sample:
     """One Dubai image (RGB uint8 JPEG, not georeferenced) with class ids from its colour mask."""
     r = read_raster(img)
-    m = read_raster(mask)
-    ids = colour_mask_to_ids(m.array[:3], [c.color for c in DUBAI_CLASSES])
+    ids = colour_mask_to_ids(read_colour_mask(mask), [c.color for c in DUBAI_CLASSES])
     return Sample(id=f"tile{tile}-{img.stem}", dataset=DUBAI, split=dubai_split(tile), image=r.array[:3],
                   band_names=("red", "green", "blue"), targets={"classes": ids, "edges": edges_from_mask(ids)},
                   classes=DUBAI_CLASSES, path=img)

@@ -93,7 +93,13 @@ class SmpWrapper(nn.Module):
         return {"seg": self.net(x)}
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mtl_unet": MultiTaskUnet, "smp": SmpWrapper}
+def _s2(**kwargs: Any) -> nn.Module:
+    from rsviz.models.s2 import S2MultiLabel
+
+    return S2MultiLabel(**kwargs)
+
+
+ARCHITECTURES: dict[str, Any] = {"mtl_unet": MultiTaskUnet, "smp": SmpWrapper, "s2_multilabel": _s2}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:

@@ -17,7 +17,26 @@ def _building_seg(config: str | None):
     return train(config, {"name": "building-seg", "heads": {"seg": 1}, "out": "runs/building-seg"} if config is None else None)
 
 
+def _s2(variant: str):
+    def run(config: str | None):
+        from rsviz.train.s2 import train
+
+        return train(config, None if config else {"variant": variant, "out": f"runs/s2-{variant}"})
+
+    return run
+
+
+def _height(config: str | None):
+    from rsviz.train.height import train
+
+    return train(config, None)
+
+
 RECIPES: dict[str, Callable[[str | None], object]] = {
     "building-mtl": _building_mtl,
     "building-seg": _building_seg,
+    "s2-resize": _s2("resize"),
+    "s2-intermediate": _s2("intermediate"),
+    "s2-late": _s2("late"),
+    "height-mtl": _height,
 }

@@ -1,0 +1,53 @@
+"""Image-level (scene) classification with a multi-label model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rsviz.datasets.base import Sample
+from rsviz.errors import BandCountError
+
+
+def normalise_s2(image: np.ndarray, card) -> torch.Tensor:
+    """``(12, 120, 120)`` reflectance x 10000 -> ``(1, 12, 120, 120)`` normalised float tensor."""
+    if image.shape[0] != card.in_channels:
+        raise BandCountError(f"{card.name} expects {card.in_channels} bands ({', '.join(card.input.bands)}), "
+                             f"got {image.shape[0]}")
+    x = torch.from_numpy(np.asarray(image, np.float32) / card.input.scale)
+    m = torch.tensor(card.input.mean).view(-1, 1, 1)
+    s = torch.tensor(card.input.std).view(-1, 1, 1)
+    return ((x - m) / s)[None]
+
+
+@torch.inference_mode()
+def classify_patch(model, sample: Sample | np.ndarray) -> np.ndarray:
+    """Label probabilities of one patch.
+
+    Args:
+        model: Model name or :class:`~rsviz.models.api.LoadedModel` with a ``labels`` multilabel head.
+        sample: Sample (its ``image``) or ``(12, 120, 120)`` array in the card's band order.
+
+    Returns:
+        ``(num_labels,)`` float32 probabilities (sigmoid).
+
+    Raises:
+        BandCountError: Wrong number of bands.
+    """
+    from rsviz.models.api import LoadedModel
+
+    lm = model if isinstance(model, LoadedModel) else _cached(model)
+    img = sample.image if isinstance(sample, Sample) else sample
+    x = normalise_s2(img, lm.card).to(lm.device)
+    return torch.sigmoid(lm.net(x)["labels"])[0].float().cpu().numpy()
+
+
+_CACHE: dict = {}
+
+
+def _cached(name: str):
+    from rsviz.models.api import load_model
+
+    if name not in _CACHE:
+        _CACHE[name] = load_model(name, "cpu")
+    return _CACHE[name]
