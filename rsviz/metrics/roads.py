@@ -94,24 +94,29 @@ def graph_from_mask(mask: np.ndarray, spacing: float = 20.0, min_length: float =
     return g
 
 
-def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6) -> nx.Graph:
+def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6, node_spacing: float | None = None) -> nx.Graph:
     """Road graph from line geometries (shapely LineString / MultiLineString, one CRS).
 
-    Lines are densified so consecutive nodes are at most ``spacing`` apart; vertices closer
-    than ``snap`` are merged (shared intersections). All line vertices and densified points
-    are control nodes.
+    Lines are densified with nodes at most ``node_spacing`` apart (default ``spacing / 4``), so
+    control points of the other graph snap onto roads, not only onto sparse vertices (APLS
+    inserts snapped points into edges to the same effect). Control nodes are the line vertices
+    plus one node every ``spacing`` along each segment. Vertices closer than ``snap`` are merged
+    (shared intersections).
 
     Returns:
         ``networkx.Graph`` with node ``xy`` and ``control``, edge ``length``.
     """
     g = nx.Graph()
     index: dict[tuple[int, int], int] = {}
+    step = node_spacing or spacing / 4.0
 
-    def node(x: float, y: float) -> int:
+    def node(x: float, y: float, control: bool) -> int:
         key = (round(x / snap), round(y / snap))
         if key not in index:
             index[key] = len(index)
-            g.add_node(index[key], xy=(x, y), control=True)
+            g.add_node(index[key], xy=(x, y), control=control)
+        elif control:
+            g.nodes[index[key]]["control"] = True
         return index[key]
 
     for geom in lines:
@@ -120,10 +125,11 @@ def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6)
             coords = list(line.coords)
             for (x0, y0, *_), (x1, y1, *_) in zip(coords, coords[1:]):
                 seg = math.hypot(x1 - x0, y1 - y0)
-                k = max(1, int(math.ceil(seg / spacing)))
-                prev = node(x0, y0)
-                for s in range(1, k + 1):
-                    cur = node(x0 + (x1 - x0) * s / k, y0 + (y1 - y0) * s / k)
+                k = max(1, int(math.ceil(seg / step)))
+                every = max(1, int(round(spacing / (seg / k)))) if seg > 0 else 1
+                prev = node(x0, y0, True)
+                for s_ in range(1, k + 1):
+                    cur = node(x0 + (x1 - x0) * s_ / k, y0 + (y1 - y0) * s_ / k, s_ == k or s_ % every == 0)
                     if cur != prev:
                         g.add_edge(prev, cur, length=seg / k)
                     prev = cur
