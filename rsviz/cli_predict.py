@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
+NODATA = 255
 
 EPILOG = """\
 OUTPUT is a uint8 GeoTIFF (a COG unless --no-cog) on INPUT's grid, same CRS and transform over
@@ -98,5 +99,3 @@ def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
     Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA,))).save(png)
     return tif, png
 
-
-NODATA = 255

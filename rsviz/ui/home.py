@@ -46,8 +46,8 @@ def render_intro() -> None:
 
 
 @st.cache_data(show_spinner=False)
-def _options(data_dir: str):
-    """Scene options of the cache at ``data_dir`` (the argument keys the cache)."""
+def scene_option_list(data_dir: str):
+    """Scene options of the data cache at ``data_dir`` (the argument keys the Streamlit cache)."""
     return scene_options()
 
 
@@ -63,7 +63,7 @@ def load_sample(dataset: str, scene_id: str) -> Sample:
 
 def scene_picker() -> tuple[Sample, dict] | None:
     """Scene selector and map options; returns the loaded sample and map options."""
-    opts, problems = _options(str(catalog.data_dir()))
+    opts, problems = scene_option_list(str(catalog.data_dir()))
     for p in problems:
         st.info(p)
     if not opts:
@@ -77,6 +77,13 @@ def scene_picker() -> tuple[Sample, dict] | None:
     show_gt = c2.toggle("Ground truth", value=True, key="home-gt")
     basemap = c3.toggle("Basemap", value=False, key="home-basemap", help="OpenStreetMap tiles; needs internet")
     opacity = c4.slider("Ground-truth opacity", 0.0, 1.0, 0.5, 0.05, key="home-opacity")
+    with st.expander(f"{len(opts)} sample scenes"):
+        counts: dict[str, dict[str, int]] = {}
+        for op in opts:
+            counts.setdefault(op.dataset, {}).setdefault(op.split, 0)
+            counts[op.dataset][op.split] += 1
+        st.dataframe([{"dataset": d, **c, "about": catalog.dataset_info(d).title} for d, c in counts.items()],
+                     hide_index=True, width="stretch")
     o = opts[labels.index(choice)]
     try:
         sample = load_sample(o.dataset, o.id)

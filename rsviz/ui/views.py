@@ -36,14 +36,14 @@ from rsviz.ui.workspace import (
 def render_map(st_folium) -> None:
     """Scene picker (samples, upload, local path), map with overlays, extent drawing."""
     from rsviz.mapview import drawn_bounds, legend_html
-    from rsviz.ui.home import _options, load_sample
+    from rsviz.ui.home import load_sample, scene_option_list
 
     st.title("Map")
     src = st.radio("Scene source", ["Sample data", "Upload", "Local path"], horizontal=True, key="map-source")
     if src == "Sample data":
         from rsviz.data import catalog
 
-        opts, problems = _options(str(catalog.data_dir()))
+        opts, problems = scene_option_list(str(catalog.data_dir()))
         for p in problems:
             st.info(p)
         if opts:
