@@ -99,7 +99,14 @@ def _s2(**kwargs: Any) -> nn.Module:
     return S2MultiLabel(**kwargs)
 
 
-ARCHITECTURES: dict[str, Any] = {"mtl_unet": MultiTaskUnet, "smp": SmpWrapper, "s2_multilabel": _s2}
+def _pplinknet(**kwargs: Any) -> nn.Module:
+    from rsviz.models.pplinknet import PPLinkNet
+
+    return PPLinkNet(**kwargs)
+
+
+ARCHITECTURES: dict[str, Any] = {"mtl_unet": MultiTaskUnet, "smp": SmpWrapper, "s2_multilabel": _s2,
+                                 "pplinknet": _pplinknet}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
