@@ -111,6 +111,14 @@ def render_map(st_folium) -> None:
         state.set_bounds(None)
         ext = resolve_extent(scene, None)
     area = extent_area_m2(scene, ext)
+    import torch
+
+    from rsviz.ui.workspace import MAX_EXTENT_PX
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if ext.pixels > MAX_EXTENT_PX[dev]:
+        st.warning(f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx the app "
+                   f"runs on {dev.upper()}: draw a smaller rectangle, or use `python -m rsviz predict --bounds` on the file.")
     st.success(f"Extent: {int(ext.window.width)} × {int(ext.window.height)} px = {ext.pixels / 1e6:.2f} MPx"
                + (f" · {area:,.0f} m²" if area else "") + ("" if state.bounds() else " (whole scene)")
                + " — go to **Run** to predict it.")
@@ -241,6 +249,12 @@ def render_compare() -> None:
         card = get_model_card(r.model)
         task, _ = target_for(scene, card)
         all_panels.append((r, panels_for(sub, r.prediction.heads, card, task)))
+    from rsviz.mapview import legend_html
+
+    for r, _ in all_panels:
+        c = get_model_card(r.model)
+        if c.classes:
+            st.markdown(legend_html(c.classes, f"{r.model} classes"), unsafe_allow_html=True)
     if len(all_panels) == 1:
         r, panels = all_panels[0]
         st.subheader(r.model)
@@ -452,4 +466,23 @@ def render_scene_classification() -> None:
     probs = classify_patch(name, s)
     rows = sorted(({"label": lab, "probability": float(p), "true": lab in truth} for lab, p in zip(LABELS_19, probs)),
                   key=lambda x: -x["probability"])
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+    st.subheader("Per-label metrics over the held-out sample patches")
+    res = _s2_set_metrics(name)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("micro F1", fmt(res["micro_f1"]))
+    c2.metric("macro F1", fmt(res["macro_f1"]))
+    c3.metric("mAP", fmt(res["map"]))
+    st.dataframe([r for r in res["per_label"] if r["support"] or not math.isnan(r["f1"])], hide_index=True,
+                 width="stretch")
+    st.caption(f"{res['patches']} test patches (demo scale: BigEarthNet samples shipped in PyPI packages).")
+
+
+@st.cache_data(show_spinner="Scoring the sample patches…", max_entries=8)
+def _s2_set_metrics(name: str) -> dict:
+    from rsviz.inference.classify import _cached
+    from rsviz.train.s2 import load_patches
+    from rsviz.train.s2_card import evaluate_variant
+
+    return evaluate_variant(_cached(name), load_patches()["test"])
