@@ -35,3 +35,12 @@ def test_lmdb_safetensors_patches(mirror):
     assert len(p) == 18 and {s for _, s, _, _ in p} == {"train", "val", "test"}
     pid, _, img, lab = p[0]
     assert img.shape == (12, 120, 120) and img.dtype == np.uint16 and lab.sum() >= 1
+
+
+@pytest.mark.realdata
+def test_dense_predict_refuses_scene_classifier(mirror):
+    from rsviz.errors import ModelInputError
+    from rsviz.inference import predict
+
+    with pytest.raises(ModelInputError, match="Scene classification"):
+        predict("s2-resize", np.zeros((12, 120, 120), np.uint16), device="cpu")

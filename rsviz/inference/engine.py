@@ -432,6 +432,9 @@ def predict(
     """
     lm = model if isinstance(model, LoadedModel) else load_model(model, device or "auto")
     card = lm.card
+    if not any(h.kind != "multilabel" for h in card.heads.values()):
+        raise ModelInputError(f"{card.name} classifies whole patches and has no per-pixel output; use "
+                              "rsviz.inference.classify.classify_patch (the app's Scene classification page)")
     tile = int(tile or card.input.tile_size)
     overlap = card.input.overlap if overlap is None else float(overlap)
     if tile % 32:
