@@ -85,13 +85,9 @@ def rasterize_polygons(
     Raises:
         CRSError: If ``dst_crs`` is None.
     """
-    if dst_crs is None:
-        raise CRSError("cannot rasterize vectors onto an image without a CRS; georeference the image first")
-    geoms = [g for g in geometries if _is_valid_geometry(g)]
+    geoms = _geometries_in(geometries, src_crs, dst_crs)
     if not geoms:
         return np.zeros(shape, dtype=np.uint8)
-    if CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
-        geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]
     vals = values if values is not None else [1] * len(geoms)
     return rasterize(
         zip(geoms, vals, strict=False), out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=all_touched
@@ -107,15 +103,21 @@ def rasterize_instances(geometries: Iterable[Mapping], transform: Affine, shape:
     Returns:
         ``(height, width)`` int32 instance ids, 0 for background.
     """
+    geoms = _geometries_in(geometries, src_crs, dst_crs)
+    if not geoms:
+        return np.zeros(shape, dtype=np.int32)
+    return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0,
+                     dtype="int32")
+
+
+def _geometries_in(geometries: Iterable[Mapping], src_crs, dst_crs) -> list[Mapping]:
+    """Valid, non-empty geometries reprojected to ``dst_crs`` (raises CRSError if it is None)."""
     if dst_crs is None:
         raise CRSError("cannot rasterize vectors onto an image without a CRS; georeference the image first")
     geoms = [g for g in geometries if _is_valid_geometry(g)]
-    if not geoms:
-        return np.zeros(shape, dtype=np.int32)
-    if CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
+    if geoms and CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
         geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]
-    return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0,
-                     dtype="int32")
+    return geoms
 
 
 def _is_valid_geometry(g: Mapping | None) -> bool:

@@ -58,6 +58,27 @@ def _metric_value(page, label):
     return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
+def _open_scene(browser, url, chip):
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    block_internet(page, url)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=90_000)
+    _nav(page, "Map")
+    _select(page, "Sample scene", chip)
+    page.wait_for_timeout(1500)
+    return page
+
+
+def _rerun_cached(page, timings, key):
+    _nav(page, "Run")
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function("() => document.body.innerText.includes('cached result')", timeout=60_000)
+    _nav(page, "Metrics")
+    _metric_value(page, "iou")
+    timings[key] = round(time.perf_counter() - t0, 2)
+
+
 def _draw_and_run(page, timings, tag, lo=0.2, hi=0.8):
     frame_el = page.wait_for_selector("iframe[title*='st_folium']", timeout=90_000)
     frame = frame_el.content_frame()
@@ -113,13 +134,7 @@ def test_draw_run_compare_metrics_iou_matches_library(browser, mirror):
     ART.mkdir(exist_ok=True)
     timings = {}
     with streamlit_app({"RSVIZ_DATA_DIR": os.environ["RSVIZ_DATA_DIR"]}) as url:
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        block_internet(page, url)
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=90_000)
-        _nav(page, "Map")
-        _select(page, "Sample scene", CHIP)
-        page.wait_for_timeout(1500)
+        page = _open_scene(browser, url, CHIP)
         _shot(page, "cold-1-scene")
         win, shown = _draw_and_run(page, timings, "cold")
         # the library's own computation for the same extent
@@ -131,13 +146,7 @@ def test_draw_run_compare_metrics_iou_matches_library(browser, mirror):
         iou = binary_metrics(p.heads["classes"] == 1, sub.targets["buildings"], sub.valid)["iou"]
         assert shown == f"{iou:.3f}", (shown, iou, win)
         # cached: same extent, same options -> instant
-        _nav(page, "Run")
-        t0 = time.perf_counter()
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.wait_for_function("() => document.body.innerText.includes('cached result')", timeout=60_000)
-        _nav(page, "Metrics")
-        _metric_value(page, "iou")
-        timings["cached_run_to_metrics_s"] = round(time.perf_counter() - t0, 2)
+        _rerun_cached(page, timings, "cached_run_to_metrics_s")
         timings["extent_px"] = win[2] * win[3]
         (ART / "e2e-timings.json").write_text(json.dumps({"mouse_up_to_metrics_s": timings, "note": "written down, not asserted"}, indent=1))
     del np
@@ -148,21 +157,9 @@ def test_time_mouse_up_to_metrics_for_about_one_megapixel(browser, mirror):
     ART.mkdir(exist_ok=True)
     timings = {}
     with streamlit_app({"RSVIZ_DATA_DIR": os.environ["RSVIZ_DATA_DIR"]}) as url:
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        block_internet(page, url)
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=90_000)
-        _nav(page, "Map")
-        _select(page, "Sample scene", "tile_1361-10160")
-        page.wait_for_timeout(1500)
+        page = _open_scene(browser, url, "tile_1361-10160")
         win, shown = _draw_and_run(page, timings, "1mpx-cold", lo=0.05, hi=0.95)
-        _nav(page, "Run")
-        t0 = time.perf_counter()
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.wait_for_function("() => document.body.innerText.includes('cached result')", timeout=60_000)
-        _nav(page, "Metrics")
-        _metric_value(page, "iou")
-        timings["1mpx-cached_run_to_metrics_s"] = round(time.perf_counter() - t0, 2)
+        _rerun_cached(page, timings, "1mpx-cached_run_to_metrics_s")
         timings["extent_px"] = win[2] * win[3]
         (ART / "e2e-timings-1mpx.json").write_text(json.dumps({"mouse_up_to_metrics_s": timings,
                                                                 "note": "written down, not asserted"}, indent=1))

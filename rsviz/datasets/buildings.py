@@ -67,26 +67,29 @@ def _features(dataset: str, relpath: str):
     return read_geojson_features(catalog.local_path(dataset, relpath))
 
 
+def _geometries(dataset: str, relpath: str):
+    feats, crs = _features(dataset, relpath)
+    return [f["geometry"] for f in feats], crs
+
+
 def _building_sample(dataset, sid, split, path, raster, geoms, src_crs) -> Sample:
-    inst = rasterize_instances(geoms, raster.transform, raster.shape, raster.crs, src_crs)
-    mask = (inst > 0).astype(np.uint8)
+    """Sample of an RGB(A) raster; ``split == "predict"`` (unlabelled) gives no targets."""
+    targets = {}
+    if split != "predict":
+        inst = rasterize_instances(geoms, raster.transform, raster.shape, raster.crs, src_crs)
+        targets = {"buildings": (inst > 0).astype(np.uint8), "edges": edges_from_mask(inst), "instances": inst}
     return Sample(
         id=sid, dataset=dataset, split=split, image=raster.array[:3], band_names=("red", "green", "blue"),
-        scale=(0.0, 255.0), transform=raster.transform, crs=raster.crs, valid=raster.valid,
-        targets={"buildings": mask, "edges": edges_from_mask(inst), "instances": inst}, classes=BUILDING_CLASSES,
-        path=path,
+        scale=(0.0, 255.0), transform=raster.transform, crs=raster.crs, valid=raster.valid, targets=targets,
+        classes=BUILDING_CLASSES, path=path,
     )
 
 
 def load_banepa(path: Path, split: str) -> Sample:
     """Load one Banepa chip (RGB uint8, EPSG:4326, ~0.13 m) with rasterized OSM buildings."""
     r = read_raster(path)
-    if split == "predict":
-        return Sample(id=path.stem, dataset=BANEPA, split=split, image=r.array[:3],
-                      band_names=("red", "green", "blue"), transform=r.transform, crs=r.crs, valid=r.valid,
-                      classes=BUILDING_CLASSES, path=path)
-    feats, crs = _features(BANEPA, BANEPA_OSM)
-    return _building_sample(BANEPA, path.stem, split, path, r, [f["geometry"] for f in feats], crs)
+    geoms, crs = ([], None) if split == "predict" else _geometries(BANEPA, BANEPA_OSM)
+    return _building_sample(BANEPA, path.stem, split, path, r, geoms, crs)
 
 
 def banepa_scenes() -> list[SceneRef]:
@@ -111,12 +114,8 @@ def load_kampala(path: Path, split: str) -> Sample:
     r.crs = WEB_MERCATOR
     if r.count == 4:  # RGBA: alpha is the valid mask
         r.valid = r.array[3] > 0
-    if split == "predict":
-        return Sample(id=path.stem, dataset=KAMPALA, split=split, image=r.array[:3],
-                      band_names=("red", "green", "blue"), transform=r.transform, crs=r.crs, valid=r.valid,
-                      classes=BUILDING_CLASSES, path=path)
-    feats, crs = _features(KAMPALA, f"{KAMPALA_DIR}/labels.geojson")
-    return _building_sample(KAMPALA, path.stem, split, path, r, [f["geometry"] for f in feats], crs)
+    geoms, crs = ([], None) if split == "predict" else _geometries(KAMPALA, f"{KAMPALA_DIR}/labels.geojson")
+    return _building_sample(KAMPALA, path.stem, split, path, r, geoms, crs)
 
 
 def kampala_scenes(zoom: int | None = 20) -> list[SceneRef]:
@@ -141,8 +140,7 @@ JOPLIN = "joplin-buildings"
 def load_joplin(path: Path) -> Sample:
     """One Joplin tile (RGB, EPSG:26915, 0.6 m) with Microsoft footprints."""
     r = read_raster(path)
-    feats, crs = _features(JOPLIN, "tests/data/misc/joplin.geojson")
-    return _building_sample(JOPLIN, path.stem, "test", path, r, [f["geometry"] for f in feats], crs)
+    return _building_sample(JOPLIN, path.stem, "test", path, r, *_geometries(JOPLIN, "tests/data/misc/joplin.geojson"))
 
 
 def joplin_scenes() -> list[SceneRef]:
@@ -163,8 +161,8 @@ def load_tanzania() -> Sample:
     """Open AI Tanzania crop (RGB, EPSG:32737, 7.7 cm) with its building polygons."""
     p = catalog.local_path(TANZANIA, "tests/data/tanzania/input/training/images/tanzania_sample.tif")
     r = read_raster(p)
-    feats, crs = _features(TANZANIA, "tests/data/tanzania/input/training/labels/tanzania_sample.geojson")
-    return _building_sample(TANZANIA, "tanzania", "test", p, r, [f["geometry"] for f in feats], crs)
+    return _building_sample(TANZANIA, "tanzania", "test", p, r,
+                            *_geometries(TANZANIA, "tests/data/tanzania/input/training/labels/tanzania_sample.geojson"))
 
 
 def load_austin() -> Sample:

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.common import CurveLogger, augment, load_config, seed_everything
+from rsviz.train.common import CurveLogger, augment, start_run
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -100,15 +100,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     """
     from safetensors.torch import save_file
 
-    from rsviz.models.api import resolve_device
 
-    cfg = load_config(config_path, DEFAULTS)
-    cfg.update(overrides or {})
-    torch.set_num_threads(int(cfg["threads"]))
-    rng = seed_everything(int(cfg["seed"]))
-    device = resolve_device(cfg["device"])
-    out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
             "heads": cfg["heads"], "decoder_channels": cfg["decoder_channels"]}

@@ -33,6 +33,28 @@ def load_config(path: str | os.PathLike, defaults: dict[str, Any]) -> dict[str, 
     return cfg
 
 
+def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], overrides: dict[str, Any] | None = None):
+    """Common start of a training run.
+
+    Loads the config over ``defaults`` and ``overrides``, sets the CPU thread count, seeds
+    everything, resolves the device (CUDA when available for ``"auto"``) and creates the
+    output folder.
+
+    Returns:
+        ``(cfg, rng, device, out_dir)``.
+    """
+    from rsviz.models.api import resolve_device
+
+    cfg = load_config(config_path, defaults)
+    cfg.update(overrides or {})
+    torch.set_num_threads(int(cfg.get("threads", torch.get_num_threads())))
+    rng = seed_everything(int(cfg["seed"]))
+    device = resolve_device(cfg.get("device", "auto"))
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    return cfg, rng, device, out
+
+
 def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
     """Random flip / rot90 (image and targets alike) and colour jitter (image only).
 

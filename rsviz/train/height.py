@@ -30,7 +30,7 @@ from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss
-from rsviz.train.common import CurveLogger, augment, load_config, seed_everything
+from rsviz.train.common import CurveLogger, augment, start_run
 
 DEFAULTS: dict[str, Any] = {"name": "height-mtl", "seed": 0, "encoder_name": "mobilenet_v2",
                             "decoder_channels": [128, 64, 32, 16, 16], "num_classes": 5, "crop": 256, "batch_size": 8,
@@ -103,15 +103,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     """Train and write ``best.safetensors``, configs, curves and ``summary.json`` to ``cfg["out"]``."""
     from safetensors.torch import save_file
 
-    from rsviz.models.api import resolve_device
 
-    cfg = load_config(config_path, DEFAULTS)
-    cfg.update(overrides or {})
-    torch.set_num_threads(int(cfg["threads"]))
-    rng = seed_everything(int(cfg["seed"]))
-    device = resolve_device(cfg["device"])
-    out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
             "heads": {"seg": cfg["num_classes"], "height": 1}, "decoder_channels": cfg["decoder_channels"]}

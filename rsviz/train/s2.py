@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from rsviz.datasets.bigearthnet import LABELS_19, bigearthnet_scenes, lmdb_patches
 from rsviz.models.architectures import build_model
-from rsviz.train.common import CurveLogger, load_config, seed_everything
+from rsviz.train.common import CurveLogger, start_run
 
 DEFAULTS: dict[str, Any] = {"variant": "resize", "seed": 0, "width": 24, "epochs": 120, "batch_size": 8, "lr": 2e-3,
                             "weight_decay": 1e-4, "threads": 2, "out": "runs/s2-resize", "bigearthnet_root": None}
@@ -61,12 +61,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
 
     from rsviz.metrics.multilabel import multilabel_metrics
 
-    cfg = load_config(config_path, DEFAULTS)
-    cfg.update(overrides or {})
-    torch.set_num_threads(int(cfg["threads"]))
-    rng = seed_everything(int(cfg["seed"]))
-    out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    cfg, rng, _, out = start_run(config_path, DEFAULTS, overrides)
     data = load_patches(cfg["bigearthnet_root"])
     mean, std = band_stats(data["train"])
     cfg["band_mean"], cfg["band_std"] = mean, std
