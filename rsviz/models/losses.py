@@ -36,7 +36,7 @@ class UncertaintyWeightedLoss(nn.Module):
 
     def weights(self) -> dict[str, float]:
         """Current effective weights ``exp(-s_i)`` per task."""
-        return {t: float(torch.exp(-self.log_vars[i])) for i, t in enumerate(self.tasks)}
+        return {t: float(torch.exp(-self.log_vars[i].detach())) for i, t in enumerate(self.tasks)}
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
