@@ -148,7 +148,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
                 best = row["val_iou"]
                 save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(out / "best.safetensors"))
                 summary = {"best_val_iou": best, "best_step": step, "task_weights": weighting.weights(),
-                           "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars, strict=False)}}
+                           "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
                 (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.plot()
     summary = json.loads((out / "summary.json").read_text())
