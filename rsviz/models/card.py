@@ -127,3 +127,12 @@ class ModelCard:
     def load(cls, path: str | Path) -> ModelCard:
         """Read ``card.json``."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+#: Building-instance post-processing used when a card states none (see rsviz.metrics.objects.split_instances).
+DEFAULT_POSTPROCESS = {"threshold": 0.5, "edge_threshold": 0.5, "min_seed_px": 8}
+
+
+def postprocess_of(card: ModelCard) -> dict:
+    """The card's instance post-processing parameters (``extra.instance_postprocess``) or the defaults."""
+    return {**DEFAULT_POSTPROCESS, **(card.extra.get("instance_postprocess") or {})}

@@ -346,8 +346,11 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
     inst = {}
     if task == "buildings":
         from rsviz.metrics import split_instances
+        from rsviz.models.card import postprocess_of
 
-        inst["pred_instances"] = split_instances(heads["probs"][0], heads.get("edge"))
+        pp = postprocess_of(card)
+        inst["pred_instances"] = split_instances(heads["probs"][0], heads.get("edge"), pp["threshold"],
+                                                 pp["edge_threshold"], pp["min_seed_px"])
         inst["gt_instances"] = sub.targets.get("instances")
     out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
                    gsd=sub.gsd, with_polygons=(task == "buildings"), **inst)
