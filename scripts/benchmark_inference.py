@@ -6,8 +6,9 @@ raster megapixels per second):
 
 (a) bare model forward on pre-loaded, pre-normalised batches -- the ceiling;
 (b) the engine end to end, GeoTIFF on disk -> outputs in memory, and -> COG on disk;
-(c) a naive per-tile loop as common tools do it: batch 1, each tile read separately,
-    blending weights rebuilt per tile in NumPy on the CPU, accumulation in NumPy.
+(c) a naive per-tile loop as common tools do it: batch 1, default (NCHW) memory layout,
+    each tile read separately, blending weights rebuilt per tile in NumPy on the CPU,
+    accumulation in NumPy.
 
 Plus the peak RSS of streaming a 16384 x 16384 GeoTIFF to a COG on the CPU (separate
 process, ``resource.getrusage``), and with CUDA the GPU rows and the fraction of the
@@ -72,10 +73,8 @@ def bare_forward(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: 
     tl = [torch.from_numpy(img[:, y:y + tile, x:x + tile].astype(np.float32)) for y, x in tiles_of(img.shape[1], tile, overlap)]
     batches = [((torch.stack(tl[i:i + batch]) / 255.0 - mean) / std).to(lm.device) for i in range(0, len(tl), batch)]
     cuda = lm.device.type == "cuda"
-    net = lm.net
-    if cuda:
-        net = net.to(memory_format=torch.channels_last)
-        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    net = lm.net.to(memory_format=torch.channels_last)  # same layout as the engine
+    batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     with torch.inference_mode():
         net(batches[0])
         if cuda:
@@ -94,6 +93,7 @@ def bare_forward(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: 
 
 def naive_loop(lm: LoadedModel, path: Path, tile: int, overlap: float) -> float:
     card = lm.card
+    lm.net.to(memory_format=torch.contiguous_format)
     mean = np.array(card.input.mean, np.float32)[:, None, None]
     std = np.array(card.input.std, np.float32)[:, None, None]
     t = time.perf_counter()
