@@ -192,26 +192,36 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     return d
 
 
+def add_comparison(out_root: Path = BUNDLED_DIR) -> dict | None:
+    """Put the multi-task vs single-task comparison into both cards (when both are bundled)."""
+    from rsviz.models.api import render_card_markdown
+
+    a, b = out_root / "building-mtl" / "card.json", out_root / "building-seg" / "card.json"
+    if not (a.exists() and b.exists()):
+        return None
+    mtl, base = ModelCard.load(a), ModelCard.load(b)
+    cmp = {s: {"mtl_iou": mtl.metrics[s]["iou"], "baseline_iou": base.metrics[s]["iou"],
+               "mtl_object_f1": mtl.metrics[s]["object_f1"], "baseline_object_f1": base.metrics[s]["object_f1"],
+               "mtl_boundary_f1": mtl.metrics[s]["boundary_f1"], "baseline_boundary_f1": base.metrics[s]["boundary_f1"]}
+           for s in SPLITS if s in mtl.metrics and s in base.metrics}
+    for card, path in ((mtl, a), (base, b)):
+        card.extra["mtl_vs_single_task"] = cmp
+        card.save(path)
+        (path.parent / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
+    return cmp
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mtl", type=Path, required=True)
-    p.add_argument("--baseline", type=Path)
+    p.add_argument("--mtl", type=Path, help="training run of the multi-task model")
+    p.add_argument("--baseline", type=Path, help="training run of the single-task baseline")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR)
     a = p.parse_args(argv)
-    d = package(a.mtl, "building-mtl", a.out)
-    card = json.loads((d / "card.json").read_text())
-    if a.baseline:
-        b = package(a.baseline, "building-seg", a.out)
-        base = json.loads((b / "card.json").read_text())
-        cmp = {s: {"mtl_iou": card["metrics"][s]["iou"], "baseline_iou": base["metrics"][s]["iou"],
-                   "mtl_object_f1": card["metrics"][s]["object_f1"], "baseline_object_f1": base["metrics"][s]["object_f1"]}
-               for s in SPLITS}
-        card["extra"]["baseline_comparison"] = cmp
-        ModelCard.from_dict(card).save(d / "card.json")
-        from rsviz.models.api import render_card_markdown
-
-        (d / "README.md").write_text(render_card_markdown(ModelCard.from_dict(card)))
-    print(json.dumps(card["metrics"], indent=1))
+    for run, name in ((a.baseline, "building-seg"), (a.mtl, "building-mtl")):
+        if run is not None:
+            d = package(run, name, a.out)
+            print(name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
+    print(json.dumps(add_comparison(a.out), indent=1))
 
 
 if __name__ == "__main__":
