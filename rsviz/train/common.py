@@ -102,6 +102,15 @@ class CurveLogger:
             w.writeheader()
             w.writerows(self.rows)
 
+    @classmethod
+    def from_csv(cls, path: Path) -> CurveLogger:
+        """Re-open a ``curves.csv`` (e.g. to re-plot it)."""
+        log = cls(path.parent)
+        with open(path, newline="") as f:
+            log.rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+        log.path = path
+        return log
+
     def plot(self) -> Path:
         """Write ``curves.png`` (train losses left, validation metrics right); returns its path."""
         import matplotlib
@@ -110,7 +119,7 @@ class CurveLogger:
         import matplotlib.pyplot as plt
 
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-        keys = list(dict.fromkeys(k for r in self.rows for k in r if k != "step"))
+        keys = list(dict.fromkeys(k for r in self.rows for k in r if k != "step" and not k.startswith("elapsed")))
         for k in keys:
             pts = [(r["step"], r[k]) for r in self.rows if k in r and r[k] == r[k]]
             if not pts:
