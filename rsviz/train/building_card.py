@@ -24,7 +24,8 @@ import torch
 
 from rsviz.datasets import scenes
 from rsviz.datasets.buildings import BUILDING_CLASSES
-from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics, split_instances
+from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics
+from rsviz.metrics.objects import instances_for
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
@@ -50,19 +51,21 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
 def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: str = "val") -> tuple[dict, float]:
     """Choose instance post-processing on a validation split by object F1 (never on test).
 
-    Grid: edge threshold in {0.3, 0.5, 0.7}, minimum seed in {8, 32, 128} px (edge models);
-    threshold 0.5. Returns ``(params, val_object_f1)``.
+    Grid: connected components; distance-transform watershed with seeds >= {8, 15, 25} px apart;
+    and, for models with an edge head, edge-seeded watershed with edge threshold in {0.3, 0.5, 0.7}
+    and minimum seed {8, 32, 128} px. Footprint threshold 0.5. Returns ``(params, val_object_f1)``.
     """
     preds = list(_predictions(lm, dataset, split))
     has_edge = "edge" in preds[0][1].heads
-    grid = [{"threshold": 0.5, "edge_threshold": e, "min_seed_px": m} for e in (0.3, 0.5, 0.7) for m in (8, 32, 128)] \
-        if has_edge else [dict(DEFAULT_POSTPROCESS)]
+    base = dict(DEFAULT_POSTPROCESS)
+    grid = [dict(base, method="components")] + [dict(base, method="distance", min_distance=d) for d in (8, 15, 25)]
+    if has_edge:
+        grid += [dict(base, method="edge", edge_threshold=e, min_seed_px=m) for e in (0.3, 0.5, 0.7) for m in (8, 32, 128)]
     best, best_f1 = grid[0], -1.0
     for g in grid:
         tp = fp = fn = 0
         for s, p in preds:
-            inst = split_instances(p.heads["probs"][0], p.heads.get("edge"), g["threshold"], g["edge_threshold"],
-                                   g["min_seed_px"])
+            inst = instances_for(p.heads, g)
             sc, _ = object_f1(inst > 0, s.targets["buildings"] > 0, valid=s.valid, min_area=10,
                               gt_instances=s.targets.get("instances"), pred_instances=inst)
             tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
@@ -86,8 +89,7 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
         v = s.valid
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8), v)
         bfs.append(boundary_f1(pred & v, gt & v, 2.0, valid=v)["f1"])
-        inst = split_instances(p.heads["probs"][0], p.heads.get("edge"), pp["threshold"], pp["edge_threshold"],
-                               pp["min_seed_px"])
+        inst = instances_for(p.heads, pp)
         sc, _ = object_f1(pred, gt, valid=v, min_area=10, gt_instances=s.targets.get("instances"), pred_instances=inst)
         tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
         if "edge" in p.heads:

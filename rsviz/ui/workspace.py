@@ -345,12 +345,10 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
     pred = heads["height"] if task == "height" else heads["classes"]
     inst = {}
     if task == "buildings":
-        from rsviz.metrics import split_instances
+        from rsviz.metrics.objects import instances_for
         from rsviz.models.card import postprocess_of
 
-        pp = postprocess_of(card)
-        inst["pred_instances"] = split_instances(heads["probs"][0], heads.get("edge"), pp["threshold"],
-                                                 pp["edge_threshold"], pp["min_seed_px"])
+        inst["pred_instances"] = instances_for(heads, postprocess_of(card))
         inst["gt_instances"] = sub.targets.get("instances")
     out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
                    gsd=sub.gsd, with_polygons=(task == "buildings"), **inst)
