@@ -51,14 +51,14 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
 def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: str = "val") -> tuple[dict, float]:
     """Choose instance post-processing on a validation split by object F1 (never on test).
 
-    Grid: connected components; distance-transform watershed with seeds >= {8, 15, 25} px apart;
+    Grid: connected components; distance-transform watershed with seeds >= {15, 25, 40, 60} px apart;
     and, for models with an edge head, edge-seeded watershed with edge threshold in {0.3, 0.5, 0.7}
     and minimum seed {8, 32, 128} px. Footprint threshold 0.5. Returns ``(params, val_object_f1)``.
     """
     preds = list(_predictions(lm, dataset, split))
     has_edge = "edge" in preds[0][1].heads
     base = dict(DEFAULT_POSTPROCESS)
-    grid = [dict(base, method="components")] + [dict(base, method="distance", min_distance=d) for d in (8, 15, 25)]
+    grid = [dict(base, method="components")] + [dict(base, method="distance", min_distance=d) for d in (15, 25, 40, 60)]
     if has_edge:
         grid += [dict(base, method="edge", edge_threshold=e, min_seed_px=m) for e in (0.3, 0.5, 0.7) for m in (8, 32, 128)]
     best, best_f1 = grid[0], -1.0
