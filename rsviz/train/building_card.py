@@ -73,6 +73,9 @@ def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: 
         if f1 > best_f1:
             best, best_f1 = g, f1
     return best, best_f1
+NOTE = ("building instances for object F1 come from the predicted footprint by the stated method (components, "
+        "distance-transform watershed, or watershed seeded by footprint minus predicted edges; "
+        "rsviz.metrics.split_instances), chosen on the Banepa val split by object F1")
 _OAM = "Imagery © OpenAerialMap contributors (CC-BY-4.0); building footprints © OpenStreetMap contributors (ODbL)"
 
 
@@ -179,8 +182,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
              "cpu_seconds_per_512px_tile": round(speed, 3),
              "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
              "instance_postprocess": pp, "instance_postprocess_val_object_f1": val_f1,
-             "instance_postprocess_note": "buildings = watershed of the footprint seeded by footprint minus predicted "
-                                          "edges (rsviz.metrics.split_instances); parameters chosen on banepa val"}
+             "instance_postprocess_note": NOTE}
     if len(heads) > 1:
         extra["learned_task_weights_exp_minus_s"] = summary.get("final_task_weights")
         extra["learned_log_variances_s"] = summary.get("log_vars")
