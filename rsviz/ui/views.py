@@ -186,8 +186,11 @@ def render_run() -> None:
     device = c4.selectbox("Device", devs, key="run-device")
     opts = RunOptions(tile=int(tile), overlap=float(overlap), tta=bool(tta), device=device)
     go = st.button("Run", type="primary", key="run-go", disabled=not chosen)
-    st.caption("Press *Stop* (top right) or change any input to cancel a run in progress; finished runs are cached.")
+    if st.session_state.get("run-cancel"):
+        st.warning("Run cancelled; finished models are kept, nothing else changed.")
+    st.caption("Finished runs are cached by model, scene, extent and options: running the same choice again is instant.")
     if go:
+        st.button("Cancel", key="run-cancel", help="stop the run in progress")
         for name in chosen:
             bar = st.progress(0.0, text=f"{name}: starting…")
             t0 = time.perf_counter()
