@@ -3,7 +3,8 @@
 ``python -m rsviz.train.height_card runs/height-mtl``
 
 Metrics: height RMSE / MAE / bias / delta<1.25 on the Potsdam test patches (relative units,
-``dsm / 255``), pooled over pixels; semantic mIoU and per-class IoU on the Dubai test tile
+``dsm / 255``), pooled over pixels, beside the RMSE / MAE of predicting the training mean
+everywhere (the floor any useful model must beat); semantic mIoU and per-class IoU on the Dubai test tile
 folder (``Tile 8``; ``unlabelled`` excluded), from one pooled confusion matrix.
 """
 
@@ -40,6 +41,8 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
             preds.append(p.heads["height"].ravel())
             tgts.append(s.targets["height"].ravel())
         h = height_metrics(np.concatenate(preds), np.concatenate(tgts))
+        train_mean = float(np.mean([r.load().targets["height"].mean() for r in scenes("potsdam-height", "train")]))
+        const = height_metrics(np.full_like(np.concatenate(tgts), train_mean), np.concatenate(tgts))
         cm = ConfusionMatrix(6, ignore_index=DUBAI_IGNORE, class_names=[c.name for c in DUBAI_CLASSES])
         for r in scenes("dubai-landcover", "test"):
             s = r.load()
@@ -47,7 +50,8 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
             cm.update(p.heads["classes"], s.targets["classes"])
     res = cm.compute()
     per = {c["name"]: c["iou"] for c in res["per_class"]}
-    return {"potsdam-test": {**{k: h[k] for k in ("rmse", "mae", "bias", "delta_1.25")}, "units": "relative"},
+    return {"potsdam-test": {**{k: h[k] for k in ("rmse", "mae", "bias", "delta_1.25")}, "units": "relative",
+                             "constant_train_mean_rmse": const["rmse"], "constant_train_mean_mae": const["mae"]},
             "dubai-test": {"miou": res["macro"]["iou"], "overall_accuracy": res["overall_accuracy"],
                            **{f"iou_{k}": v for k, v in per.items()}}}
 
