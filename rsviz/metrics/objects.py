@@ -71,7 +71,7 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
         if edge_prob is None:
             raise ValueError("method 'edge' needs an edge probability map")
         seeds = fg & (np.asarray(edge_prob) < edge_threshold)
-        seeds = remove_small_objects(seeds, min_size=min_seed_px) if seeds.any() else seeds
+        seeds = remove_small_objects(seeds, max_size=min_seed_px - 1) if seeds.any() else seeds
         markers = label(seeds, connectivity=1)
         inst = watershed(-np.asarray(prob, np.float32), markers, mask=fg)
     elif method == "distance":
