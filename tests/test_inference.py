@@ -9,11 +9,18 @@ import torch
 from rasterio.windows import Window
 
 from rsviz.errors import BandCountError, ModelInputError, UnknownNameError
-from rsviz.inference import InferenceCancelled, importance_map, predict, window_starts
+from rsviz.inference import InferenceCancelled, importance_map, window_starts
+from rsviz.inference import predict as _predict
 from rsviz.inference.engine import GSDWarning
 from rsviz.models.api import get_model_card, list_models, load_model
 from rsviz.raster import RasterData, read_raster
 from tests import toy_models
+
+
+def predict(*args, **kwargs):
+    """Exact comparisons run in fp32 (the default ``auto`` may pick bf16 autocast on this CPU)."""
+    kwargs.setdefault("precision", "fp32")
+    return _predict(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +248,18 @@ def test_import_user_deeplabv3plus_checkpoint_openearthmap(tmp_path):
 
     with pytest.raises(RsvizError, match="plain state dict"):
         import_checkpoint(bad, card, cfg, root / "bad")
+
+
+def test_auto_precision_agrees_with_fp32(toys):
+    from rsviz.inference.engine import resolve_precision
+
+    _, pw = toys
+    img = _image(128, 128, seed=5)
+    a = predict(pw, img, tile=64, precision="fp32")
+    b = _predict(pw, img, tile=64)  # auto
+    assert b.options["precision"] in ("float32", "bfloat16")
+    assert np.abs(a.heads["probs"] - b.heads["probs"]).max() < 0.05
+    assert (a.heads["classes"] == b.heads["classes"]).mean() > 0.98
+    assert resolve_precision("fp32", torch.device("cpu")) is None
+    with pytest.raises(ModelInputError):
+        resolve_precision("fp16", torch.device("cpu"))

@@ -142,10 +142,44 @@ class _Source:
 # --------------------------------------------------------------------------- model runner
 
 
-class _Runner:
-    """Normalises tiles, runs the network (AMP / channels_last on CUDA), activates heads."""
+def cpu_bf16_supported() -> bool:
+    """True when oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    def __init__(self, lm: LoadedModel, tta: bool) -> None:
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) on ``device``; None = fp32.
+
+    ``auto`` picks bf16 on CUDA GPUs that support it (fp16 otherwise) and on CPUs with native bf16
+    (oneDNN AVX512-BF16 / AMX), fp32 elsewhere.
+
+    Raises:
+        ModelInputError: Unknown precision, or bf16/fp16 requested where unsupported.
+    """
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        if precision in ("auto", "bf16"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if precision == "fp16":
+            return torch.float16
+    elif device.type == "cpu":
+        if precision in ("auto", "bf16") and cpu_bf16_supported():
+            return torch.bfloat16
+        if precision == "auto":
+            return None
+    elif precision == "auto":
+        return None
+    raise ModelInputError(f"precision {precision!r} is not supported on {device.type}; use auto or fp32")
+
+
+class _Runner:
+    """Normalises tiles, runs the network (channels_last, autocast), activates heads."""
+
+    def __init__(self, lm: LoadedModel, tta: bool, precision: str = "auto") -> None:
         self.lm, self.card, self.dev = lm, lm.card, lm.device
         inp = self.card.input
         n = len(inp.bands)
@@ -167,14 +201,13 @@ class _Runner:
         self.channels_last = self.dev.type in ("cuda", "cpu")
         if self.channels_last:
             self.lm.net.to(memory_format=torch.channels_last)
-        if self.cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = resolve_precision(precision, self.dev)
 
     def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.cuda:
-            with torch.autocast("cuda", dtype=self.amp_dtype):
+        if self.amp_dtype is not None:
+            with torch.autocast(self.dev.type, dtype=self.amp_dtype):
                 out = self.lm.net(x)
             return {k: v.float() for k, v in out.items()}
         return self.lm.net(x)
@@ -283,7 +316,7 @@ class _GeoTIFFWriter:
         tmp = Path(self.tmpdir) / "main.tif"
         prof = {"driver": "GTiff", "height": height, "width": width, "count": len(self.layout), "dtype": "uint8",
                 "transform": transform, "crs": crs, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                "compress": "deflate", "nodata": None, "BIGTIFF": "IF_SAFER"}
+                "compress": "none" if cog else "deflate", "nodata": None, "BIGTIFF": "IF_SAFER"}
         self.ds = rasterio.open(tmp, "w", **prof)
         for i, (_, desc) in enumerate(self.layout, 1):
             self.ds.set_band_description(i, desc)
@@ -324,15 +357,11 @@ class _GeoTIFFWriter:
             self.hds.close()
             outs.append((Path(self.hds.name), self.path.with_name(self.path.stem + "_height.tif")))
         for src, dst in outs:
-            if self.cog:
-                from rio_cogeo.cogeo import cog_translate
-                from rio_cogeo.profiles import cog_profiles
+            if self.cog:  # GDAL's COG driver: tiled 512, internal overviews (nearest), deflate
+                import rasterio.shutil
 
-                prof = cog_profiles.get("deflate")
-                prof.update(blockxsize=512, blockysize=512)
-                cog_translate(str(src), str(dst), prof, in_memory=False, quiet=True,
-                              config={"GDAL_TIFF_INTERNAL_MASK": True, "GDAL_CACHEMAX": 256},
-                              overview_resampling="nearest", use_cog_driver=False)
+                rasterio.shutil.copy(str(src), str(dst), driver="COG", COMPRESS="DEFLATE", LEVEL=6, BLOCKSIZE=512,
+                                     OVERVIEW_RESAMPLING="NEAREST", NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
             else:
                 os.replace(src, dst)
         for f in Path(self.tmpdir).glob("*"):
@@ -395,6 +424,7 @@ def predict(
     batch_size: int = 4,
     tta: bool = False,
     device: str | torch.device | None = None,
+    precision: str = "auto",
     threshold: float = 0.5,
     output: str | os.PathLike | None = None,
     cog: bool = True,
@@ -417,6 +447,8 @@ def predict(
         tta: Average over flips and 90° rotations (8 transforms on square tiles) and return
             ``tta_var``.
         device: Device for a model given by name (``auto`` by default).
+        precision: ``auto`` (bf16 autocast on GPUs and on CPUs with native bf16, else fp32),
+            ``fp32``, ``bf16`` or ``fp16``; accumulation and outputs are always fp32.
         threshold: Probability threshold of binary heads.
         output: If given, write the outputs to this GeoTIFF (COG if ``cog``) window by window
             instead of keeping them in memory (see :func:`output_band_layout`); the returned
@@ -443,12 +475,15 @@ def predict(
     overlap = card.input.overlap if overlap is None else float(overlap)
     if tile % 32:
         raise ModelInputError(f"tile must be a multiple of 32 pixels, got {tile}")
+    # bound GDAL's block cache (default 5 % of RAM) so streaming stays O(tile x width)
+    gdal_env = rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "256")))
+    gdal_env.__enter__()
     src = _Source(source, window, bounds, bounds_crs)
     try:
         H, W = src.height, src.width
         first, _ = src.read_rows(0, min(H, 64))
         check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), first)
-        runner = _Runner(lm, tta)
+        runner = _Runner(lm, tta, precision)
         th = tile if H >= tile else round_up(H, 32)
         tw = tile if W >= tile else round_up(W, 32)
         rows, cols = window_starts(H, th, overlap), window_starts(W, tw, overlap)
@@ -459,6 +494,7 @@ def predict(
         Wb = max(W, tw)
         acc = torch.zeros((C, th, Wb), dtype=torch.float32, device=dev)
         wsum = torch.zeros((th, Wb), dtype=torch.float32, device=dev)
+        acc2, wsum2 = torch.empty_like(acc), torch.empty_like(wsum)  # double buffers: no allocation per strip
         vbuf = np.zeros((th, Wb), bool)
         writer = (_GeoTIFFWriter(Path(output), card, tta, H, W, src.transform, src.crs, cog) if output is not None
                   else _MemoryWriter(H, W))
@@ -466,15 +502,20 @@ def predict(
         buf_y0, done, bs, t0 = 0, 0, max(1, int(batch_size)), time.perf_counter()
 
         def finalize(n_rows: int) -> None:
-            nonlocal acc, wsum, vbuf, buf_y0
+            nonlocal acc, wsum, acc2, wsum2, buf_y0
             if n_rows <= 0:
                 return
             out = (acc[:, :n_rows, :W] / wsum[:n_rows, :W].clamp(min=1e-12)).cpu().numpy()
             valid = vbuf[:n_rows, :W].copy()
             writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid)
-            acc = torch.cat([acc[:, n_rows:], torch.zeros((C, n_rows, Wb), dtype=acc.dtype, device=dev)], dim=1)
-            wsum = torch.cat([wsum[n_rows:], torch.zeros((n_rows, Wb), dtype=wsum.dtype, device=dev)], dim=0)
-            vbuf = np.concatenate([vbuf[n_rows:], np.zeros((n_rows, Wb), bool)], axis=0)
+            keep = th - n_rows
+            acc2[:, :keep].copy_(acc[:, n_rows:])
+            acc2[:, keep:].zero_()
+            wsum2[:keep].copy_(wsum[n_rows:])
+            wsum2[keep:].zero_()
+            acc, acc2, wsum, wsum2 = acc2, acc, wsum2, wsum
+            vbuf[:keep] = vbuf[n_rows:]
+            vbuf[keep:] = False
             buf_y0 += n_rows
 
         for y in rows:
@@ -524,11 +565,13 @@ def predict(
         return Prediction(heads=heads, transform=src.transform, crs=src.crs, valid=valid_all, window=src.window,
                           model=card.name,
                           options={"tile": [th, tw], "overlap": overlap, "blend": blend, "tta": tta, "batch_size": bs,
-                                   "device": str(dev), "threshold": threshold},
+                                   "device": str(dev), "threshold": threshold,
+                                   "precision": str(runner.amp_dtype or torch.float32).replace("torch.", "")},
                           stats={"tiles": total, "seconds": secs, "mpx_per_s": H * W / 1e6 / max(secs, 1e-9),
                                  "files": [str(f) for f in files]})
     finally:
         src.close()
+        gdal_env.__exit__(None, None, None)
 
 
 def _split(runner: _Runner, out: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:

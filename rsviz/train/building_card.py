@@ -44,7 +44,8 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
         s = ref.load()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            p = predict(lm, RasterData(s.image, s.transform, s.crs, s.valid), tile=tile, overlap=overlap)
+            p = predict(lm, RasterData(s.image, s.transform, s.crs, s.valid), tile=tile, overlap=overlap,
+                        precision="fp32")
         yield s, p
 
 

@@ -37,7 +37,7 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
         warnings.simplefilter("ignore")
         for r in scenes("potsdam-height", "test"):
             s = r.load()
-            p = predict(lm, RasterData(s.image), tile=256, overlap=0.25)
+            p = predict(lm, RasterData(s.image), tile=256, overlap=0.25, precision="fp32")
             preds.append(p.heads["height"].ravel())
             tgts.append(s.targets["height"].ravel())
         h = height_metrics(np.concatenate(preds), np.concatenate(tgts))
@@ -46,7 +46,7 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
         cm = ConfusionMatrix(6, ignore_index=DUBAI_IGNORE, class_names=[c.name for c in DUBAI_CLASSES])
         for r in scenes("dubai-landcover", "test"):
             s = r.load()
-            p = predict(lm, RasterData(s.image), tile=512, overlap=0.25)
+            p = predict(lm, RasterData(s.image), tile=512, overlap=0.25, precision="fp32")
             cm.update(p.heads["classes"], s.targets["classes"])
     res = cm.compute()
     per = {c["name"]: c["iou"] for c in res["per_class"]}
