@@ -49,6 +49,8 @@ from rsviz.raster import RasterData, open_raster, window_from_bounds
 from rsviz.types import BBox, ProgressCallback
 
 NODATA_CLASS = 255
+#: Columns finalised at a time (bounds the per-strip temporaries).
+FINALIZE_COLS = 2048
 
 
 class InferenceCancelled(RsvizError):
@@ -264,13 +266,14 @@ class _MemoryWriter:
         self.heads: dict[str, np.ndarray] = {}
         self.valid = np.zeros((height, width), bool)
 
-    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray) -> None:
+    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray, c0: int = 0) -> None:
+        c1 = c0 + valid.shape[1]
         for k, v in heads.items():
             if k not in self.heads:
                 shape = (v.shape[0], self.h, self.w) if v.ndim == 3 else (self.h, self.w)
                 self.heads[k] = np.zeros(shape, v.dtype)
-            self.heads[k][..., r0:r1, :] = v
-        self.valid[r0:r1] = valid
+            self.heads[k][..., r0:r1, c0:c1] = v
+        self.valid[r0:r1, c0:c1] = valid
 
 
 def output_band_layout(card, tta: bool) -> list[tuple[str, str]]:
@@ -327,8 +330,8 @@ class _GeoTIFFWriter:
             self.hds = rasterio.open(Path(self.tmpdir) / "height.tif", "w", **hp)
             self.hds.set_band_description(1, f"height ({card.heads['height'].units})")
 
-    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray) -> None:
-        w = Window(0, r0, valid.shape[1], r1 - r0)
+    def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray, c0: int = 0) -> None:
+        w = Window(c0, r0, valid.shape[1], r1 - r0)
         n_cls = heads["probs"].shape[0] if "probs" in heads else 0
         out = []
         for name, _ in self.layout:
@@ -505,9 +508,11 @@ def predict(
             nonlocal acc, wsum, acc2, wsum2, buf_y0
             if n_rows <= 0:
                 return
-            out = (acc[:, :n_rows, :W] / wsum[:n_rows, :W].clamp(min=1e-12)).cpu().numpy()
-            valid = vbuf[:n_rows, :W].copy()
-            writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid)
+            for c0 in range(0, W, FINALIZE_COLS):  # column blocks bound the temporaries of _split
+                c1 = min(c0 + FINALIZE_COLS, W)
+                out = (acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)).cpu().numpy()
+                valid = vbuf[:n_rows, c0:c1].copy()
+                writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid, c0)
             keep = th - n_rows
             acc2[:, :keep].copy_(acc[:, n_rows:])
             acc2[:, keep:].zero_()
@@ -523,19 +528,18 @@ def predict(
             y1 = min(y + th, H)
             data, valid = src.read_rows(y, y1)
             vbuf[y - buf_y0:y1 - buf_y0, :W] |= valid
-            strip = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+            strip = data  # raw dtype; converted to float per batch, so the strip costs 1x its file size
             if not valid.all():  # nodata -> per-band training mean (normalises to 0)
-                strip = torch.where(torch.from_numpy(valid)[None], strip, fill)
+                strip = np.where(valid[None], strip, fill.numpy().astype(strip.dtype))
             pad_h, pad_w = th - strip.shape[1], Wb - strip.shape[2]
             if pad_h or pad_w:
-                mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "replicate"
-                strip = torch.nn.functional.pad(strip[None], (0, pad_w, 0, pad_h), mode=mode)[0]
-            tiles = [strip[:, :, x:x + tw] for x in cols]
+                mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "edge"
+                strip = np.pad(strip, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
             i = 0
-            while i < len(tiles):
+            while i < len(cols):
                 if cancel is not None and cancel():
                     raise InferenceCancelled("inference cancelled; nothing was written")
-                batch = torch.stack(tiles[i:i + bs])
+                batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in cols[i:i + bs]]).astype(np.float32))
                 try:
                     if dev.type == "cuda":
                         batch = batch.pin_memory().to(dev, non_blocking=True)
