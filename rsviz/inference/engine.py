@@ -479,7 +479,7 @@ def predict(
     if tile % 32:
         raise ModelInputError(f"tile must be a multiple of 32 pixels, got {tile}")
     # bound GDAL's block cache (default 5 % of RAM) so streaming stays O(tile x width)
-    gdal_env = rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "256")))
+    gdal_env = rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "128")))
     gdal_env.__enter__()
     src = _Source(source, window, bounds, bounds_crs)
     try:
@@ -497,7 +497,6 @@ def predict(
         Wb = max(W, tw)
         acc = torch.zeros((C, th, Wb), dtype=torch.float32, device=dev)
         wsum = torch.zeros((th, Wb), dtype=torch.float32, device=dev)
-        acc2, wsum2 = torch.empty_like(acc), torch.empty_like(wsum)  # double buffers: no allocation per strip
         vbuf = np.zeros((th, Wb), bool)
         writer = (_GeoTIFFWriter(Path(output), card, tta, H, W, src.transform, src.crs, cog) if output is not None
                   else _MemoryWriter(H, W))
@@ -505,7 +504,7 @@ def predict(
         buf_y0, done, bs, t0 = 0, 0, max(1, int(batch_size)), time.perf_counter()
 
         def finalize(n_rows: int) -> None:
-            nonlocal acc, wsum, acc2, wsum2, buf_y0
+            nonlocal buf_y0
             if n_rows <= 0:
                 return
             for c0 in range(0, W, FINALIZE_COLS):  # column blocks bound the temporaries of _split
@@ -514,11 +513,13 @@ def predict(
                 valid = vbuf[:n_rows, c0:c1].copy()
                 writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid, c0)
             keep = th - n_rows
-            acc2[:, :keep].copy_(acc[:, n_rows:])
-            acc2[:, keep:].zero_()
-            wsum2[:keep].copy_(wsum[n_rows:])
-            wsum2[keep:].zero_()
-            acc, acc2, wsum, wsum2 = acc2, acc, wsum2, wsum
+            # shift the strip up by n_rows in place: blocks of <= n_rows rows never overlap their source
+            for r in range(0, keep, n_rows):
+                b = min(n_rows, keep - r)
+                acc[:, r:r + b].copy_(acc[:, r + n_rows:r + n_rows + b])
+                wsum[r:r + b].copy_(wsum[r + n_rows:r + n_rows + b])
+            acc[:, keep:].zero_()
+            wsum[keep:].zero_()
             vbuf[:keep] = vbuf[n_rows:]
             vbuf[keep:] = False
             buf_y0 += n_rows
