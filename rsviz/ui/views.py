@@ -236,6 +236,19 @@ def _pick_runs(key: str):
     return scene, ext, runs
 
 
+def _choose_run(key: str):
+    """Pick one run of the current extent: ``(scene, extent, run, card)`` or None (with a hint shown)."""
+    from rsviz.models.api import get_model_card
+
+    scene, ext, runs = _pick_runs(key)
+    if not runs:
+        return None
+    names = [r.model for r in runs]
+    name = st.selectbox("Run", names, index=len(names) - 1, key=f"{key}-run")
+    r = runs[names.index(name)]
+    return scene, ext, r, get_model_card(r.model)
+
+
 def render_compare() -> None:
     """Side-by-side panels per run, a swipe view of prediction vs ground truth."""
     from rsviz.models.api import get_model_card
@@ -290,17 +303,13 @@ def render_compare() -> None:
 
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
-    from rsviz.models.api import get_model_card
     from rsviz.ui.panels import confusion_figure
 
     st.title("Metrics")
-    scene, ext, runs = _pick_runs("metrics")
-    if not runs:
+    chosen = _choose_run("metrics")
+    if chosen is None:
         return
-    names = [r.model for r in runs]
-    name = st.selectbox("Run", names, index=len(names) - 1, key="metrics-run")
-    r = runs[names.index(name)]
-    card = get_model_card(r.model)
+    scene, ext, r, card = chosen
     res = _cached_eval(scene, r, card)
     if res is None:
         st.warning("This scene has no ground truth that fits this model's task, so no metrics can be computed.")
@@ -379,18 +388,14 @@ def render_export() -> None:
     from pathlib import Path
 
     from rsviz.evaluation import eval_csv, to_eval_json
-    from rsviz.models.api import get_model_card
     from rsviz.report import extent_feature, html_report
     from rsviz.ui.panels import confusion_figure, panels_for
 
     st.title("Export")
-    scene, ext, runs = _pick_runs("export")
-    if not runs:
+    chosen = _choose_run("export")
+    if chosen is None:
         return
-    names = [r.model for r in runs]
-    name = st.selectbox("Run", names, index=len(names) - 1, key="export-run")
-    r = runs[names.index(name)]
-    card = get_model_card(r.model)
+    scene, ext, r, card = chosen
     pred = r.prediction
     stem = f"{scene.sample.id}-{r.model}"
     if scene.georeferenced:
