@@ -34,20 +34,10 @@ def classify_patch(model, sample: Sample | np.ndarray) -> np.ndarray:
     Raises:
         BandCountError: Wrong number of bands.
     """
-    from rsviz.models.api import LoadedModel
+    from rsviz.models.api import LoadedModel, load_model_cached
 
-    lm = model if isinstance(model, LoadedModel) else _cached(model)
+    lm = model if isinstance(model, LoadedModel) else load_model_cached(model, "cpu")
     img = sample.image if isinstance(sample, Sample) else sample
     x = normalise_s2(img, lm.card).to(lm.device)
     return torch.sigmoid(lm.net(x)["labels"])[0].float().cpu().numpy()
 
-
-_CACHE: dict = {}
-
-
-def _cached(name: str):
-    from rsviz.models.api import load_model
-
-    if name not in _CACHE:
-        _CACHE[name] = load_model(name, "cpu")
-    return _CACHE[name]

@@ -315,6 +315,11 @@ class _GeoTIFFWriter:
     def __init__(self, path: Path, card, tta: bool, height: int, width: int, transform, crs, cog: bool) -> None:
         self.path, self.card, self.cog = Path(path), card, cog
         self.layout = output_band_layout(card, tta)
+        # channel of each prob:/recon: band within its head, computed once rather than per write
+        self.index = {}
+        for prefix in ("prob:", "recon:"):
+            names = [n for n, _ in self.layout if n.startswith(prefix)]
+            self.index.update({n: i for i, n in enumerate(names)})
         self.tmpdir = tempfile.mkdtemp(prefix="rsviz-", dir=self.path.parent)
         tmp = Path(self.tmpdir) / "main.tif"
         prof = {"driver": "GTiff", "height": height, "width": width, "count": len(self.layout), "dtype": "uint8",
@@ -338,8 +343,7 @@ class _GeoTIFFWriter:
             if name == "classes":
                 out.append(heads["classes"])
             elif name.startswith("prob:"):
-                idx = [n for n, _ in self.layout if n.startswith("prob:")].index(name)
-                out.append(_q(heads["probs"][idx]))
+                out.append(_q(heads["probs"][self.index[name]]))
             elif name == "entropy":
                 out.append(_q(heads["entropy"] / math.log(max(n_cls, 2))))
             elif name == "edge":
@@ -347,8 +351,7 @@ class _GeoTIFFWriter:
             elif name == "tta_var":
                 out.append(_q(heads["tta_var"] * 4.0))
             elif name.startswith("recon:"):
-                idx = [n for n, _ in self.layout if n.startswith("recon:")].index(name)
-                out.append(np.clip(np.rint(heads["recon"][idx]), 0, 255).astype(np.uint8))
+                out.append(np.clip(np.rint(heads["recon"][self.index[name]]), 0, 255).astype(np.uint8))
         self.ds.write(np.stack(out), window=w)
         if self.hds is not None:
             self.hds.write(np.where(valid, heads["height"], np.nan)[None].astype(np.float32), window=w)

@@ -8,6 +8,7 @@ and imported ``.pt``/``.pth`` checkpoints are read with ``torch.load(weights_onl
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -137,6 +138,12 @@ def load_model(name: str, device: str | torch.device | None = "auto") -> LoadedM
     dev = resolve_device(device)
     net = net.to(dev).eval()
     return LoadedModel(name, card, net, dev)
+
+
+@functools.lru_cache(maxsize=8)
+def load_model_cached(name: str, device: str = "auto") -> LoadedModel:
+    """:func:`load_model` once per ``(name, device)`` for the whole process (the app and scene classification)."""
+    return load_model(name, device)
 
 
 def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, directory: str | os.PathLike,

@@ -12,7 +12,7 @@ from rsviz.data import catalog
 from rsviz.datasets import Sample, SceneRef, scenes
 from rsviz.display import palette_rgba, to_rgb8
 from rsviz.errors import DataMissingError
-from rsviz.mapview import add_overlay, fit_bounds, make_map, rgb_to_rgba
+from rsviz.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
 
 #: Datasets offered in the app's scene picker (georeferenced imagery with ground truth).
 MAP_DATASETS = ("banepa-buildings", "kampala-buildings", "joplin-buildings", "tanzania-austin-buildings",
@@ -73,18 +73,32 @@ def ground_truth_layer(sample: Sample) -> tuple[np.ndarray, str] | None:
 
 
 def scene_map(sample: Sample, *, show_gt: bool = True, basemap: bool = False, gt_opacity: float = 0.6,
+              image_opacity: float = 1.0, extent: tuple[float, float, float, float] | None = None,
               draw: bool = True, height: int = 600) -> folium.Map:
     """A map of one georeferenced sample: imagery overlay, optional ground truth, draw tool.
+
+    Args:
+        sample: Georeferenced sample.
+        show_gt: Ground-truth layer initially visible.
+        basemap: Add OpenStreetMap tiles (need internet).
+        gt_opacity: Ground-truth overlay opacity, 0-1.
+        image_opacity: Imagery overlay opacity, 0-1.
+        extent: EPSG:4326 ``(west, south, east, north)`` to outline, or None.
+        draw: Add the rectangle draw tool.
+        height: Map height, pixels.
 
     Raises:
         CRSError: If the sample is not georeferenced.
     """
     m = make_map(basemap=basemap, draw=draw, height=height)
     rgb = rgb_to_rgba(to_rgb8(sample.image, valid=sample.valid), sample.valid)
-    b = add_overlay(m, rgb, sample.transform, sample.crs, "imagery", resampling=Resampling.bilinear)
+    b = add_overlay(m, rgb, sample.transform, sample.crs, "imagery", opacity=image_opacity,
+                    resampling=Resampling.bilinear)
     gt = ground_truth_layer(sample)
     if gt is not None:
         add_overlay(m, gt[0], sample.transform, sample.crs, gt[1], opacity=gt_opacity, show=show_gt)
+    if extent is not None:
+        add_rectangle(m, extent)
     folium.LayerControl(collapsed=False).add_to(m)
     fit_bounds(m, b)
     return m

@@ -93,7 +93,10 @@ def render_map(st_folium) -> None:
             state.set_bounds(None)
     with left:
         if scene.georeferenced:
-            m = _scene_map(scene, show_gt, basemap, img_op, gt_op)
+            from rsviz.ui.scenes import scene_map
+
+            m = scene_map(s, show_gt=show_gt, basemap=basemap, gt_opacity=gt_op, image_opacity=img_op,
+                          extent=state.bounds(), height=560)
             res = st_folium(m, height=560, use_container_width=True, returned_objects=["last_active_drawing", "all_drawings"],
                             key=f"map-{scene.key}")
             b = drawn_bounds(res)
@@ -125,28 +128,6 @@ def render_map(st_folium) -> None:
     w = ext.window
     st.caption(f"window (col, row, width, height) = ({int(w.col_off)}, {int(w.row_off)}, {int(w.width)}, {int(w.height)})"
                + (" · bounds EPSG:4326 = (" + ", ".join(f"{v:.8f}" for v in ext.bounds) + ")" if ext.bounds else ""))
-
-
-def _scene_map(scene, show_gt, basemap, img_op, gt_op):
-    import folium
-    from rasterio.warp import Resampling
-
-    from rsviz.display import to_rgb8
-    from rsviz.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
-    from rsviz.ui.scenes import ground_truth_layer
-
-    s = scene.sample
-    m = make_map(basemap=basemap, draw=True)
-    b = add_overlay(m, rgb_to_rgba(to_rgb8(s.image, valid=s.valid), s.valid), s.transform, s.crs, "imagery",
-                    opacity=img_op, resampling=Resampling.bilinear)
-    gt = ground_truth_layer(s)
-    if gt is not None:
-        add_overlay(m, gt[0], s.transform, s.crs, gt[1], opacity=gt_op, show=show_gt)
-    if state.bounds() is not None:
-        add_rectangle(m, state.bounds())
-    folium.LayerControl(collapsed=True).add_to(m)
-    fit_bounds(m, b)
-    return m
 
 
 # --------------------------------------------------------------------------- Run
@@ -343,7 +324,7 @@ def render_metrics(st_folium) -> None:
                   key=f"objects-{r.key}")
 
 
-@st.cache_data(show_spinner="Computing metrics…", max_entries=32, hash_funcs={object: id})
+@st.cache_data(show_spinner="Computing metrics…", max_entries=32)
 def _eval_cached(run_key: str, _scene, _run, _card):
     return evaluate_run(_scene, _run, _card)
 
@@ -489,8 +470,8 @@ def render_scene_classification() -> None:
 
 @st.cache_data(show_spinner="Scoring the sample patches…", max_entries=8)
 def _s2_set_metrics(name: str) -> dict:
-    from rsviz.inference.classify import _cached
+    from rsviz.models.api import load_model_cached
     from rsviz.train.s2 import load_patches
     from rsviz.train.s2_card import evaluate_variant
 
-    return evaluate_variant(_cached(name), load_patches()["test"])
+    return evaluate_variant(load_model_cached(name, "cpu"), load_patches()["test"])

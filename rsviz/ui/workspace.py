@@ -275,17 +275,6 @@ class RunCache:
 
 
 RUN_CACHE = RunCache()
-_MODELS: dict[tuple[str, str], object] = {}
-
-
-def get_loaded_model(name: str, device: str = "auto"):
-    """Load a model once per (name, device) for the app process."""
-    from rsviz.models.api import load_model
-
-    k = (name, device)
-    if k not in _MODELS:
-        _MODELS[k] = load_model(name, device)
-    return _MODELS[k]
 
 
 def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
@@ -305,7 +294,9 @@ def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
     hit = cache.get(key)
     if hit is not None:
         return hit, True
-    lm = get_loaded_model(model, options.device)
+    from rsviz.models.api import load_model_cached
+
+    lm = load_model_cached(model, options.device)
     check_extent_size(extent, lm.device.type)
     sub = crop(scene, extent)
     t0 = time.perf_counter()
