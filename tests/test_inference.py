@@ -85,6 +85,37 @@ def test_translation_equivariant_model_shows_no_seams(toys, shape):
     assert pred.heads["recon"].shape == (3, *shape)
 
 
+@pytest.mark.parametrize(("overlap", "blend", "panel"), [(0.25, "gaussian", 200), (0.5, "cosine", 130), (0.0, "gaussian", 64)])
+def test_column_panels_blend_exactly_like_one_panel(toys, monkeypatch, tmp_path, overlap, blend, panel):
+    """Wide rasters run in column panels; the carried seam sums make the result equal the one-panel run."""
+    from rsviz.inference import engine
+
+    _, pw = toys
+    img = _image(150, 517, seed=4)
+    whole = predict(pw, img, tile=64, overlap=overlap, blend=blend)
+    monkeypatch.setattr(engine, "PANEL_COLS", panel)
+    assert len(engine.panel_groups(window_starts(517, 64, overlap), 64, panel)) > 2
+    panels = predict(pw, img, tile=64, overlap=overlap, blend=blend)
+    np.testing.assert_allclose(panels.heads["probs"], whole.heads["probs"], atol=1e-6)
+    np.testing.assert_allclose(panels.heads["edge"], whole.heads["edge"], atol=1e-6)
+    seg, _ = _full_forward(pw, img)
+    assert np.abs(panels.heads["probs"][0] - seg).max() < 1e-5
+    out = tmp_path / "panels.tif"
+    predict(pw, img, tile=64, overlap=overlap, blend=blend, output=out, cog=False)
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), whole.heads["classes"])
+
+
+def test_panel_groups_cover_every_window_once():
+    from rsviz.inference.engine import panel_groups
+
+    cols = window_starts(5000, 512, 0.25)
+    groups = panel_groups(cols, 512, 4096)
+    assert [j for a, b in groups for j in range(a, b)] == list(range(len(cols)))
+    assert all(cols[b - 1] + 512 - cols[a] <= 4096 for a, b in groups)
+    assert panel_groups([0], 512, 100) == [(0, 1)]  # a panel always holds one window
+
+
 def test_window_crossing_raster_edge_is_clipped(toys):
     _, pw = toys
     img = _image(120, 150, seed=2)

@@ -6,8 +6,11 @@ by an importance map (MONAI ``sliding_window_inference`` is the reference). Rows
 windows are processed as strips: each strip is read lazily from the file, its tiles
 are batched through the network, and weighted outputs accumulate in a strip buffer
 on the compute device. Rows no later window can touch are finalised and handed to a
-writer -- in memory, or window by window to a GeoTIFF that becomes a COG -- so memory
-is O(tile x raster width) for files, never O(raster).
+writer -- in memory, or window by window to a GeoTIFF that becomes a COG. Rasters wider
+than :data:`PANEL_COLS` are processed in column panels, each streamed top to bottom; the
+blended sums of the columns two panels share are carried over, so blending is exact
+across panel seams. Memory is O(tile x panel width + raster height x seam width) for
+files, never O(raster).
 
 Outputs (all on the input grid, ``H x W`` = the window read):
 
@@ -51,6 +54,28 @@ from rsviz.types import BBox, ProgressCallback
 NODATA_CLASS = 255
 #: Columns finalised at a time (bounds the per-strip temporaries).
 FINALIZE_COLS = 2048
+#: Widest column panel, pixels: wider rasters are processed in panels of window columns, so the
+#: strip buffers are O(tile x panel) rather than O(tile x width) (see :func:`panel_groups`).
+PANEL_COLS = 4096
+
+
+def panel_groups(cols: list[int], tile: int, max_width: int) -> list[tuple[int, int]]:
+    """Split window column starts into consecutive panels at most ``max_width`` pixels wide.
+
+    Args:
+        cols: Window column offsets (ascending, as from :func:`window_starts`).
+        tile: Window width, pixels.
+        max_width: Panel width limit, pixels (a panel always holds at least one window).
+
+    Returns:
+        ``[(a, b)]``: panel k runs windows ``cols[a:b]``; panels cover every window once.
+    """
+    groups, a = [], 0
+    for j in range(1, len(cols) + 1):
+        if j == len(cols) or cols[j] + tile - cols[a] > max_width:
+            groups.append((a, j))
+            a = j
+    return groups
 
 
 class InferenceCancelled(RsvizError):
@@ -124,9 +149,10 @@ class _Source:
             self.crs = r.crs
         self.height, self.width = int(self.window.height), int(self.window.width)
 
-    def read_rows(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[r0, r1)`` of the region, all columns: ``(bands, n, W)`` and valid ``(n, W)``."""
-        w = Window(self.window.col_off, self.window.row_off + r0, self.width, r1 - r0)
+    def read_rows(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[r0, r1)``, columns ``[c0, c1)`` of the region: ``(bands, n, m)`` and valid ``(n, m)``."""
+        c1 = self.width if c1 is None else c1
+        w = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
         if self._ds is not None:
             data = self._ds.read(window=w)
             valid = np.all(self._ds.read_masks(window=w) > 0, axis=0)
@@ -497,75 +523,103 @@ def predict(
         dev = lm.device
         wmap = torch.from_numpy(importance_map((th, tw), blend)).to(dev)
         C = runner.channels
-        Wb = max(W, tw)
-        acc = torch.zeros((C, th, Wb), dtype=torch.float32, device=dev)
-        wsum = torch.zeros((th, Wb), dtype=torch.float32, device=dev)
-        vbuf = np.zeros((th, Wb), bool)
         writer = (_GeoTIFFWriter(Path(output), card, tta, H, W, src.transform, src.crs, cog) if output is not None
                   else _MemoryWriter(H, W))
         fill = torch.tensor(card.input.mean, dtype=torch.float32).view(-1, 1, 1) * card.input.scale
-        buf_y0, done, bs, t0 = 0, 0, max(1, int(batch_size)), time.perf_counter()
+        groups = panel_groups(cols, tw, PANEL_COLS)
+        # blended sums of the columns a panel shares with the next one, kept for every row (exact blending
+        # across panel seams); channel C holds the weight sum
+        seams = [cols[b - 1] + tw - cols[b] for _, b in groups[:-1]]
+        carry = torch.zeros((C + 1, H, max(seams)), dtype=torch.float32, device=dev) if seams and max(seams) > 0 else None
+        state = {"done": 0, "bs": max(1, int(batch_size)), "carry_in": 0}
+        t0 = time.perf_counter()
 
-        def finalize(n_rows: int) -> None:
-            nonlocal buf_y0
-            if n_rows <= 0:
-                return
-            for c0 in range(0, W, FINALIZE_COLS):  # column blocks bound the temporaries of _split
-                c1 = min(c0 + FINALIZE_COLS, W)
-                out = (acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)).cpu().numpy()
-                valid = vbuf[:n_rows, c0:c1].copy()
-                writer.write(buf_y0, buf_y0 + n_rows, _split(runner, out, valid, threshold), valid, c0)
-            keep = th - n_rows
-            # shift the strip up by n_rows in place: blocks of <= n_rows rows never overlap their source
-            for r in range(0, keep, n_rows):
-                b = min(n_rows, keep - r)
-                acc[:, r:r + b].copy_(acc[:, r + n_rows:r + n_rows + b])
-                wsum[r:r + b].copy_(wsum[r + n_rows:r + n_rows + b])
-            acc[:, keep:].zero_()
-            wsum[keep:].zero_()
-            vbuf[:keep] = vbuf[n_rows:]
-            vbuf[keep:] = False
-            buf_y0 += n_rows
+        def panel(a: int, b: int) -> None:
+            """Windows ``cols[a:b]`` over all rows; finalises columns ``[cols[a], cols[b])`` (``W`` for the last)."""
+            x_lo = cols[a]
+            x_hi = min(cols[b - 1] + tw, W)
+            fin = (cols[b] if b < len(cols) else W) - x_lo  # finalised width
+            ci, co = state["carry_in"], x_hi - x_lo - fin
+            pw = max(cols[b - 1] + tw - x_lo, tw)
+            acc = torch.zeros((C, th, pw), dtype=torch.float32, device=dev)
+            wsum = torch.zeros((th, pw), dtype=torch.float32, device=dev)
+            vbuf = np.zeros((th, pw), bool)
+            buf_y0 = 0
 
-        for y in rows:
-            finalize(min(y, H) - buf_y0)
-            y1 = min(y + th, H)
-            data, valid = src.read_rows(y, y1)
-            vbuf[y - buf_y0:y1 - buf_y0, :W] |= valid
-            strip = data  # raw dtype; converted to float per batch, so the strip costs 1x its file size
-            if not valid.all():  # nodata -> per-band training mean (normalises to 0)
-                strip = np.where(valid[None], strip, fill.numpy().astype(strip.dtype))
-            pad_h, pad_w = th - strip.shape[1], Wb - strip.shape[2]
-            if pad_h or pad_w:
-                mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "edge"
-                strip = np.pad(strip, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
-            i = 0
-            while i < len(cols):
-                if cancel is not None and cancel():
-                    raise InferenceCancelled("inference cancelled; nothing was written")
-                batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in cols[i:i + bs]]).astype(np.float32))
-                try:
-                    if dev.type == "cuda":
-                        batch = batch.pin_memory().to(dev, non_blocking=True)
-                    else:
-                        batch = batch.to(dev)
-                    out = runner(batch)
-                except torch.cuda.OutOfMemoryError:
-                    if bs == 1:
-                        raise
-                    torch.cuda.empty_cache()
-                    bs = max(1, bs // 2)
-                    warnings.warn(f"CUDA out of memory; batch size halved to {bs}", RuntimeWarning, stacklevel=2)
-                    continue
-                for j in range(out.shape[0]):
-                    x = cols[i + j]
-                    acc[:, :, x:x + tw] += out[j] * wmap
-                    wsum[:, x:x + tw] += wmap
-                i += out.shape[0]
-                done += out.shape[0]
-                if progress is not None:
-                    progress(done, total)
-        finalize(H - buf_y0)
+            def finalize(n_rows: int) -> None:
+                nonlocal buf_y0
+                if n_rows <= 0:
+                    return
+                r0, r1 = buf_y0, buf_y0 + n_rows
+                if ci > 0:  # add what the previous panel's windows left in the shared columns
+                    acc[:, :n_rows, :ci] += carry[:C, r0:r1, :ci]
+                    wsum[:n_rows, :ci] += carry[C, r0:r1, :ci]
+                if co > 0:
+                    carry[:C, r0:r1, :co] = acc[:, :n_rows, fin:fin + co]
+                    carry[C, r0:r1, :co] = wsum[:n_rows, fin:fin + co]
+                for c0 in range(0, fin, FINALIZE_COLS):  # column blocks bound the temporaries of _split
+                    c1 = min(c0 + FINALIZE_COLS, fin)
+                    out = (acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)).cpu().numpy()
+                    valid = vbuf[:n_rows, c0:c1].copy()
+                    writer.write(r0, r1, _split(runner, out, valid, threshold), valid, x_lo + c0)
+                keep = th - n_rows
+                # shift the strip up by n_rows in place: blocks of <= n_rows rows never overlap their source
+                for r in range(0, keep, n_rows):
+                    k = min(n_rows, keep - r)
+                    acc[:, r:r + k].copy_(acc[:, r + n_rows:r + n_rows + k])
+                    wsum[r:r + k].copy_(wsum[r + n_rows:r + n_rows + k])
+                acc[:, keep:].zero_()
+                wsum[keep:].zero_()
+                vbuf[:keep] = vbuf[n_rows:]
+                vbuf[keep:] = False
+                buf_y0 = r1
+
+            for y in rows:
+                finalize(min(y, H) - buf_y0)
+                y1 = min(y + th, H)
+                data, valid = src.read_rows(y, y1, x_lo, x_hi)
+                vbuf[y - buf_y0:y1 - buf_y0, :x_hi - x_lo] |= valid
+                strip = data  # raw dtype; converted to float per batch, so the strip costs 1x its file size
+                if not valid.all():  # nodata -> per-band training mean (normalises to 0)
+                    strip = np.where(valid[None], strip, fill.numpy().astype(strip.dtype))
+                pad_h, pad_w = th - strip.shape[1], pw - strip.shape[2]
+                if pad_h or pad_w:
+                    mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "edge"
+                    strip = np.pad(strip, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+                i, xs = 0, [c - x_lo for c in cols[a:b]]
+                while i < len(xs):
+                    if cancel is not None and cancel():
+                        raise InferenceCancelled("inference cancelled; nothing was written")
+                    bs = state["bs"]
+                    batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in xs[i:i + bs]]).astype(np.float32))
+                    try:
+                        if dev.type == "cuda":
+                            batch = batch.pin_memory().to(dev, non_blocking=True)
+                        else:
+                            batch = batch.to(dev)
+                        out = runner(batch)
+                    except torch.cuda.OutOfMemoryError:
+                        if bs == 1:
+                            raise
+                        torch.cuda.empty_cache()
+                        state["bs"] = max(1, bs // 2)
+                        warnings.warn(f"CUDA out of memory; batch size halved to {state['bs']}", RuntimeWarning,
+                                      stacklevel=3)
+                        continue
+                    for j in range(out.shape[0]):
+                        x = xs[i + j]
+                        acc[:, :, x:x + tw] += out[j] * wmap
+                        wsum[:, x:x + tw] += wmap
+                    i += out.shape[0]
+                    state["done"] += out.shape[0]
+                    if progress is not None:
+                        progress(state["done"], total)
+            finalize(H - buf_y0)
+            state["carry_in"] = co
+
+        for a, b in groups:
+            panel(a, b)
+        bs = state["bs"]
         secs = time.perf_counter() - t0
         files = writer.close() if isinstance(writer, _GeoTIFFWriter) else []
         heads = writer.heads if isinstance(writer, _MemoryWriter) else {}

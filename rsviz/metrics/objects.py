@@ -26,7 +26,7 @@ from shapely.strtree import STRtree
 
 def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, threshold: float = 0.5,
                     edge_threshold: float = 0.5, min_seed_px: int = 8, method: str = "auto",
-                    min_distance: int = 10) -> np.ndarray:
+                    min_distance: int = 10, min_instance_px: int = 0) -> np.ndarray:
     """Building instances from a footprint probability map.
 
     Methods:
@@ -49,9 +49,12 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
         min_seed_px: Smallest seed kept (``edge``).
         method: See above.
         min_distance: Minimum seed spacing in pixels (``distance``).
+        min_instance_px: Instances smaller than this many pixels are dropped (set to 0): slivers
+            left between edges and specks are not buildings.
 
     Returns:
-        ``(H, W)`` int32 instance ids (0 background); every footprint pixel belongs to an instance.
+        ``(H, W)`` int32 instance ids (0 background); every footprint pixel belongs to an instance
+        unless it was in an instance under ``min_instance_px``.
 
     Raises:
         ValueError: Unknown method, or ``edge`` without ``edge_prob``.
@@ -88,15 +91,20 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
     if rest.any():
         extra = label(rest, connectivity=1)
         inst = np.where(rest, extra + inst.max(), inst)
-    return inst.astype(np.int32)
+    inst = inst.astype(np.int32)
+    if min_instance_px > 0 and inst.any():
+        small = np.bincount(inst.ravel()) < min_instance_px
+        small[0] = False
+        inst[small[inst]] = 0
+    return inst
 
 
 def instances_for(heads: dict, pp: dict) -> np.ndarray:
     """Building instances of a prediction's heads (``probs``, optional ``edge``) with post-processing
     parameters ``pp`` (keys of :func:`split_instances`: method, threshold, edge_threshold,
-    min_seed_px, min_distance), as stated in a model card."""
+    min_seed_px, min_distance, min_instance_px), as stated in a model card."""
     return split_instances(heads["probs"][0], heads.get("edge"), pp["threshold"], pp["edge_threshold"],
-                           pp["min_seed_px"], pp["method"], pp["min_distance"])
+                           pp["min_seed_px"], pp["method"], pp["min_distance"], int(pp.get("min_instance_px", 0)))
 
 
 def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,

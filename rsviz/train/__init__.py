@@ -32,6 +32,15 @@ def _height(config: str | None):
     return train(config, None)
 
 
+def _semantic(recipe: str):
+    def run(config: str | None):
+        from rsviz.train.semantic import train
+
+        return train(recipe, config)
+
+    return run
+
+
 RECIPES: dict[str, Callable[[str | None], object]] = {
     "building-mtl": _building_mtl,
     "building-seg": _building_seg,
@@ -39,4 +48,6 @@ RECIPES: dict[str, Callable[[str | None], object]] = {
     "s2-intermediate": _s2("intermediate"),
     "s2-late": _s2("late"),
     "height-mtl": _height,
+    "landcover-deeplabv3plus": _semantic("landcover-deeplabv3plus"),
+    "roads-pplinknet": _semantic("roads-pplinknet"),
 }

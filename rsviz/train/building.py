@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.common import CurveLogger, augment, start_run
+from rsviz.train.common import CurveLogger, augment, mixed_precision, start_run
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "out": "runs/building-mtl",
     "kampala_zoom": 20,
+    "precision": "auto",
+    "init": None,
 }
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -106,7 +108,13 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
             "heads": cfg["heads"], "decoder_channels": cfg["decoder_channels"]}
     (out / "config.json").write_text(json.dumps(arch, indent=2))
-    net = build_model(arch).to(device)
+    net = build_model(arch)
+    if cfg["init"]:  # fine-tune from an earlier run's weights (same architecture)
+        from safetensors.torch import load_file
+
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(cfg["init"]).items()})
+    amp, channels_last = mixed_precision(device, cfg["precision"])
+    net = net.to(device, memory_format=torch.channels_last) if channels_last else net.to(device)
     tasks = list(cfg["heads"])
     weighting = UncertaintyWeightedLoss(tasks).to(device)
     opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -119,7 +127,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     run: dict[str, float] = {}
     for step in range(1, int(cfg["steps"]) + 1):
         x, y, e, v = (t.to(device) for t in _batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"]))
-        o = net(x)
+        with amp():
+            o = {k: v.float() for k, v in net(x.contiguous(memory_format=torch.channels_last) if channels_last else x).items()}
         losses = {}
         if "seg" in o:
             bce = (F.binary_cross_entropy_with_logits(o["seg"], y, reduction="none") * v).sum() / v.sum().clamp(min=1)

@@ -53,15 +53,19 @@ def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: 
     """Choose instance post-processing on a validation split by object F1 (never on test).
 
     Grid: connected components; distance-transform watershed with seeds >= {15, 25, 40, 60} px apart;
-    and, for models with an edge head, edge-seeded watershed with edge threshold in {0.3, 0.5, 0.7}
-    and minimum seed {8, 32, 128} px. Footprint threshold 0.5. Returns ``(params, val_object_f1)``.
+    and, for models with an edge head, edge-seeded watershed with footprint threshold in {0.4, 0.5},
+    edge threshold in {0.2, 0.3, 0.5} and minimum seed {32, 128, 256} px; each with instances under
+    {0, 100, 300} px dropped. Returns ``(params, val_object_f1)``.
     """
     preds = list(_predictions(lm, dataset, split))
     has_edge = "edge" in preds[0][1].heads
     base = dict(DEFAULT_POSTPROCESS)
-    grid = [dict(base, method="components")] + [dict(base, method="distance", min_distance=d) for d in (15, 25, 40, 60)]
+    sizes = (0, 100, 300)
+    grid = [dict(base, method="components", min_instance_px=a) for a in sizes]
+    grid += [dict(base, method="distance", min_distance=d, min_instance_px=a) for d in (15, 25, 40, 60) for a in sizes]
     if has_edge:
-        grid += [dict(base, method="edge", edge_threshold=e, min_seed_px=m) for e in (0.3, 0.5, 0.7) for m in (8, 32, 128)]
+        grid += [dict(base, method="edge", threshold=t, edge_threshold=e, min_seed_px=m, min_instance_px=a)
+                 for t in (0.4, 0.5) for e in (0.2, 0.3, 0.5) for m in (32, 128, 256) for a in sizes]
     best, best_f1 = grid[0], -1.0
     for g in grid:
         tp = fp = fn = 0

@@ -133,3 +133,25 @@ class CurveLogger:
         fig.savefig(out, dpi=100)
         plt.close(fig)
         return out
+
+
+def mixed_precision(device: torch.device, precision: str = "auto"):
+    """Autocast context for a training step and whether to use channels_last.
+
+    ``auto`` trains with bf16 autocast (weights and optimizer state stay fp32) on CUDA and on
+    CPUs with native bf16 (oneDNN AVX512-BF16 / AMX), where it is about 3x faster than fp32
+    for the bundled U-Net; fp32 elsewhere. fp16 on GPUs without bf16 is not used for
+    training (it would need a gradient scaler).
+
+    Returns:
+        ``(context_factory, channels_last)``: call ``context_factory()`` around the forward
+        pass and loss.
+    """
+    import contextlib
+
+    from rsviz.inference.engine import resolve_precision
+
+    dtype = resolve_precision(precision, device)
+    if dtype is not torch.bfloat16:
+        return contextlib.nullcontext, False
+    return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), True

@@ -70,7 +70,7 @@ def card_for(train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:
                                               "ground ~0); NOT metres")},
         input=InputSpec(bands=["band1", "band2", "band3"], dtype="uint8", scale=255.0, gsd_range_m=[0.3, 1.0],
                         tile_size=256, overlap=0.25),
-        classes=list(DUBAI_CLASSES[:5]), ignore_index=None,
+        classes=list(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE,
         training_data=[
             {"dataset": "potsdam-height", "splits": "train (100 patches), val (30)", "supervises": "height head only",
              "units": "relative (8-bit nDSM / 255)", "bands": "IR, R, G",

@@ -1,0 +1,165 @@
+"""Evaluate the land-cover and road models on their held-out tiles and bundle them.
+
+``python -m rsviz.train.semantic_card runs/landcover-deeplabv3plus runs/roads-pplinknet``
+writes ``weights/landcover-deeplabv3plus`` and ``weights/roads-pplinknet`` (config, fp16
+safetensors, ``card.json``, ``README.md``, training curves).
+
+Metrics (weights evaluated after the fp16 round trip, fp32 inference, card tile/overlap):
+
+* land cover, Dubai ``Tile 8`` (9 images): one confusion matrix pooled over all pixels;
+  ``unlabelled`` ground-truth pixels are excluded (they are not scored either way), and mIoU
+  is the mean IoU of the five labelled classes; per-class IoU / F1 and OA, kappa.
+* roads, ETH ``satImage_091``-``100``: road IoU / F1 from one pooled confusion matrix;
+  relaxed precision / recall / F1 with ``rho = 3`` px (Mnih & Hinton 2010) and APLS between
+  mask skeleton graphs (Van Etten et al. 2018; 4 px snapping buffer, nodes every 20 px),
+  both as means over the tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsviz.datasets import scenes
+from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
+from rsviz.datasets.roads import ROAD_CLASSES
+from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
+from rsviz.metrics.roads import apls_from_masks
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, save_pretrained
+from rsviz.models.architectures import build_model
+from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+from rsviz.train.building_card import cpu_speed
+
+
+def _predict_all(lm: LoadedModel, dataset: str, split: str):
+    from rsviz.inference import predict
+    from rsviz.raster import RasterData
+
+    for ref in scenes(dataset, split):
+        s = ref.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield s, predict(lm, RasterData(s.image), precision="fp32")
+
+
+def evaluate_landcover(lm: LoadedModel, split: str = "test") -> dict:
+    """Pooled land-cover metrics on a Dubai split (``unlabelled`` excluded)."""
+    cm = ConfusionMatrix(len(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE, class_names=[c.name for c in DUBAI_CLASSES])
+    n = 0
+    for s, p in _predict_all(lm, "dubai-landcover", split):
+        cm.update(p.heads["classes"], s.targets["classes"])
+        n += 1
+    r = cm.compute()
+    per = {c["name"]: {"iou": c["iou"], "f1": c["f1"]} for c in r["per_class"] if c["id"] != DUBAI_IGNORE}
+    return {"miou": float(np.mean([v["iou"] for v in per.values()])), "overall_accuracy": r["overall_accuracy"],
+            "kappa": r["kappa"], **{f"iou_{k}": v["iou"] for k, v in per.items()},
+            **{f"f1_{k}": v["f1"] for k, v in per.items()}, "images": n}
+
+
+def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
+    """Road IoU (pooled), relaxed F1 at rho = 3 px and APLS (means over tiles) on an ETH split."""
+    cm = ConfusionMatrix(2)
+    rel, ap = [], []
+    for s, p in _predict_all(lm, "eth-roads", split):
+        pred, gt = p.heads["classes"] == 1, s.targets["roads"] > 0
+        cm.update(pred.astype(np.uint8), gt.astype(np.uint8))
+        rel.append(relaxed_precision_recall(pred, gt, 3.0))
+        ap.append(apls_from_masks(pred, gt)["apls"])
+    r = cm.compute()["per_class"][1]
+    return {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
+            "relaxed_precision": float(np.nanmean([x["precision"] for x in rel])),
+            "relaxed_recall": float(np.nanmean([x["recall"] for x in rel])),
+            "relaxed_f1": float(np.nanmean([x["f1"] for x in rel])), "relaxed_rho_px": 3.0,
+            "apls": float(np.nanmean(ap)), "images": len(ap)}
+
+
+def _landcover_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
+    return ModelCard(
+        name="landcover-deeplabv3plus", title="DeepLabV3+ land cover (Dubai aerial, 5 classes + unlabelled)",
+        task="landcover",
+        architecture=f"DeepLabV3+ (segmentation_models.pytorch), {cfg['arch']['encoder_name']} encoder from scratch",
+        paper="Chen et al., 'Encoder-Decoder with Atrous Separable Convolution' (DeepLabV3+), ECCV 2018; as in the "
+              "OpenEarthMap land-cover mapper (Xia et al., WACV 2023)",
+        heads={"seg": HeadSpec("multiclass", 5, description="land-cover class probabilities (softmax)")},
+        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 1.5], tile_size=512, overlap=0.25),
+        classes=list(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE,
+        training_data=[{"dataset": "dubai-landcover", "splits": "Tiles 1-6 train (54 images), Tile 7 val (9); "
+                                                                "Tile 8 held out for test (9)",
+                        "licence": "not stated in the repository (published elsewhere as public domain; unverified)",
+                        "attribution": "Humans in the Loop, 'Semantic segmentation of aerial imagery' (MBRSC imagery)"}],
+        recipe=cfg, metrics=metrics, extra=extra,
+        licence="research use; the training data's licence is unverified (see training_data)")
+
+
+def _roads_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
+    return ModelCard(
+        name="roads-pplinknet", title="PP-LinkNet road extraction (ETH aerial tiles)", task="roads",
+        architecture=f"LinkNet (segmentation_models.pytorch) with a pyramid-pooling module (bins "
+                     f"{cfg['arch']['bins']}) on the {cfg['arch']['encoder_name']} encoder's deepest features, "
+                     "from scratch",
+        paper="Tran et al., 'PP-LinkNet: Improving Semantic Segmentation of High Resolution Satellite Imagery with "
+              "Multi-stage Training', ACM MM workshops 2020; focal loss (Lin et al., ICCV 2017) + Dice; poly LR",
+        heads={"seg": HeadSpec("binary", 1, description="road probability")},
+        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 0.6], tile_size=512, overlap=0.25),
+        classes=list(ROAD_CLASSES),
+        training_data=[{"dataset": "eth-roads", "splits": "satImage_001-080 train, 081-090 val; 091-100 held out "
+                                                          "for test",
+                        "licence": "none stated; imagery Google-derived: local training and tests only",
+                        "attribution": "ETH Zurich CIL road segmentation data (mhamas/road-extraction-from-aerial-images)"}],
+        recipe=cfg, metrics=metrics, extra=extra,
+        licence="research use only (training imagery is Google-derived and carries no licence)")
+
+
+def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
+    """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = json.loads((run_dir / "train_config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    arch = json.loads((run_dir / "config.json").read_text())
+    net = build_model(arch)
+    net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
+    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    net.eval()
+    make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
+                             else (_roads_card, evaluate_roads, "eth-test"))
+    lm = LoadedModel(cfg["name"], make(cfg, {}, {}), net, torch.device("cpu"))
+    metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): evaluate(lm, "val")}
+    extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
+             "training_device": summary.get("device"), "training_precision": summary.get("precision"),
+             "cpu_seconds_per_512px_tile": round(cpu_speed(net), 3),
+             "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card"}
+    if cfg["task"] == "landcover":
+        extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
+                                  "road, vegetation, water from one confusion matrix pooled over the split")
+    else:
+        extra["metric_policy"] = ("IoU / F1 pooled over the split's pixels; relaxed F1 (rho 3 px) and APLS (skeleton "
+                                  "graphs, 4 px buffer, nodes every 20 px) are means over tiles")
+        extra["osm_rasterizer_check"] = (
+            "rsviz.roads.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
+            "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
+            "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)")
+    card = make(cfg, metrics, extra)
+    d = save_pretrained(net, arch, card, out_root / cfg["name"], half=True)
+    for f in ("curves.csv", "curves.png"):
+        if (run_dir / f).exists():
+            shutil.copy(run_dir / f, d / f)
+    return d
+
+
+def main(argv: list[str] | None = None) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    for run in argv if argv is not None else sys.argv[1:]:
+        d = package(Path(run))
+        print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
