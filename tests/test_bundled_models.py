@@ -53,3 +53,23 @@ def test_weights_are_small_safetensors():
             w = d / "model.safetensors"
             assert w.stat().st_size <= 30 * 1024 * 1024, d.name
             assert not list(d.glob("*.pt")) and not list(d.glob("*.pth")) and not list(d.glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("name", _bundled("landcover-"))
+def test_landcover_card_figures_are_reproduced(mirror, name):
+    from rsviz.train.semantic_card import evaluate_landcover
+
+    card = get_model_card(name)
+    assert card.ignore_index is not None and card.classes[card.ignore_index].name == "unlabelled"
+    got = evaluate_landcover(load_model(name, "cpu"), "test")
+    assert got["miou"] == pytest.approx(card.metrics["dubai-test"]["miou"], abs=0.02)
+
+
+@pytest.mark.parametrize("name", _bundled("roads-"))
+def test_roads_card_figures_are_reproduced(mirror, name):
+    from rsviz.train.semantic_card import evaluate_roads
+
+    card = get_model_card(name)
+    got = evaluate_roads(load_model(name, "cpu"), "test")
+    assert got["iou"] == pytest.approx(card.metrics["eth-test"]["iou"], abs=0.02)
+    assert got["apls"] == pytest.approx(card.metrics["eth-test"]["apls"], abs=0.02)
