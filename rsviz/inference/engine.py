@@ -42,6 +42,7 @@ import rasterio
 import torch
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from rsviz.errors import BandCountError, ModelInputError, RsvizError
@@ -134,6 +135,8 @@ class _Source:
             window = full if window is None else window.intersection(full)
             self.window = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
             self.count, self.dtype = ds.count, np.dtype(ds.dtypes[0])
+            # no nodata value, mask band or alpha: every pixel is valid, skip reading masks
+            self._all_valid = all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
             self.transform, self.crs = ds.window_transform(self.window), ds.crs
         else:
             r = source if isinstance(source, RasterData) else RasterData(np.asarray(source))
@@ -155,6 +158,8 @@ class _Source:
         w = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
         if self._ds is not None:
             data = self._ds.read(window=w)
+            if self._all_valid:
+                return data, np.ones(data.shape[1:], bool)
             valid = np.all(self._ds.read_masks(window=w) > 0, axis=0)
             return data, valid
         r = self._r
@@ -659,8 +664,12 @@ def _split(runner: _Runner, out: np.ndarray, valid: np.ndarray, threshold: float
             cls = p.argmax(0).astype(np.uint8)
             q = np.clip(p, 1e-7, 1.0)
             ent = -(q * np.log(q)).sum(0)
-        cls[~valid] = NODATA_CLASS
+        ent = ent.astype(np.float32, copy=False)
+        if not valid.all():  # p is this call's own array: zero nodata in place
+            cls[~valid] = NODATA_CLASS
+            ent[~valid] = 0
+            p[:, ~valid] = 0
         heads["classes"] = cls
-        heads["entropy"] = np.where(valid, ent, 0).astype(np.float32)
-        heads["probs"] = np.where(valid[None], p, 0).astype(np.float32)
+        heads["entropy"] = ent
+        heads["probs"] = p
     return heads
