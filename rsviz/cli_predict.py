@@ -38,6 +38,8 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips and rotations)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-cog", action="store_true", help="write a plain tiled GeoTIFF instead of a COG")
+    p.add_argument("--compress", choices=["deflate", "zstd", "lzw", "none"], default="deflate",
+                   help="output compression (zstd: faster to write, readable by GDAL >= 2.3)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -68,7 +70,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     pred = predict(lm, inp, bounds=tuple(args.bounds) if args.bounds else None, bounds_crs=args.bounds_crs,
-                   output=out, cog=not args.no_cog, progress=progress, **opts)
+                   output=out, cog=not args.no_cog, compress=args.compress, progress=progress, **opts)
     bar.close()
     s = pred.stats
     print(f"{args.model}: {pred.window.width}x{pred.window.height} px, {s['tiles']} tiles in {s['seconds']:.1f} s "

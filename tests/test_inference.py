@@ -170,6 +170,22 @@ def test_streamed_cog_validates_and_equals_in_memory(toys, tmp_path):
     np.testing.assert_array_equal(a[1], np.rint(mem.heads["probs"][0] * 255).astype(np.uint8))
 
 
+def test_zstd_cog_holds_the_same_values_and_unknown_codec_is_refused(toys, tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    _, pw = toys
+    img = _image(200, 260, seed=5)
+    mem = predict(pw, img, tile=64)
+    out = tmp_path / "z.tif"
+    predict(pw, img, tile=64, output=out, compress="zstd")
+    assert cog_validate(str(out), quiet=True)[0]
+    with rasterio.open(out) as ds:
+        assert ds.compression.name.lower() == "zstd"
+        np.testing.assert_array_equal(ds.read(1), mem.heads["classes"])
+    with pytest.raises(ModelInputError, match="deflate"):
+        predict(pw, img, tile=64, output=tmp_path / "x.tif", compress="jpeg2000")
+
+
 def test_tta_on_equivariant_model_matches_plain_and_reports_variance(toys):
     _, pw = toys
     img = _image(96, 96, seed=4)
