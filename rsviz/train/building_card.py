@@ -89,7 +89,7 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
     ds, sp = SPLITS[split]
     pp = postprocess_of(lm.card)
     cm = ConfusionMatrix(2)
-    tp = fp = fn = 0
+    tp = fp = fn = lonely = 0
     bfs, edge_bfs, psnrs = [], [], []
     for s, p in _predictions(lm, ds, sp, tile, overlap):
         pred = p.heads["classes"] == 1
@@ -98,8 +98,10 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8), v)
         bfs.append(boundary_f1(pred & v, gt & v, 2.0, valid=v)["f1"])
         inst = instances_for(p.heads, pp)
-        sc, _ = object_f1(pred, gt, valid=v, min_area=10, gt_instances=s.targets.get("instances"), pred_instances=inst)
+        sc, match = object_f1(pred, gt, valid=v, min_area=10, gt_instances=s.targets.get("instances"),
+                              pred_instances=inst)
         tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
+        lonely += _false_positives_off_labels(match)
         if "edge" in p.heads:
             edge_bfs.append(boundary_f1(p.heads["edge"] >= 0.5, gt, 2.0, valid=v, is_boundary=True)["f1"])
         if "recon" in p.heads:
@@ -107,12 +109,25 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
     r = cm.compute()["per_class"][1]
     out = {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
            "boundary_f1": float(np.nanmean(bfs)), "object_f1": 2 * tp / max(2 * tp + fp + fn, 1),
-           "object_tp": tp, "object_fp": fp, "object_fn": fn, "images": len(bfs)}
+           "object_tp": tp, "object_fp": fp, "object_fn": fn, "object_fp_touching_no_label": lonely,
+           "images": len(bfs)}
     if edge_bfs:
         out["edge_head_boundary_f1"] = float(np.nanmean(edge_bfs))
     if psnrs:
         out["recon_psnr_db"] = float(np.mean(psnrs))
     return out
+
+
+def _false_positives_off_labels(match) -> int:
+    """False-positive instances that touch no ground-truth footprint at all (with OSM labels these are
+    often buildings nobody mapped; a diagnostic of label completeness, not a metric)."""
+    from shapely.strtree import STRtree
+
+    gts = [g for _, g, _ in match.tp] + list(match.fn)
+    if not gts:
+        return len(match.fp)
+    tree = STRtree(gts)
+    return sum(1 for q in match.fp if not any(q.intersects(gts[int(i)]) for i in tree.query(q)))
 
 
 def cpu_speed(lm_net, in_channels: int = 3, size: int = 512, repeats: int = 5) -> float:
