@@ -224,3 +224,20 @@ def test_split_instances_separates_touching_buildings_along_edges():
     assert s["tp"] == 3 and s["f1"] == 1.0
     s1, _ = object_f1(prob > 0.5, gt > 0, gt_instances=gt)  # without the split: one merged blob
     assert s1["tp"] == 0
+
+
+def test_spur_pruning_and_mask_cleaning_for_road_graphs():
+    from rsviz.metrics.roads import apls_from_masks, clean_road_mask, graph_from_mask
+
+    m = np.zeros((80, 80), np.uint8)
+    m[38:43, 5:75] = 1  # a horizontal road
+    m[10:38, 30:35] = 1  # a side road up to the top
+    m[43:50, 55:58] = 1  # a 7 px stub: a spur, not a road
+    ends = lambda g: sum(1 for n in g.nodes if g.degree(n) == 1)  # noqa: E731
+    assert ends(graph_from_mask(m)) == 4
+    assert ends(graph_from_mask(m, min_spur=12)) == 3
+    broken = m.copy()
+    broken[38:43, 50] = 0  # a 1 px break
+    assert clean_road_mask(broken)[39:42, 50].all()  # bridged
+    assert apls_from_masks(m, m, clean=False)["apls"] == pytest.approx(1.0)
+    assert apls_from_masks(broken, m)["apls"] > apls_from_masks(broken, m, clean=False)["apls"]
