@@ -310,3 +310,25 @@ def test_auto_precision_agrees_with_fp32(toys):
     assert resolve_precision("fp32", torch.device("cpu")) is None
     with pytest.raises(ModelInputError):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_int8_weight_storage_round_trips_within_half_a_step(toys, tmp_path):
+    """Large conv weights may ship as per-channel int8; they load back as fp32 within scale / 2."""
+    from safetensors.torch import load_file
+
+    from rsviz.models.api import dequantize_state, save_pretrained
+    from rsviz.models.architectures import build_model
+
+    cfg = {"arch": "pplinknet", "encoder_name": "resnet18", "in_channels": 3, "classes": 1}
+    net = build_model(cfg)
+    card = get_model_card("toy-pointwise")
+    d = save_pretrained(net, cfg, card, tmp_path / "q", half=True, int8_min_numel=1_000_000)
+    raw = load_file(str(d / "model.safetensors"))
+    assert raw["ppm.project.0.weight.__int8"].dtype == torch.int8
+    assert "ppm.project.0.weight" not in raw and raw["encoder.conv1.weight"].dtype == torch.float16
+    back = dequantize_state(raw)
+    w = net.state_dict()["ppm.project.0.weight"]
+    step = w.abs().reshape(w.shape[0], -1).amax(1) / 127
+    assert ((back["ppm.project.0.weight"] - w).abs().reshape(w.shape[0], -1).amax(1) <= step / 2 + 1e-6).all()
+    build_model(cfg).load_state_dict(back)  # every key present, right shapes
+    assert (d / "model.safetensors").stat().st_size < 0.75 * sum(v.numel() * 2 for v in net.state_dict().values())

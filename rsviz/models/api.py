@@ -131,7 +131,7 @@ def load_model(name: str, device: str | torch.device | None = "auto") -> LoadedM
     wpath = d / "model.safetensors"
     if not wpath.is_file():
         raise RsvizError(f"model {name!r} has no model.safetensors in {d}")
-    state = {k: v.float() for k, v in load_file(str(wpath)).items()}
+    state = dequantize_state(load_file(str(wpath)))
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RsvizError(f"weights of {name!r} do not fit its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -146,8 +146,40 @@ def load_model_cached(name: str, device: str = "auto") -> LoadedModel:
     return load_model(name, device)
 
 
+_Q8, _SCALE = ".__int8", ".__scale"
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8 quantisation of a weight ``(out, ...)``.
+
+    Returns:
+        ``(q, scale)``: int8 ``q`` of ``w``'s shape in [-127, 127] and fp32 ``scale`` ``(out,)``
+        with ``w ~= q * scale`` (error at most ``scale / 2`` per weight).
+    """
+    w = w.detach().float()
+    scale = w.abs().reshape(w.shape[0], -1).amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(w / scale.view(-1, *([1] * (w.dim() - 1)))).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp32 state dict from stored tensors: int8 pairs (``<key>.__int8`` + ``<key>.__scale``) are
+    expanded, everything else is cast to fp32."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(_SCALE):
+            continue
+        if k.endswith(_Q8):
+            base = k[: -len(_Q8)]
+            scale = state[base + _SCALE].float()
+            out[base] = v.float() * scale.view(-1, *([1] * (v.dim() - 1)))
+        else:
+            out[k] = v.float()
+    return out
+
+
 def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, directory: str | os.PathLike,
-                    *, half: bool = True, readme: str | None = None) -> Path:
+                    *, half: bool = True, int8_min_numel: int | None = None, readme: str | None = None) -> Path:
     """Write a model folder: ``config.json``, ``model.safetensors``, ``card.json``, ``README.md``.
 
     Args:
@@ -156,6 +188,9 @@ def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, dir
         card: Model card.
         directory: Target folder (created).
         half: Store floating tensors as fp16 (halves the size; loaded back as fp32).
+        int8_min_numel: If set, conv / linear weights with at least this many elements are stored
+            as symmetric per-output-channel int8 (:func:`quantize_int8`) to meet a size budget;
+            they load back as fp32 (:func:`dequantize_state`).
         readme: Human-readable card text; generated from the card if None.
 
     Returns:
@@ -168,8 +203,14 @@ def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, dir
     state = {}
     for k, v in net.state_dict().items():
         v = v.detach().cpu().contiguous()
+        if int8_min_numel and v.is_floating_point() and v.dim() >= 2 and v.numel() >= int8_min_numel:
+            state[k + _Q8], state[k + _SCALE] = quantize_int8(v)
+            continue
         state[k] = v.half() if half and v.is_floating_point() else v
-    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt", "rsviz_card": card.name})
+    meta = {"format": "pt", "rsviz_card": card.name}
+    if int8_min_numel:
+        meta["rsviz_quantisation"] = f"int8 per output channel for weights >= {int8_min_numel} elements"
+    save_file(state, str(d / "model.safetensors"), metadata=meta)
     (d / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     card.save(d / "card.json")
     (d / "README.md").write_text(readme or render_card_markdown(card), encoding="utf-8")

@@ -32,10 +32,14 @@ from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
 from rsviz.metrics.roads import apls_from_masks
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, save_pretrained
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, dequantize_state, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.train.building_card import cpu_speed
+
+#: Weights with at least this many elements ship as int8 (PP-LinkNet's 3x3 pyramid projection and the
+#: ResNet-18 layer4 convolutions), which keeps the road model under the 30 MB budget.
+INT8_MIN_NUMEL = 1_000_000
 
 
 def _predict_all(lm: LoadedModel, dataset: str, split: str):
@@ -130,16 +134,20 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
     arch = json.loads((run_dir / "config.json").read_text())
     net = build_model(arch)
     net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
-    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
-    net.eval()
     make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
                              else (_roads_card, evaluate_roads, "eth-test"))
+    # evaluate the weights as shipped: save, then read back (fp16, large weights int8)
+    tmp = save_pretrained(net, arch, make(cfg, {}, {}), out_root / cfg["name"], half=True, int8_min_numel=INT8_MIN_NUMEL)
+    net.load_state_dict(dequantize_state(load_file(str(tmp / "model.safetensors"))))
+    net.eval()
     lm = LoadedModel(cfg["name"], make(cfg, {}, {}), net, torch.device("cpu"))
     metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): evaluate(lm, "val")}
     extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
              "training_device": summary.get("device"), "training_precision": summary.get("precision"),
              "cpu_seconds_per_512px_tile": round(cpu_speed(net), 3),
-             "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card"}
+             "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card",
+             "weights_storage": f"fp16; conv weights with >= {INT8_MIN_NUMEL:,} elements as int8 per output channel "
+                                "(metrics above are measured on these stored weights)"}
     if cfg["task"] == "landcover":
         extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
                                   "road, vegetation, water from one confusion matrix pooled over the split")
@@ -154,7 +162,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
             "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)")
     card = make(cfg, metrics, extra)
-    d = save_pretrained(net, arch, card, out_root / cfg["name"], half=True)
+    d = save_pretrained(net, arch, card, out_root / cfg["name"], half=True, int8_min_numel=INT8_MIN_NUMEL)
     for f in ("curves.csv", "curves.png"):
         if (run_dir / f).exists():
             shutil.copy(run_dir / f, d / f)
