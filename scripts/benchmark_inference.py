@@ -135,10 +135,13 @@ def peak_rss_stream(big: int, tile: int, overlap: float, workdir: Path) -> dict:
     src = workdir / f"big{big}.tif"
     make_raster(src, big, seed=1)
     out = str(workdir / "big_out.tif")
-    code = (f"import resource, sys, time; sys.path.insert(0, {str(ROOT)!r}); from rsviz.inference import predict; "
+    # VmHWM is this process's own high-water mark; getrusage's ru_maxrss is not: Linux carries the parent's
+    # peak over fork + exec, so a child of this (large) benchmark process would report the parent's RSS
+    code = (f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from rsviz.inference import predict; "
             f"t=time.perf_counter(); p=predict({MODEL!r}, {str(src)!r}, tile={tile}, overlap={overlap}, output={out!r}, "
             "batch_size=4, device='cpu'); "
-            "print(p.stats['tiles'], time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "hwm=[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print(p.stats['tiles'], time.perf_counter()-t, hwm)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     tiles, secs, rss_kb = r.stdout.split()[-3:]
     src.unlink()

@@ -73,3 +73,33 @@ def test_roads_card_figures_are_reproduced(mirror, name):
     got = evaluate_roads(load_model(name, "cpu"), "test")
     assert got["iou"] == pytest.approx(card.metrics["eth-test"]["iou"], abs=0.02)
     assert got["apls"] == pytest.approx(card.metrics["eth-test"]["apls"], abs=0.02)
+
+
+@pytest.mark.parametrize("name", _bundled("landcover-"))
+def test_predict_on_a_folder_writes_colour_pngs_and_class_id_geotiffs(mirror, name, tmp_path):
+    """Batch inference (``python -m rsviz predict MODEL folder/ out/``) on two Dubai images."""
+    import shutil
+
+    import numpy as np
+    import rasterio
+    from PIL import Image
+
+    from rsviz.cli import main
+    from rsviz.datasets import scenes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    refs = [r for r in scenes("dubai-landcover", "train") if r.id.startswith("tile1-")][:2]
+    for r in refs:
+        shutil.copy(r.path, src / r.path.name)
+    assert main(["predict", name, str(src), str(tmp_path / "out"), "--device", "cpu"]) == 0
+    card = get_model_card(name)
+    colours = {tuple(c.color) for c in card.classes}
+    for r in refs:
+        with rasterio.open(tmp_path / "out" / f"{r.path.stem}.tif") as ds:
+            ids = ds.read(1)
+            assert ds.dtypes[0] == "uint8" and ds.colormap(1)[0][:3] == tuple(card.classes[0].color)
+        assert set(np.unique(ids)) <= set(range(card.heads["seg"].channels))
+        png = np.asarray(Image.open(tmp_path / "out" / f"{r.path.stem}.png").convert("RGB"))
+        assert png.shape[:2] == ids.shape
+        assert {tuple(int(v) for v in png[y, x]) for y, x in [(0, 0), (ids.shape[0] // 2, ids.shape[1] // 2)]} <= colours
