@@ -178,6 +178,29 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def stored_state(net: nn.Module, *, half: bool = True, int8_min_numel: int | None = None) -> dict[str, torch.Tensor]:
+    """``net``'s state dict as :func:`save_pretrained` writes it (CPU tensors).
+
+    Floating tensors become fp16 when ``half``; floating weights with >= 2 dims and at least
+    ``int8_min_numel`` elements become ``<key>.__int8`` / ``<key>.__scale`` pairs (:func:`quantize_int8`).
+    """
+    state = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if int8_min_numel and v.is_floating_point() and v.dim() >= 2 and v.numel() >= int8_min_numel:
+            state[k + _Q8], state[k + _SCALE] = quantize_int8(v)
+            continue
+        state[k] = v.half() if half and v.is_floating_point() else v
+    return state
+
+
+def as_stored(net: nn.Module, *, half: bool = True, int8_min_numel: int | None = None) -> nn.Module:
+    """Replace ``net``'s weights, in place, by what loading them back from :func:`save_pretrained` with
+    the same options gives, so a card's metrics are measured on the weights as shipped. Returns ``net``."""
+    net.load_state_dict(dequantize_state(stored_state(net, half=half, int8_min_numel=int8_min_numel)))
+    return net
+
+
 def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, directory: str | os.PathLike,
                     *, half: bool = True, int8_min_numel: int | None = None, readme: str | None = None) -> Path:
     """Write a model folder: ``config.json``, ``model.safetensors``, ``card.json``, ``README.md``.
@@ -200,13 +223,7 @@ def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, dir
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for k, v in net.state_dict().items():
-        v = v.detach().cpu().contiguous()
-        if int8_min_numel and v.is_floating_point() and v.dim() >= 2 and v.numel() >= int8_min_numel:
-            state[k + _Q8], state[k + _SCALE] = quantize_int8(v)
-            continue
-        state[k] = v.half() if half and v.is_floating_point() else v
+    state = stored_state(net, half=half, int8_min_numel=int8_min_numel)
     meta = {"format": "pt", "rsviz_card": card.name}
     if int8_min_numel:
         meta["rsviz_quantisation"] = f"int8 per output channel for weights >= {int8_min_numel} elements"

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.common import CurveLogger, augment, mixed_precision, start_run
+from rsviz.train.common import CurveLogger, augment, mixed_precision, optimise, save_weights, start_run
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -100,9 +100,6 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         ``train_config.json`` (recipe as run), ``curves.csv`` / ``curves.png`` and
         ``summary.json`` (best val IoU, learned task weights, wall time).
     """
-    from safetensors.torch import save_file
-
-
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
@@ -137,13 +134,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             losses["edge"] = (F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * v).sum() / v.sum().clamp(min=1)
         if "recon" in o:
             losses["recon"] = F.l1_loss(o["recon"], x)
-        loss = weighting(losses) if len(losses) > 1 else losses["seg"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        for k, val in losses.items():
-            run[k] = run.get(k, 0.0) + float(val.detach())
+        optimise(opt, sched, weighting(losses) if len(losses) > 1 else losses["seg"], losses, run)
         if step % int(cfg["val_every"]) == 0 or step == int(cfg["steps"]):
             n = int(cfg["val_every"])
             row: dict[str, float] = {"step": step, **{f"loss_{k}": val / n for k, val in run.items()}}
@@ -155,7 +146,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
             if row["val_iou"] > best:
                 best = row["val_iou"]
-                save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(out / "best.safetensors"))
+                save_weights(net, out / "best.safetensors")
                 summary = {"best_val_iou": best, "best_step": step, "task_weights": weighting.weights(),
                            "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
                 (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -26,7 +26,7 @@ from rsviz.datasets import scenes
 from rsviz.datasets.buildings import BUILDING_CLASSES
 from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics
 from rsviz.metrics.objects import instances_for
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, resolve_device, save_pretrained
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
 
@@ -188,7 +188,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     net = build_model(cfg)
     net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     # evaluate the weights as shipped (fp16 round trip)
-    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    as_stored(net, half=True)
     dev = resolve_device(device)
     heads = cfg["heads"]
     card = _card(name, heads, summary, train_cfg, {}, {})

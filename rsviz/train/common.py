@@ -155,3 +155,22 @@ def mixed_precision(device: torch.device, precision: str = "auto"):
     if dtype is not torch.bfloat16:
         return contextlib.nullcontext, False
     return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), True
+
+
+def optimise(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, losses: dict[str, torch.Tensor],
+             running: dict[str, float]) -> None:
+    """One optimiser step on ``loss`` (zero grads, backward, step, scheduler step), adding each
+    task loss in ``losses`` to the ``running`` sums logged at the next validation."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    for k, v in losses.items():
+        running[k] = running.get(k, 0.0) + float(v.detach())
+
+
+def save_weights(net: torch.nn.Module, path: Path) -> None:
+    """Write ``net``'s state dict (fp32, CPU) as safetensors: a run's ``best.safetensors``."""
+    from safetensors.torch import save_file
+
+    save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(path))

@@ -30,7 +30,7 @@ from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss
-from rsviz.train.common import CurveLogger, augment, start_run
+from rsviz.train.common import CurveLogger, augment, optimise, save_weights, start_run
 
 DEFAULTS: dict[str, Any] = {"name": "height-mtl", "seed": 0, "encoder_name": "mobilenet_v2",
                             "decoder_channels": [128, 64, 32, 16, 16], "num_classes": 5, "crop": 256, "batch_size": 8,
@@ -101,9 +101,6 @@ def _validate(net, H, S, k, device) -> dict:
 
 def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
     """Train and write ``best.safetensors``, configs, curves and ``summary.json`` to ``cfg["out"]``."""
-    from safetensors.torch import save_file
-
-
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
@@ -123,13 +120,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         hm = torch.isfinite(h)
         losses = {"seg": F.cross_entropy(o["seg"], c, ignore_index=IGNORE),
                   "height": F.l1_loss(o["height"][hm], h[hm])}
-        loss = weighting(losses)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        for k, v in losses.items():
-            run[k] = run.get(k, 0.0) + float(v.detach())
+        optimise(opt, sched, weighting(losses), losses, run)
         if step % int(cfg["val_every"]) == 0 or step == int(cfg["steps"]):
             row = {"step": step, **{f"loss_{k}": v / cfg["val_every"] for k, v in run.items()},
                    **{f"weight_{k}": w for k, w in weighting.weights().items()},
@@ -140,7 +131,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             score = row["val_miou"] - row["val_height_rmse"]
             if score > best:
                 best = score
-                save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(out / "best.safetensors"))
+                save_weights(net, out / "best.safetensors")
                 (out / "summary.json").write_text(json.dumps({"best_step": step, "best_score": score, **row,
                                                               "task_weights": weighting.weights()}, indent=2))
     log.plot()

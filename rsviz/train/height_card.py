@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.metrics import ConfusionMatrix, height_metrics
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, save_pretrained
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 
@@ -89,7 +89,7 @@ def main(run_dir: str) -> None:
     summary = json.loads((d / "summary.json").read_text())
     net = build_model(cfg)
     net.load_state_dict(load_file(str(d / "best.safetensors")))
-    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    as_stored(net, half=True)
     card = card_for(tcfg, {}, {})
     lm = LoadedModel("height-mtl", card, net.eval(), torch.device("cpu"))
     metrics = evaluate_height_model(lm)

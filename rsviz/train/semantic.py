@@ -34,7 +34,7 @@ from rsviz.datasets import scenes
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import binary_focal_loss, soft_dice_loss
 from rsviz.models.pplinknet import poly_lr_lambda
-from rsviz.train.common import CurveLogger, augment, mixed_precision, start_run
+from rsviz.train.common import CurveLogger, augment, mixed_precision, optimise, save_weights, start_run
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -146,8 +146,6 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     Raises:
         UnknownNameError: For a recipe not in :data:`DEFAULTS`.
     """
-    from safetensors.torch import save_file
-
     from rsviz.errors import unknown_name
 
     if recipe not in DEFAULTS:
@@ -172,13 +170,7 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
         with amp():
             o = net(x)["seg"]
         losses = _loss(o, y.to(device), cfg)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        for k, v in losses.items():
-            run[k] = run.get(k, 0.0) + float(v.detach())
+        optimise(opt, sched, sum(losses.values()), losses, run)
         if step % int(cfg["val_every"]) == 0 or step == steps:
             n = step - int(log.rows[-1]["step"]) if log.rows else step
             row = {"step": step, **{f"loss_{k}": v / n for k, v in run.items()}, "lr": sched.get_last_lr()[0],
@@ -188,8 +180,7 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
             if row[key] > best:
                 best = row[key]
-                save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()},
-                          str(out / "best.safetensors"))
+                save_weights(net, out / "best.safetensors")
                 (out / "summary.json").write_text(json.dumps({"best_step": step, f"best_{key}": best, **row}, indent=2))
     log.plot()
     s = json.loads((out / "summary.json").read_text())

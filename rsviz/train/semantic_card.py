@@ -32,7 +32,7 @@ from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
 from rsviz.metrics.roads import apls_from_masks
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, dequantize_state, save_pretrained
+from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.train.building_card import cpu_speed
@@ -136,10 +136,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
     net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
     make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
                              else (_roads_card, evaluate_roads, "eth-test"))
-    # evaluate the weights as shipped: save, then read back (fp16, large weights int8)
-    tmp = save_pretrained(net, arch, make(cfg, {}, {}), out_root / cfg["name"], half=True, int8_min_numel=INT8_MIN_NUMEL)
-    net.load_state_dict(dequantize_state(load_file(str(tmp / "model.safetensors"))))
-    net.eval()
+    as_stored(net, half=True, int8_min_numel=INT8_MIN_NUMEL).eval()  # evaluate the weights as shipped
     lm = LoadedModel(cfg["name"], make(cfg, {}, {}), net, torch.device("cpu"))
     metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): evaluate(lm, "val")}
     extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
