@@ -226,6 +226,29 @@ def test_split_instances_separates_touching_buildings_along_edges():
     assert s1["tp"] == 0
 
 
+def test_weak_boundaries_merge_and_strong_ones_stay():
+    from rsviz.metrics.objects import merge_weak_boundaries, split_instances
+
+    inst = np.zeros((20, 40), np.int32)
+    inst[5:15, 5:15], inst[5:15, 15:25], inst[5:15, 25:35] = 3, 7, 9
+    inst[0:3, 0:3] = 4  # an isolated instance
+    edge = np.zeros((20, 40), np.float32)
+    edge[5:15, 14:16] = 0.2  # a faint ridge between 3 and 7
+    edge[5:15, 24:26] = 0.9  # a wall between 7 and 9
+    out = merge_weak_boundaries(inst, edge, 0.5)
+    assert out[10, 10] == out[10, 20] != out[10, 30]
+    assert out[1, 1] not in (0, out[10, 10], out[10, 30])
+    assert (out[inst == 0] == 0).all() and sorted(np.unique(out)) == [0, 1, 2, 3]
+    assert len(np.unique(merge_weak_boundaries(inst, edge, 0.1))) == 5  # nothing below 0.1: unchanged
+    prob = (inst > 0).astype(np.float32) * 0.9
+    seeds_edge = edge.copy()
+    seeds_edge[5:15, 14:16] = 0.6  # the edge head half-sees a ridge: seeds split, the merge rejoins
+    assert len(np.unique(split_instances(prob, seeds_edge, edge_threshold=0.5, min_seed_px=1))) == 5
+    assert len(np.unique(split_instances(prob, seeds_edge, edge_threshold=0.5, min_seed_px=1, merge_below=0.7))) == 4
+    with pytest.raises(ValueError, match="shape"):
+        merge_weak_boundaries(inst, edge[:10], 0.5)
+
+
 def test_spur_pruning_and_mask_cleaning_for_road_graphs():
     from rsviz.metrics.roads import apls_from_masks, clean_road_mask, graph_from_mask
 

@@ -24,3 +24,23 @@ def test_poly_schedule_and_focal_loss():
     easy = binary_focal_loss(logits, target)
     hard = binary_focal_loss(-logits, target)
     assert easy < 1e-3 < hard  # well-classified pixels are down-weighted
+
+
+def test_soft_skeleton_thins_a_road_and_cldice_penalises_breaks():
+    from rsviz.models.losses import soft_cldice_loss, soft_skeleton
+
+    road = torch.zeros(1, 1, 40, 80)
+    road[..., 16:25, 5:75] = 1.0  # a 9 px wide road
+    sk = soft_skeleton(road, iterations=6)
+    assert sk.sum() < 0.25 * road.sum()  # thinned
+    assert sk[..., :, 40].argmax() == 20  # on the centre line
+    logit = lambda m: (m * 2 - 1) * 8.0  # noqa: E731
+    broken = road.clone()
+    broken[..., :, 38:42] = 0  # a 4 px gap: tiny in area...
+    whole, gap = soft_cldice_loss(logit(road), road, 6), soft_cldice_loss(logit(broken), road, 6)
+    assert whole < 0.01 and gap > whole
+    # ...so clDice penalises it more, relative to the area lost, than soft Dice does
+    from rsviz.models.losses import soft_dice_loss
+
+    assert gap / (1 - broken.sum() / road.sum()) > soft_dice_loss(logit(broken), road) / (1 - broken.sum() / road.sum())
+    assert soft_cldice_loss(logit(road), road, 3, downsample=2) < 0.01

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from rsviz.errors import UnknownNameError
 from rsviz.train import RECIPES
@@ -39,3 +40,24 @@ def test_roads_recipe_trains_and_writes_a_loadable_run(mirror, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["arch"] == "pplinknet"
     build_model(cfg).load_state_dict(load_file(str(out / "best.safetensors")))
+
+
+def test_roads_fine_tune_starts_from_init_weights_and_selects_by_apls(mirror, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rsviz.models.architectures import build_model
+    from rsviz.train.semantic import DEFAULTS, train
+
+    torch.manual_seed(3)
+    net = build_model(DEFAULTS["roads-pplinknet"]["arch"])
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    save_file(init, str(tmp_path / "init.safetensors"))
+    out = train("roads-pplinknet", None, {"steps": 1, "val_every": 1, "crop": 64, "batch_size": 2, "lr": 0.0,
+                                          "init": str(tmp_path / "init.safetensors"), "cldice_weight": 0.5,
+                                          "select_by": "val_apls", "out": str(tmp_path / "ft"), "threads": 2})
+    summary = json.loads((out / "summary.json").read_text())
+    assert "best_val_apls" in summary and 0.0 <= summary["val_apls"] <= 1.0
+    got = load_file(str(out / "best.safetensors"))
+    conv = "encoder.conv1.weight" if "encoder.conv1.weight" in got else next(k for k in got if k.endswith("weight"))
+    assert torch.equal(got[conv].float(), init[conv].float())  # lr 0: the init weights came through
+    assert "loss_cldice" in (out / "curves.csv").read_text().splitlines()[0]

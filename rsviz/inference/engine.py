@@ -249,8 +249,7 @@ class _Runner:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.amp_dtype is not None:
             with torch.autocast(self.dev.type, dtype=self.amp_dtype):
-                out = self.lm.net(x)
-            return {k: v.float() for k, v in out.items()}
+                return self.lm.net(x)  # half-precision outputs; cast to float32 on activation
         return self.lm.net(x)
 
     def _activate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -266,13 +265,31 @@ class _Runner:
             res[k] = v
         return res
 
+    def _activate_into(self, out: dict[str, torch.Tensor], res: torch.Tensor) -> torch.Tensor:
+        """Activate the raw head outputs straight into the channel slices of ``res`` (float32,
+        ``(B, channels, th, tw)``): one cast/layout copy plus in-place activation per head, no
+        intermediate per-head tensors and no concatenation."""
+        c = 0
+        for k, n in self.layout:
+            h, v, dst = self.heads[k], out[k], res[:, c:c + n]
+            if h.kind == "multiclass":
+                dst.copy_(torch.softmax(v, dim=1, dtype=torch.float32))
+            else:
+                dst.copy_(v)
+                if h.kind == "binary":
+                    dst.sigmoid_()
+                elif h.kind == "reconstruction":
+                    dst.mul_(self.std).add_(self.mean).mul_(self.scale)
+            c += n
+        return res
+
     @torch.inference_mode()
     def __call__(self, x_raw: torch.Tensor) -> torch.Tensor:
         """``(B, bands, th, tw)`` raw values -> ``(B, channels, th, tw)`` activated outputs."""
         x = (x_raw.float() / self.scale - self.mean) / self.std
         if not self.tta:
-            o = self._activate(self._net(x))
-            return torch.cat([o[k] for k, _ in self.layout], dim=1)
+            res = torch.empty((x.shape[0], self.channels, *x.shape[-2:]), dtype=torch.float32, device=x.device)
+            return self._activate_into(self._net(x), res)
         square = x.shape[-1] == x.shape[-2]
         tfs = [(0, False), (0, True), (2, False), (2, True)] + ([(1, False), (3, False), (1, True), (3, True)] if square else [])
         acc: dict[str, torch.Tensor] = {}
@@ -281,7 +298,7 @@ class _Runner:
             xt = torch.rot90(x, k, dims=(-2, -1))
             if flip:
                 xt = torch.flip(xt, dims=(-1,))
-            o = self._activate(self._net(xt))
+            o = self._activate({k: v.float() for k, v in self._net(xt).items()})
             for name, v in o.items():
                 if flip:
                     v = torch.flip(v, dims=(-1,))
@@ -578,7 +595,7 @@ def predict(
                     carry[C, r0:r1, :co] = wsum[:n_rows, fin:fin + co]
                 for c0 in range(0, fin, FINALIZE_COLS):  # column blocks bound the temporaries of _split
                     c1 = min(c0 + FINALIZE_COLS, fin)
-                    out = (acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)).cpu().numpy()
+                    out = acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)
                     valid = vbuf[:n_rows, c0:c1].copy()
                     writer.write(r0, r1, _split(runner, out, valid, threshold), valid, x_lo + c0)
                 keep = th - n_rows
@@ -627,7 +644,7 @@ def predict(
                         continue
                     for j in range(out.shape[0]):
                         x = xs[i + j]
-                        acc[:, :, x:x + tw] += out[j] * wmap
+                        acc[:, :, x:x + tw].addcmul_(out[j], wmap)
                         wsum[:, x:x + tw] += wmap
                     i += out.shape[0]
                     state["done"] += out.shape[0]
@@ -655,12 +672,26 @@ def predict(
         gdal_env.__exit__(None, None, None)
 
 
-def _split(runner: _Runner, out: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Cut the blended channel stack into named heads and derive classes / entropy."""
+def _split(runner: _Runner, out: torch.Tensor, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Cut a blended ``(channels, h, w)`` float32 block into named NumPy heads; derive classes and entropy.
+
+    Class ids and entropy are computed with torch (all intra-op threads, on the compute device)
+    before the block is moved to host memory.
+    """
+    derived: dict[str, torch.Tensor] = {}
+    if runner.seg_kind is not None:
+        p = out[:runner.heads["seg"].channels]
+        if runner.seg_kind == "binary":
+            derived["classes"] = (p[0] >= threshold).to(torch.uint8)
+            derived["entropy"] = torch.special.entr(p[0]).add_(torch.special.entr(1 - p[0]))
+        else:
+            derived["classes"] = p.argmax(0).to(torch.uint8)
+            derived["entropy"] = torch.special.entr(p).sum(0)
+    arr = out.cpu().numpy()
     heads: dict[str, np.ndarray] = {}
     c = 0
     for name, n in runner.layout:
-        v = out[c:c + n]
+        v = arr[c:c + n]
         c += n
         if name == "seg":
             heads["probs"] = v
@@ -668,22 +699,9 @@ def _split(runner: _Runner, out: np.ndarray, valid: np.ndarray, threshold: float
             heads[name] = v[0]
         else:
             heads[name] = v
-    if "probs" in heads:
-        p = heads["probs"]
-        if runner.seg_kind == "binary":
-            cls = (p[0] >= threshold).astype(np.uint8)
-            q = np.clip(p[0], 1e-7, 1 - 1e-7)
-            ent = -(q * np.log(q) + (1 - q) * np.log(1 - q))
-        else:
-            cls = p.argmax(0).astype(np.uint8)
-            q = np.clip(p, 1e-7, 1.0)
-            ent = -(q * np.log(q)).sum(0)
-        ent = ent.astype(np.float32, copy=False)
-        if not valid.all():  # p is this call's own array: zero nodata in place
-            cls[~valid] = NODATA_CLASS
-            ent[~valid] = 0
-            p[:, ~valid] = 0
-        heads["classes"] = cls
-        heads["entropy"] = ent
-        heads["probs"] = p
+    heads.update({k: v.cpu().numpy() for k, v in derived.items()})
+    if "probs" in heads and not valid.all():  # these are this call's own arrays: zero nodata in place
+        heads["classes"][~valid] = NODATA_CLASS
+        heads["entropy"][~valid] = 0
+        heads["probs"][:, ~valid] = 0
     return heads

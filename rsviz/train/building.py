@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.common import CurveLogger, augment, mixed_precision, optimise, save_weights, start_run
+from rsviz.train.common import CurveLogger, augment, load_init, mixed_precision, optimise, save_weights, start_run
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -106,10 +106,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             "heads": cfg["heads"], "decoder_channels": cfg["decoder_channels"]}
     (out / "config.json").write_text(json.dumps(arch, indent=2))
     net = build_model(arch)
-    if cfg["init"]:  # fine-tune from an earlier run's weights (same architecture)
-        from safetensors.torch import load_file
-
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(cfg["init"]).items()})
+    load_init(net, cfg["init"])  # fine-tune from an earlier run's weights (same architecture)
     amp, channels_last = mixed_precision(device, cfg["precision"])
     net = net.to(device, memory_format=torch.channels_last) if channels_last else net.to(device)
     tasks = list(cfg["heads"])

@@ -34,7 +34,7 @@ SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala
           "joplin-ood": ("joplin-buildings", "test")}
 
 
-def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, overlap: float = 0.25):
+def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, overlap: float = 0.25, tta: bool = False):
     import warnings
 
     from rsviz.inference import predict
@@ -45,27 +45,31 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             p = predict(lm, RasterData(s.image, s.transform, s.crs, s.valid), tile=tile, overlap=overlap,
-                        precision="fp32")
+                        precision="fp32", tta=tta)
         yield s, p
 
 
-def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: str = "val") -> tuple[dict, float]:
+def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: str = "val",
+                     tta: bool = False) -> tuple[dict, float]:
     """Choose instance post-processing on a validation split by object F1 (never on test).
 
     Grid: connected components; distance-transform watershed with seeds >= {15, 25, 40, 60} px apart;
     and, for models with an edge head, edge-seeded watershed with footprint threshold in {0.4, 0.5},
-    edge threshold in {0.2, 0.3, 0.5} and minimum seed {32, 128, 256} px; each with instances under
+    edge threshold in {0.2, 0.3, 0.5}, minimum seed {32, 128, 256} px and touching instances merged
+    across boundaries with a mean edge probability below {off, 0.4, 0.5}; each with instances under
     {0, 100, 300} px dropped. Returns ``(params, val_object_f1)``.
     """
-    preds = list(_predictions(lm, dataset, split))
+    preds = list(_predictions(lm, dataset, split, tta=tta))
     has_edge = "edge" in preds[0][1].heads
     base = dict(DEFAULT_POSTPROCESS)
     sizes = (0, 100, 300)
     grid = [dict(base, method="components", min_instance_px=a) for a in sizes]
     grid += [dict(base, method="distance", min_distance=d, min_instance_px=a) for d in (15, 25, 40, 60) for a in sizes]
     if has_edge:
-        grid += [dict(base, method="edge", threshold=t, edge_threshold=e, min_seed_px=m, min_instance_px=a)
-                 for t in (0.4, 0.5) for e in (0.2, 0.3, 0.5) for m in (32, 128, 256) for a in sizes]
+        grid += [dict(base, method="edge", threshold=t, edge_threshold=e, min_seed_px=m, min_instance_px=a,
+                      merge_below=g)
+                 for t in (0.4, 0.5) for e in (0.2, 0.3, 0.5) for m in (32, 128, 256) for a in sizes
+                 for g in (0.0, 0.4, 0.5)]
     best, best_f1 = grid[0], -1.0
     for g in grid:
         tp = fp = fn = 0
@@ -84,14 +88,14 @@ NOTE = ("building instances for object F1 come from the predicted footprint by t
 _OAM = "Imagery © OpenAerialMap contributors (CC-BY-4.0); building footprints © OpenStreetMap contributors (ODbL)"
 
 
-def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25) -> dict:
+def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25, tta: bool = False) -> dict:
     """Metrics of a building model on one named split of :data:`SPLITS` (post-processing from its card)."""
     ds, sp = SPLITS[split]
     pp = postprocess_of(lm.card)
     cm = ConfusionMatrix(2)
     tp = fp = fn = lonely = 0
     bfs, edge_bfs, psnrs = [], [], []
-    for s, p in _predictions(lm, ds, sp, tile, overlap):
+    for s, p in _predictions(lm, ds, sp, tile, overlap, tta):
         pred = p.heads["classes"] == 1
         gt = s.targets["buildings"] > 0
         v = s.valid

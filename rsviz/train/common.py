@@ -55,6 +55,21 @@ def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], o
     return cfg, rng, device, out
 
 
+def load_init(net: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.Module:
+    """Load an earlier run's ``best.safetensors`` into ``net`` (same architecture) to fine-tune it.
+
+    Stored half-precision tensors are cast to float32. ``path`` None or empty leaves ``net`` as built.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+    """
+    if path:
+        from safetensors.torch import load_file
+
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+    return net
+
+
 def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
     """Random flip / rot90 (image and targets alike) and colour jitter (image only).
 

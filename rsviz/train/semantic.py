@@ -8,12 +8,15 @@
 ``roads-pplinknet``
     PP-LinkNet (Tran et al., 2020): LinkNet with a pyramid-pooling module, binary focal
     loss (Lin et al., ICCV 2017) plus soft Dice, on the ETH road tiles (001-080 train,
-    081-090 val, 091-100 test).
+    081-090 val, 091-100 test). A second stage (``configs/roads-pplinknet-finetune.json``)
+    starts from the first stage's weights (``init``), adds the clDice topology loss
+    (Shit et al., CVPR 2021; ``cldice_weight``) and keeps the checkpoint with the best
+    validation APLS (``select_by``).
 
 Both use AdamW with the poly learning-rate schedule ``(1 - step / steps) ** 0.9`` after a
 linear warm-up, flips / rot90 / colour augmentation, bf16 autocast where the hardware
 runs it natively (:func:`rsviz.train.common.mixed_precision`), and keep the checkpoint
-with the best validation score (mIoU, or road IoU).
+with the best validation score (``select_by``: mIoU, road IoU or APLS).
 
 Run: ``python -m rsviz train landcover-deeplabv3plus`` / ``python -m rsviz train roads-pplinknet``
 (optionally ``--config FILE`` with keys of :data:`DEFAULTS`).
@@ -31,10 +34,11 @@ import torch
 from torch.nn import functional as F
 
 from rsviz.datasets import scenes
+from rsviz.metrics.roads import apls_from_masks
 from rsviz.models.architectures import build_model
-from rsviz.models.losses import binary_focal_loss, soft_dice_loss
+from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_loss
 from rsviz.models.pplinknet import poly_lr_lambda
-from rsviz.train.common import CurveLogger, augment, mixed_precision, optimise, save_weights, start_run
+from rsviz.train.common import CurveLogger, augment, load_init, mixed_precision, optimise, save_weights, start_run
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -47,14 +51,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "classes": 5},
         "dataset": "dubai-landcover", "crop": 256, "scale_range": [0.5, 1.5], "batch_size": 8, "steps": 2000,
         "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "val_every": 250, "threads": 1,
-        "precision": "auto", "device": "auto", "out": "runs/landcover-deeplabv3plus"},
+        "precision": "auto", "device": "auto", "init": None, "select_by": "val_miou",
+        "out": "runs/landcover-deeplabv3plus"},
     "roads-pplinknet": {
         "name": "roads-pplinknet", "task": "roads", "seed": 0,
         "arch": {"arch": "pplinknet", "encoder_name": "resnet18", "in_channels": 3, "classes": 1, "bins": [1, 2, 3, 6]},
         "dataset": "eth-roads", "crop": 256, "scale_range": [1.0, 1.0], "batch_size": 8, "steps": 2000,
         "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "focal_gamma": 2.0,
-        "focal_alpha": 0.5, "val_every": 250, "threads": 1, "precision": "auto", "device": "auto",
-        "out": "runs/roads-pplinknet"},
+        "focal_alpha": 0.5, "cldice_weight": 0.0, "cldice_iterations": 10, "cldice_downsample": 2, "val_every": 250, "threads": 1,
+        "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou", "out": "runs/roads-pplinknet"},
 }
 
 
@@ -115,20 +120,24 @@ def forward_full(net: torch.nn.Module, img: np.ndarray, device: torch.device, am
 
 @torch.no_grad()
 def validate(net, data, cfg, device, amp) -> dict[str, float]:
-    """Validation score: mIoU over the classes (land cover) or road IoU (roads)."""
+    """Validation scores: mIoU and OA (land cover); road IoU, F1 and mean APLS over tiles (roads)."""
     from rsviz.metrics import ConfusionMatrix
 
     net.eval()
     k = max(int(cfg["arch"].get("classes", 1)), 2)
     cm = ConfusionMatrix(k, ignore_index=IGNORE if cfg["task"] == "landcover" else None)
+    apls_scores = []
     for img, t in data:
         o = forward_full(net, img, device, amp)
-        p = o.argmax(0) if o.shape[0] > 1 else (o[0] > 0).long()
-        cm.update(p.cpu().numpy(), np.where(t == IGNORE, 0, t), t != IGNORE)
+        p = (o.argmax(0) if o.shape[0] > 1 else (o[0] > 0).long()).cpu().numpy()
+        cm.update(p, np.where(t == IGNORE, 0, t), t != IGNORE)
+        if cfg["task"] == "roads":
+            apls_scores.append(apls_from_masks(p == 1, t == 1)["apls"])
     net.train()
     r = cm.compute()
     if cfg["task"] == "roads":
-        return {"val_iou": r["per_class"][1]["iou"], "val_f1": r["per_class"][1]["f1"]}
+        return {"val_iou": r["per_class"][1]["iou"], "val_f1": r["per_class"][1]["f1"],
+                "val_apls": float(np.nanmean(apls_scores))}
     return {"val_miou": r["macro"]["iou"], "val_oa": r["overall_accuracy"]}
 
 
@@ -136,7 +145,11 @@ def _loss(o: torch.Tensor, y: torch.Tensor, cfg) -> dict[str, torch.Tensor]:
     o = o.float()
     if cfg["task"] == "roads":
         t = y[:, None].float()
-        return {"focal": binary_focal_loss(o, t, cfg["focal_gamma"], cfg["focal_alpha"]), "dice": soft_dice_loss(o, t)}
+        out = {"focal": binary_focal_loss(o, t, cfg["focal_gamma"], cfg["focal_alpha"]), "dice": soft_dice_loss(o, t)}
+        if cfg.get("cldice_weight", 0.0) > 0:
+            out["cldice"] = cfg["cldice_weight"] * soft_cldice_loss(o, t, int(cfg["cldice_iterations"]),
+                                                                 int(cfg["cldice_downsample"]))
+        return out
     return {"ce": F.cross_entropy(o, y, ignore_index=IGNORE)}
 
 
@@ -154,7 +167,7 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
     (out / "config.json").write_text(json.dumps(cfg["arch"], indent=2))
     amp, channels_last = mixed_precision(device, cfg["precision"])
-    net = build_model(cfg["arch"]).to(device)
+    net = load_init(build_model(cfg["arch"]), cfg.get("init")).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -162,7 +175,7 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     poly = poly_lr_lambda(steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s))
     train_data, val_data = load_split(cfg["dataset"], "train"), load_split(cfg["dataset"], "val")
-    key = "val_iou" if cfg["task"] == "roads" else "val_miou"
+    key = cfg["select_by"]
     log, best, t0, run = CurveLogger(out), -1.0, time.time(), {}
     for step in range(1, steps + 1):
         x, y = _batch(train_data, rng, cfg)
