@@ -174,6 +174,28 @@ class _Source:
         sl = (slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width)))
         return r.array[(slice(None), *sl)], r.valid[sl]
 
+    def iter_rows(self, spans: list[tuple[int, int, int, int]]):
+        """Yield :meth:`read_rows` of each ``(r0, r1, c0, c1)`` span, in order.
+
+        For files, the next span is read in a background thread while the caller works on the
+        current one (GDAL decodes blocks with the GIL released), so decoding overlaps inference.
+        One read is in flight at a time, so the dataset is never used concurrently and at most
+        two strips are held.
+        """
+        if self._ds is None or len(spans) < 2:
+            for sp in spans:
+                yield self.read_rows(*sp)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="rsviz-read") as pool:
+            pending = pool.submit(self.read_rows, *spans[0])
+            for nxt in spans[1:]:
+                done = pending.result()
+                pending = pool.submit(self.read_rows, *nxt)
+                yield done
+            yield pending.result()
+
     def close(self) -> None:
         if self._ds is not None:
             self._ctx.__exit__(None, None, None)
@@ -227,6 +249,9 @@ class _Runner:
         self.mean = torch.tensor(inp.mean, dtype=torch.float32, device=self.dev).view(1, n, 1, 1)
         self.std = torch.tensor(inp.std, dtype=torch.float32, device=self.dev).view(1, n, 1, 1)
         self.scale = float(inp.scale)
+        # (raw / scale - mean) / std == raw * gain + bias, applied in place
+        self.gain = 1.0 / (self.scale * self.std)
+        self.bias = -self.mean / self.std
         self.tta = tta
         self.heads = {k: h for k, h in self.card.heads.items() if h.kind in ("binary", "multiclass", "regression", "reconstruction")}
         seg = self.heads.get("seg")
@@ -245,8 +270,6 @@ class _Runner:
         self.amp_dtype = resolve_precision(precision, self.dev)
 
     def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         if self.amp_dtype is not None:
             with torch.autocast(self.dev.type, dtype=self.amp_dtype):
                 return self.lm.net(x)  # half-precision outputs; cast to float32 on activation
@@ -285,8 +308,11 @@ class _Runner:
 
     @torch.inference_mode()
     def __call__(self, x_raw: torch.Tensor) -> torch.Tensor:
-        """``(B, bands, th, tw)`` raw values -> ``(B, channels, th, tw)`` activated outputs."""
-        x = (x_raw.float() / self.scale - self.mean) / self.std
+        """``(B, bands, th, tw)`` raw values (any dtype) -> ``(B, channels, th, tw)`` float32 activated outputs."""
+        # one float32 tensor in the network's memory layout; dtype and layout converted in a single copy
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = torch.empty(x_raw.shape, dtype=torch.float32, device=x_raw.device, memory_format=fmt)
+        x.copy_(x_raw).mul_(self.gain).add_(self.bias)
         if not self.tta:
             res = torch.empty((x.shape[0], self.channels, *x.shape[-2:]), dtype=torch.float32, device=x.device)
             return self._activate_into(self._net(x), res)
@@ -610,12 +636,13 @@ def predict(
                 vbuf[keep:] = False
                 buf_y0 = r1
 
-            for y in rows:
+            for y, (data, valid) in zip(rows, src.iter_rows([(y, min(y + th, H), x_lo, x_hi) for y in rows])):
                 finalize(min(y, H) - buf_y0)
                 y1 = min(y + th, H)
-                data, valid = src.read_rows(y, y1, x_lo, x_hi)
                 vbuf[y - buf_y0:y1 - buf_y0, :x_hi - x_lo] |= valid
                 strip = data  # raw dtype; converted to float per batch, so the strip costs 1x its file size
+                if strip.dtype.kind == "u" and strip.dtype != np.uint8:  # torch has few kernels for uint16/32
+                    strip = strip.astype(np.int32 if strip.dtype == np.uint16 else np.float64)
                 if not valid.all():  # nodata -> per-band training mean (normalises to 0)
                     strip = np.where(valid[None], strip, fill.numpy().astype(strip.dtype))
                 pad_h, pad_w = th - strip.shape[1], pw - strip.shape[2]
@@ -627,7 +654,8 @@ def predict(
                     if cancel is not None and cancel():
                         raise InferenceCancelled("inference cancelled; nothing was written")
                     bs = state["bs"]
-                    batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in xs[i:i + bs]]).astype(np.float32))
+                    # raw dtype (uint8 for most imagery): 4x less to copy (and to send to a GPU) than float32
+                    batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in xs[i:i + bs]]))
                     try:
                         if dev.type == "cuda":
                             batch = batch.pin_memory().to(dev, non_blocking=True)
