@@ -61,3 +61,25 @@ def test_roads_fine_tune_starts_from_init_weights_and_selects_by_apls(mirror, tm
     conv = "encoder.conv1.weight" if "encoder.conv1.weight" in got else next(k for k in got if k.endswith("weight"))
     assert torch.equal(got[conv].float(), init[conv].float())  # lr 0: the init weights came through
     assert "loss_cldice" in (out / "curves.csv").read_text().splitlines()[0]
+
+
+def test_training_stages_follow_the_init_chain(tmp_path):
+    from rsviz.train.common import training_stages
+
+    def run(name, init, precision=None):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = {"steps": 10, **({"init": str(tmp_path / init / "best.safetensors")} if init else {}),
+               **({"precision": precision} if precision else {})}
+        (d / "train_config.json").write_text(json.dumps(cfg))
+        (d / "summary.json").write_text(json.dumps({"best_step": 5, "best_val_iou": 0.5, "wall_s": 1.0}))
+        return d
+
+    run("s1", None)
+    run("s2", "s1", "auto")
+    last = run("s3", "s2", "fp32")
+    st = training_stages(last)
+    assert [s["run"] for s in st] == ["s1", "s2", "s3"] and [s["stage"] for s in st] == [1, 2, 3]
+    assert [s["precision"] for s in st] == ["fp32", "bf16 autocast", "fp32"]
+    assert st[0]["best_val_iou"] == 0.5 and st[2]["steps"] == 10
+    assert len(training_stages(tmp_path / "s1")) == 1

@@ -150,6 +150,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     log.plot()
     summary = json.loads((out / "summary.json").read_text())
     summary.update({"final_task_weights": weighting.weights(), "wall_s": time.time() - t0, "steps": cfg["steps"],
+                    "precision": "bf16 autocast" if channels_last else "fp32",
                     "device": str(device)})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out

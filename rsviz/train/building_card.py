@@ -29,6 +29,7 @@ from rsviz.metrics.objects import instances_for
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
+from rsviz.train.common import training_stages
 
 SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
           "joplin-ood": ("joplin-buildings", "test")}
@@ -207,15 +208,8 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
              "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
              "instance_postprocess": pp, "instance_postprocess_val_object_f1": val_f1,
              "instance_postprocess_note": NOTE}
-    if train_cfg.get("init"):  # fine-tuned from an earlier run: record that stage too
-        parent = Path(train_cfg["init"]).parent
-        stage = json.loads((parent / "summary.json").read_text()) if (parent / "summary.json").exists() else {}
-        prev = json.loads((parent / "train_config.json").read_text()) if (parent / "train_config.json").exists() else {}
-        extra["training_stages"] = [
-            {"stage": 1, "recipe": prev, "steps": prev.get("steps"), "wall_s": stage.get("wall_s"),
-             "best_val_iou": stage.get("best_val_iou"), "precision": "fp32"},
-            {"stage": 2, "recipe": train_cfg, "steps": train_cfg.get("steps"), "wall_s": summary.get("wall_s"),
-             "best_val_iou": summary.get("best_val_iou"), "precision": "bf16 autocast"}]
+    if train_cfg.get("init"):  # fine-tuned from earlier runs: record every stage
+        extra["training_stages"] = training_stages(run_dir)
     if len(heads) > 1:
         extra["learned_task_weights_exp_minus_s"] = summary.get("final_task_weights")
         extra["learned_log_variances_s"] = summary.get("log_vars")

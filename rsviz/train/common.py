@@ -70,6 +70,34 @@ def load_init(net: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.
     return net
 
 
+def _precision_of(cfg: dict[str, Any]) -> str:
+    # runs whose summary predates the "precision" field: recipes without the key ran in fp32; "auto"
+    # ran under bf16 autocast on the CPUs these runs used (native bf16)
+    return "bf16 autocast" if cfg.get("precision") in ("auto", "bf16") else "fp32"
+
+
+def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The training stages behind a run, oldest first, following each stage's ``init`` weights back.
+
+    Each stage reads the run folder's ``train_config.json`` and ``summary.json``: ``{"stage", "run",
+    "recipe", "steps", "wall_s", "precision", "best_step", ...best_val_* scores}``. A run trained from
+    scratch is one stage; a missing folder ends the chain.
+    """
+    stages: list[dict[str, Any]] = []
+    run: Path | None = Path(run_dir)
+    while run is not None and (run / "train_config.json").exists() and len(stages) < 20:
+        cfg = json.loads((run / "train_config.json").read_text())
+        summ = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+        stages.append({"run": run.name, "recipe": cfg, "steps": cfg.get("steps"), "wall_s": summ.get("wall_s"),
+                       "precision": summ.get("precision") or _precision_of(cfg), "best_step": summ.get("best_step"),
+                       **{k: v for k, v in summ.items() if k.startswith("best_val")}})
+        run = Path(cfg["init"]).parent if cfg.get("init") else None
+    stages.reverse()
+    for i, st in enumerate(stages, 1):
+        st["stage"] = i
+    return stages
+
+
 def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
     """Random flip / rot90 (image and targets alike) and colour jitter (image only).
 

@@ -36,6 +36,7 @@ from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretraine
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.train.building_card import cpu_speed
+from rsviz.train.common import training_stages
 
 #: Weights with at least this many elements ship as int8 (PP-LinkNet's 3x3 pyramid projection and the
 #: ResNet-18 layer4 convolutions), which keeps the road model under the 30 MB budget.
@@ -145,6 +146,8 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
              "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card",
              "weights_storage": f"fp16; conv weights with >= {INT8_MIN_NUMEL:,} elements as int8 per output channel "
                                 "(metrics above are measured on these stored weights)"}
+    if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
+        extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
         extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
                                   "road, vegetation, water from one confusion matrix pooled over the split")
