@@ -35,7 +35,8 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--overlap", type=float, help="window overlap fraction in [0, 1) (default: model card)")
     p.add_argument("--blend", choices=["gaussian", "cosine", "constant"], default="gaussian")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tta", action="store_true", help="test-time augmentation (flips and rotations)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation (flips and rotations); default: as the model card recommends")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-cog", action="store_true", help="write a plain tiled GeoTIFF instead of a COG")
     p.add_argument("--compress", choices=["deflate", "zstd", "lzw", "none"], default="deflate",

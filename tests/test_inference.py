@@ -193,6 +193,22 @@ def test_tta_on_equivariant_model_matches_plain_and_reports_variance(toys):
     b = predict(pw, img, tile=64, tta=True)
     np.testing.assert_allclose(a.heads["probs"], b.heads["probs"], atol=1e-5)
     assert b.heads["tta_var"].shape == (96, 96) and b.heads["tta_var"].max() < 1e-6
+    assert "tta_var" not in a.heads and a.options["tta"] is False
+
+
+def test_card_recommended_tta_is_the_default_and_can_be_overridden(toys):
+    import dataclasses
+
+    from rsviz.models.api import LoadedModel
+
+    _, pw = toys
+    card = dataclasses.replace(pw.card, input=dataclasses.replace(pw.card.input, tta=True))
+    lm = LoadedModel(pw.name, card, pw.net, pw.device)
+    img = _image(64, 64, seed=5)
+    assert predict(lm, img, tile=64).options["tta"] is True
+    assert "tta_var" in predict(lm, img, tile=64).heads
+    off = predict(lm, img, tile=64, tta=False)
+    assert off.options["tta"] is False and "tta_var" not in off.heads
 
 
 def test_progress_and_cancel(toys):

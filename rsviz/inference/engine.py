@@ -511,7 +511,7 @@ def predict(
     overlap: float | None = None,
     blend: str = "gaussian",
     batch_size: int = 4,
-    tta: bool = False,
+    tta: bool | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
     threshold: float = 0.5,
@@ -535,7 +535,7 @@ def predict(
         blend: Importance map: ``gaussian``, ``cosine`` or ``constant``.
         batch_size: Windows per forward pass; halved automatically on CUDA out-of-memory.
         tta: Average over flips and 90° rotations (8 transforms on square tiles) and return
-            ``tta_var``.
+            ``tta_var``; the card's ``input.tta`` by default.
         device: Device for a model given by name (``auto`` by default).
         precision: ``auto`` (bf16 autocast on GPUs and on CPUs with native bf16, else fp32),
             ``fp32``, ``bf16`` or ``fp16``; accumulation and outputs are always fp32.
@@ -567,6 +567,7 @@ def predict(
                               "rsviz.inference.classify.classify_patch (the app's Scene classification page)")
     tile = int(tile or card.input.tile_size)
     overlap = card.input.overlap if overlap is None else float(overlap)
+    tta = bool(card.input.tta) if tta is None else bool(tta)
     if tile % 32:
         raise ModelInputError(f"tile must be a multiple of 32 pixels, got {tile}")
     # bound GDAL's block cache (default 5 % of RAM) so streaming stays O(tile x width)

@@ -32,6 +32,8 @@ class InputSpec:
         gsd_range_m: ``[min, max]`` ground sampling distance seen in training, metres.
         tile_size: Default sliding-window tile, pixels (multiple of 32).
         overlap: Default tile overlap fraction in ``[0, 1)``.
+        tta: Whether test-time augmentation is on by default (chosen on validation data; the card's
+            metrics are measured with this setting).
     """
 
     bands: list[str]
@@ -42,6 +44,7 @@ class InputSpec:
     gsd_range_m: list[float] = field(default_factory=lambda: [0.05, 1.0])
     tile_size: int = 512
     overlap: float = 0.25
+    tta: bool = False
 
 
 @dataclass

@@ -20,7 +20,6 @@ Metrics (weights evaluated after the fp16 round trip, fp32 inference, card tile/
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -87,7 +86,7 @@ def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
             "images": len(ap)}
 
 
-def _landcover_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
+def _landcover_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
     return ModelCard(
         name="landcover-deeplabv3plus", title="DeepLabV3+ land cover (Dubai aerial, 5 classes + unlabelled)",
         task="landcover",
@@ -95,7 +94,7 @@ def _landcover_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
         paper="Chen et al., 'Encoder-Decoder with Atrous Separable Convolution' (DeepLabV3+), ECCV 2018; as in the "
               "OpenEarthMap land-cover mapper (Xia et al., WACV 2023)",
         heads={"seg": HeadSpec("multiclass", 5, description="land-cover class probabilities (softmax)")},
-        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 1.5], tile_size=512, overlap=0.25),
+        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 1.5], tile_size=512, overlap=0.25, tta=tta),
         classes=list(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE,
         training_data=[{"dataset": "dubai-landcover", "splits": "Tiles 1-6 train (54 images), Tile 7 val (9); "
                                                                 "Tile 8 held out for test (9)",
@@ -105,7 +104,7 @@ def _landcover_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
         licence="research use; the training data's licence is unverified (see training_data)")
 
 
-def _roads_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
+def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
     return ModelCard(
         name="roads-pplinknet", title="PP-LinkNet road extraction (ETH aerial tiles)", task="roads",
         architecture=f"LinkNet (segmentation_models.pytorch) with a pyramid-pooling module (bins "
@@ -114,7 +113,7 @@ def _roads_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
         paper="Tran et al., 'PP-LinkNet: Improving Semantic Segmentation of High Resolution Satellite Imagery with "
               "Multi-stage Training', ACM MM workshops 2020; focal loss (Lin et al., ICCV 2017) + Dice; poly LR",
         heads={"seg": HeadSpec("binary", 1, description="road probability")},
-        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 0.6], tile_size=512, overlap=0.25),
+        input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 0.6], tile_size=512, overlap=0.25, tta=tta),
         classes=list(ROAD_CLASSES),
         training_data=[{"dataset": "eth-roads", "splits": "satImage_001-080 train, 081-090 val; 091-100 held out "
                                                           "for test",
@@ -124,8 +123,12 @@ def _roads_card(cfg: dict, metrics: dict, extra: dict) -> ModelCard:
         licence="research use only (training imagery is Google-derived and carries no licence)")
 
 
-def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
-    """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder."""
+def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False) -> Path:
+    """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder.
+
+    With ``choose_tta``, test-time augmentation is switched on in the card (``input.tta``) when it
+    raises the val score (road APLS, or land-cover mIoU); the test metrics use the chosen setting.
+    """
     import shutil
 
     from safetensors.torch import load_file
@@ -138,14 +141,25 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
     make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
                              else (_roads_card, evaluate_roads, "eth-test"))
     as_stored(net, half=True, int8_min_numel=INT8_MIN_NUMEL).eval()  # evaluate the weights as shipped
+    key = "miou" if cfg["task"] == "landcover" else "apls"
     lm = LoadedModel(cfg["name"], make(cfg, {}, {}), net, torch.device("cpu"))
-    metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): evaluate(lm, "val")}
+    val = evaluate(lm, "val")
+    tta, tta_choice = False, None
+    if choose_tta:
+        lm_tta = LoadedModel(cfg["name"], make(cfg, {}, {}, tta=True), net, torch.device("cpu"))
+        val_tta = evaluate(lm_tta, "val")
+        tta = val_tta[key] > val[key]
+        tta_choice = {f"val_{key}_without_tta": val[key], f"val_{key}_with_tta": val_tta[key], "tta": tta}
+        lm, val = (lm_tta, val_tta) if tta else (lm, val)
+    metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): val}
     extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
              "training_device": summary.get("device"), "training_precision": summary.get("precision"),
              "cpu_seconds_per_512px_tile": round(cpu_speed(net), 3),
              "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card",
              "weights_storage": f"fp16; conv weights with >= {INT8_MIN_NUMEL:,} elements as int8 per output channel "
                                 "(metrics above are measured on these stored weights)"}
+    if tta_choice is not None:
+        extra["tta_choice"] = tta_choice
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
@@ -161,7 +175,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
             "rsviz.roads.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
             "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)")
-    card = make(cfg, metrics, extra)
+    card = make(cfg, metrics, extra, tta=tta)
     d = save_pretrained(net, arch, card, out_root / cfg["name"], half=True, int8_min_numel=INT8_MIN_NUMEL)
     for f in ("curves.csv", "curves.png"):
         if (run_dir / f).exists():
@@ -170,9 +184,14 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    torch.set_num_threads(torch.get_num_threads())
-    for run in argv if argv is not None else sys.argv[1:]:
-        d = package(Path(run))
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="training run folders")
+    p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
+    a = p.parse_args(argv)
+    for run in a.runs:
+        d = package(run, choose_tta=a.choose_tta)
         print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
 
 

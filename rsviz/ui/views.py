@@ -160,7 +160,10 @@ def render_run() -> None:
     c1, c2, c3, c4 = st.columns(4)
     tile = c1.selectbox("Tile (px)", [256, 384, 512, 768, 1024], index=2, key="run-tile")
     overlap = c2.slider("Overlap", 0.0, 0.75, 0.25, 0.05, key="run-overlap")
-    tta = c3.toggle("Test-time augmentation", False, key="run-tta")
+    recommended = any(get_model_card(n).input.tta for n in chosen)  # the card measured its metrics this way
+    tta = c3.toggle("Test-time augmentation", recommended, key="run-tta",
+                    help="average over flips and rotations (8x the compute); on by default where a chosen model's "
+                         "card recommends it")
     import torch
 
     devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])

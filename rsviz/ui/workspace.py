@@ -207,7 +207,7 @@ class RunOptions:
 
     tile: int | None = None
     overlap: float | None = None
-    tta: bool = False
+    tta: bool | None = None  # None: as the model card recommends
     device: str = "auto"
     blend: str = "gaussian"
 
