@@ -240,7 +240,9 @@ def render_card_markdown(card: ModelCard) -> str:
              f"**Architecture:** {card.architecture}", "", f"**Reproduces:** {card.paper}", "",
              f"**Input:** bands {', '.join(card.input.bands)} ({card.input.dtype}, divided by {card.input.scale:g}, "
              f"normalised with mean {card.input.mean} / std {card.input.std}); GSD {card.input.gsd_range_m[0]:g}-"
-             f"{card.input.gsd_range_m[1]:g} m; tile {card.input.tile_size} px.", "",
+             f"{card.input.gsd_range_m[1]:g} m; tile {card.input.tile_size} px, overlap {card.input.overlap:g}"
+             + ("; test-time augmentation (8 flips/rotations) on by default, as the metrics were measured"
+                if card.input.tta else "") + ".", "",
              "**Heads:** " + "; ".join(f"`{k}` ({h.kind}, {h.channels} ch{', ' + h.units if h.units else ''})"
                                        for k, h in card.heads.items()), ""]
     if card.classes:
