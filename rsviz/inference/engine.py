@@ -268,6 +268,17 @@ class _Runner:
         if self.channels_last:
             self.lm.net.to(memory_format=torch.channels_last)
         self.amp_dtype = resolve_precision(precision, self.dev)
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def _buffer(self, key: str, shape, fmt: torch.memory_format) -> torch.Tensor:
+        """A float32 scratch tensor reused across batches of the same shape (no allocation and first-touch
+        page faults per batch); the caller consumes an output before the next call."""
+        shape = tuple(shape)
+        buf = self._buffers.get(key)
+        if buf is None or tuple(buf.shape) != shape:
+            buf = torch.empty(shape, dtype=torch.float32, device=self.dev, memory_format=fmt)
+            self._buffers[key] = buf
+        return buf
 
     def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.amp_dtype is not None:
@@ -311,10 +322,10 @@ class _Runner:
         """``(B, bands, th, tw)`` raw values (any dtype) -> ``(B, channels, th, tw)`` float32 activated outputs."""
         # one float32 tensor in the network's memory layout; dtype and layout converted in a single copy
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = torch.empty(x_raw.shape, dtype=torch.float32, device=x_raw.device, memory_format=fmt)
+        x = self._buffer("in", x_raw.shape, fmt)
         x.copy_(x_raw).mul_(self.gain).add_(self.bias)
         if not self.tta:
-            res = torch.empty((x.shape[0], self.channels, *x.shape[-2:]), dtype=torch.float32, device=x.device)
+            res = self._buffer("out", (x.shape[0], self.channels, *x.shape[-2:]), torch.contiguous_format)
             return self._activate_into(self._net(x), res)
         square = x.shape[-1] == x.shape[-2]
         tfs = [(0, False), (0, True), (2, False), (2, True)] + ([(1, False), (3, False), (1, True), (3, True)] if square else [])
@@ -343,19 +354,32 @@ class _Runner:
 
 
 class _MemoryWriter:
-    def __init__(self, height: int, width: int) -> None:
-        self.h, self.w = height, width
-        self.heads: dict[str, np.ndarray] = {}
+    """Holds the outputs in memory. The blended channels live in one ``(channels, H, W)`` float32 stack
+    that :func:`predict` divides into directly (:meth:`block`), so they are never copied again; the
+    derived class ids and entropy are copied in by :meth:`write`."""
+
+    def __init__(self, height: int, width: int, layout: list[tuple[str, int]]) -> None:
+        self.h, self.w, self.layout = height, width, layout
+        self.stack = torch.empty((sum(n for _, n in layout), height, width), dtype=torch.float32)
+        self.derived: dict[str, np.ndarray] = {}
         self.valid = np.zeros((height, width), bool)
+
+    def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        """The stack's ``(channels, r1 - r0, c1 - c0)`` view for rows ``[r0, r1)``, columns ``[c0, c1)``."""
+        return self.stack[:, r0:r1, c0:c1]
 
     def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray, c0: int = 0) -> None:
         c1 = c0 + valid.shape[1]
-        for k, v in heads.items():
-            if k not in self.heads:
-                shape = (v.shape[0], self.h, self.w) if v.ndim == 3 else (self.h, self.w)
-                self.heads[k] = np.zeros(shape, v.dtype)
-            self.heads[k][..., r0:r1, c0:c1] = v
+        for k in ("classes", "entropy"):
+            if k in heads:
+                if k not in self.derived:
+                    self.derived[k] = np.zeros((self.h, self.w), heads[k].dtype)
+                self.derived[k][r0:r1, c0:c1] = heads[k]
         self.valid[r0:r1, c0:c1] = valid
+
+    @property
+    def heads(self) -> dict[str, np.ndarray]:
+        return {**_name_channels(self.layout, self.stack.numpy()), **self.derived}
 
 
 def output_band_layout(card, tta: bool) -> list[tuple[str, str]]:
@@ -587,7 +611,7 @@ def predict(
         wmap = torch.from_numpy(importance_map((th, tw), blend)).to(dev)
         C = runner.channels
         writer = (_GeoTIFFWriter(Path(output), card, tta, H, W, src.transform, src.crs, cog, compress) if output is not None
-                  else _MemoryWriter(H, W))
+                  else _MemoryWriter(H, W, runner.layout))
         fill = torch.tensor(card.input.mean, dtype=torch.float32).view(-1, 1, 1) * card.input.scale
         groups = panel_groups(cols, tw, PANEL_COLS)
         # blended sums of the columns a panel shares with the next one, kept for every row (exact blending
@@ -622,7 +646,15 @@ def predict(
                     carry[C, r0:r1, :co] = wsum[:n_rows, fin:fin + co]
                 for c0 in range(0, fin, FINALIZE_COLS):  # column blocks bound the temporaries of _split
                     c1 = min(c0 + FINALIZE_COLS, fin)
-                    out = acc[:, :n_rows, c0:c1] / wsum[:n_rows, c0:c1].clamp(min=1e-12)
+                    den = wsum[:n_rows, c0:c1].clamp(min=1e-12)
+                    if isinstance(writer, _MemoryWriter):  # into the output stack (host memory)
+                        dst = writer.block(r0, r1, x_lo + c0, x_lo + c1)
+                        if dst.device == acc.device:
+                            out = torch.div(acc[:, :n_rows, c0:c1], den, out=dst)
+                        else:
+                            out = dst.copy_(acc[:, :n_rows, c0:c1] / den)
+                    else:
+                        out = acc[:, :n_rows, c0:c1] / den
                     valid = vbuf[:n_rows, c0:c1].copy()
                     writer.write(r0, r1, _split(runner, out, valid, threshold), valid, x_lo + c0)
                 keep = th - n_rows
@@ -701,6 +733,23 @@ def predict(
         gdal_env.__exit__(None, None, None)
 
 
+def _name_channels(layout: list[tuple[str, int]], arr: np.ndarray) -> dict[str, np.ndarray]:
+    """Named views of a ``(channels, h, w)`` stack: ``probs`` for the primary head, single-channel heads
+    (edge, height, tta_var) as ``(h, w)``, the rest (recon) as ``(n, h, w)``."""
+    heads: dict[str, np.ndarray] = {}
+    c = 0
+    for name, n in layout:
+        v = arr[c:c + n]
+        c += n
+        if name == "seg":
+            heads["probs"] = v
+        elif name in ("edge", "height", "tta_var"):
+            heads[name] = v[0]
+        else:
+            heads[name] = v
+    return heads
+
+
 def _split(runner: _Runner, out: torch.Tensor, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     """Cut a blended ``(channels, h, w)`` float32 block into named NumPy heads; derive classes and entropy.
 
@@ -716,18 +765,7 @@ def _split(runner: _Runner, out: torch.Tensor, valid: np.ndarray, threshold: flo
         else:
             derived["classes"] = p.argmax(0).to(torch.uint8)
             derived["entropy"] = torch.special.entr(p).sum(0)
-    arr = out.cpu().numpy()
-    heads: dict[str, np.ndarray] = {}
-    c = 0
-    for name, n in runner.layout:
-        v = arr[c:c + n]
-        c += n
-        if name == "seg":
-            heads["probs"] = v
-        elif name in ("edge", "height", "tta_var"):
-            heads[name] = v[0]
-        else:
-            heads[name] = v
+    heads = _name_channels(runner.layout, out.cpu().numpy())
     heads.update({k: v.cpu().numpy() for k, v in derived.items()})
     if "probs" in heads and not valid.all():  # these are this call's own arrays: zero nodata in place
         heads["classes"][~valid] = NODATA_CLASS

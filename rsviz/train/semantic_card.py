@@ -160,6 +160,9 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
                                 "(metrics above are measured on these stored weights)"}
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
+        extra["tta_note"] = ("test-time augmentation (mean of the 8 flips / 90-degree rotations) is "
+                             + ("on" if tta else "off") + " in this card's input.tta, chosen by the val score; "
+                             "every metric above was measured with that setting")
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
