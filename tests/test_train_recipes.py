@@ -83,3 +83,21 @@ def test_training_stages_follow_the_init_chain(tmp_path):
     assert [s["precision"] for s in st] == ["fp32", "bf16 autocast", "fp32"]
     assert st[0]["best_val_iou"] == 0.5 and st[2]["steps"] == 10
     assert len(training_stages(tmp_path / "s1")) == 1
+
+
+def test_training_stages_continue_into_a_bundled_card(tmp_path):
+    """A stage fine-tuned from bundled weights (``init`` = ``weights/<name>/model.safetensors``) keeps the
+    stages recorded in that folder's card."""
+    from rsviz.train.common import training_stages
+
+    bundled = tmp_path / "weights" / "m"
+    bundled.mkdir(parents=True)
+    earlier = [{"run": "a", "steps": 100, "stage": 1}, {"run": "b", "steps": 50, "stage": 2}]
+    (bundled / "card.json").write_text(json.dumps({"extra": {"training_stages": earlier}}))
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "train_config.json").write_text(json.dumps({"steps": 10, "init": str(bundled / "model.safetensors")}))
+    (d / "summary.json").write_text(json.dumps({"best_step": 10, "best_val_iou": 0.6}))
+    st = training_stages(d)
+    assert [s["run"] for s in st] == ["a", "b", "c"] and [s["stage"] for s in st] == [1, 2, 3]
+    assert st[2]["best_val_iou"] == 0.6 and st[0]["steps"] == 100

@@ -81,7 +81,9 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
     Each stage reads the run folder's ``train_config.json`` and ``summary.json``: ``{"stage", "run",
     "recipe", "steps", "wall_s", "precision", "best_step", ...best_val_* scores}``. A run trained from
-    scratch is one stage; a missing folder ends the chain.
+    scratch is one stage; a missing folder ends the chain. A stage fine-tuned from bundled weights
+    (``init`` inside a ``weights/<name>/`` folder) takes the earlier stages from that folder's
+    ``card.json`` (``extra.training_stages``).
     """
     stages: list[dict[str, Any]] = []
     run: Path | None = Path(run_dir)
@@ -92,6 +94,9 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
                        "precision": summ.get("precision") or _precision_of(cfg), "best_step": summ.get("best_step"),
                        **{k: v for k, v in summ.items() if k.startswith("best_val")}})
         run = Path(cfg["init"]).parent if cfg.get("init") else None
+    if run is not None and not (run / "train_config.json").exists() and (run / "card.json").exists():
+        earlier = json.loads((run / "card.json").read_text()).get("extra", {}).get("training_stages") or []
+        stages.extend(reversed([{k: v for k, v in st.items() if k != "stage"} for st in earlier]))
     stages.reverse()
     for i, st in enumerate(stages, 1):
         st["stage"] = i
