@@ -348,3 +348,10 @@ def test_int8_weight_storage_round_trips_within_half_a_step(toys, tmp_path):
     assert ((back["ppm.project.0.weight"] - w).abs().reshape(w.shape[0], -1).amax(1) <= step / 2 + 1e-6).all()
     build_model(cfg).load_state_dict(back)  # every key present, right shapes
     assert (d / "model.safetensors").stat().st_size < 0.75 * sum(v.numel() * 2 for v in net.state_dict().values())
+
+
+def test_cancelled_stream_leaves_no_scratch_files(toys, tmp_path):
+    _, pw = toys
+    with pytest.raises(InferenceCancelled):
+        predict(pw, _image(200, 200), tile=64, output=tmp_path / "out.tif", cancel=lambda: True)
+    assert list(tmp_path.iterdir()) == []

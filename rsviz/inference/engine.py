@@ -47,6 +47,7 @@ from rasterio.windows import Window
 
 from rsviz.errors import BandCountError, ModelInputError, RsvizError
 from rsviz.geo import gsd_metres
+from rsviz.inference.cogwriter import COMPRESSION, StreamedCOG, check_compression, to_cog  # noqa: F401 (re-exported)
 from rsviz.inference.tiling import importance_map, round_up, window_starts
 from rsviz.models.api import LoadedModel, load_model
 from rsviz.raster import RasterData, open_raster, window_from_bounds
@@ -58,16 +59,6 @@ FINALIZE_COLS = 2048
 #: Widest column panel, pixels: wider rasters are processed in panels of window columns, so the
 #: strip buffers are O(tile x panel) rather than O(tile x width) (see :func:`panel_groups`).
 PANEL_COLS = 4096
-#: Output compression codecs (GDAL creation options). ``zstd`` level 1 encodes about twice as fast as
-#: DEFLATE level 6 at a somewhat larger size; DEFLATE is readable by every TIFF reader.
-COMPRESSION: dict[str, dict[str, object]] = {
-    "deflate": {"COMPRESS": "DEFLATE", "LEVEL": 6},
-    "zstd": {"COMPRESS": "ZSTD", "LEVEL": 1},
-    "lzw": {"COMPRESS": "LZW"},
-    "none": {"COMPRESS": "NONE"},
-}
-
-
 def panel_groups(cols: list[int], tile: int, max_width: int) -> list[tuple[int, int]]:
     """Split window column starts into consecutive panels at most ``max_width`` pixels wide.
 
@@ -416,7 +407,8 @@ def output_band_layout(card, tta: bool) -> list[tuple[str, str]]:
 
 
 class _GeoTIFFWriter:
-    """Writes finalised rows to a tiled uint8 GeoTIFF (+ float32 height sidecar), then a COG."""
+    """Writes finalised rows to a uint8 GeoTIFF/COG (+ float32 height sidecar) through :class:`StreamedCOG`
+    (overview levels decimated while streaming, so the COG step at the end only compresses)."""
 
     def __init__(self, path: Path, card, tta: bool, height: int, width: int, transform, crs, cog: bool,
                  compress: str = "deflate") -> None:
@@ -428,22 +420,17 @@ class _GeoTIFFWriter:
             names = [n for n, _ in self.layout if n.startswith(prefix)]
             self.index.update({n: i for i, n in enumerate(names)})
         self.tmpdir = tempfile.mkdtemp(prefix="rsviz-", dir=self.path.parent)
-        tmp = Path(self.tmpdir) / "main.tif"
-        prof = {"driver": "GTiff", "height": height, "width": width, "count": len(self.layout), "dtype": "uint8",
-                "transform": transform, "crs": crs, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                "compress": "none" if cog else COMPRESSION[compress]["COMPRESS"], "nodata": None, "BIGTIFF": "IF_SAFER"}
-        self.ds = rasterio.open(tmp, "w", **prof)
-        for i, (_, desc) in enumerate(self.layout, 1):
-            self.ds.set_band_description(i, desc)
-        self.ds.update_tags(rsviz_model=card.name, rsviz_bands=",".join(n for n, _ in self.layout))
+        own = "none" if cog else compress  # a COG is compressed by the final copy
+        self.main = StreamedCOG(Path(self.tmpdir), height, width, len(self.layout), "uint8", transform, crs,
+                                descriptions=[d for _, d in self.layout], overviews=cog, compress=own,
+                                tags={"rsviz_model": card.name, "rsviz_bands": ",".join(n for n, _ in self.layout)})
         self.hds = None
         if "height" in card.heads:
-            hp = dict(prof, count=1, dtype="float32", nodata=float("nan"), predictor=3)
-            self.hds = rasterio.open(Path(self.tmpdir) / "height.tif", "w", **hp)
-            self.hds.set_band_description(1, f"height ({card.heads['height'].units})")
+            self.hds = StreamedCOG(Path(self.tmpdir), height, width, 1, "float32", transform, crs, nodata=float("nan"),
+                                   descriptions=[f"height ({card.heads['height'].units})"], overviews=cog,
+                                   compress=own, name="height")
 
     def write(self, r0: int, r1: int, heads: dict[str, np.ndarray], valid: np.ndarray, c0: int = 0) -> None:
-        w = Window(c0, r0, valid.shape[1], r1 - r0)
         n_cls = heads["probs"].shape[0] if "probs" in heads else 0
         out = []
         for name, _ in self.layout:
@@ -459,28 +446,25 @@ class _GeoTIFFWriter:
                 out.append(_q(heads["tta_var"] * 4.0))
             elif name.startswith("recon:"):
                 out.append(np.clip(np.rint(heads["recon"][self.index[name]]), 0, 255).astype(np.uint8))
-        self.ds.write(np.stack(out), window=w)
+        self.main.write(np.stack(out), r0, c0)
         if self.hds is not None:
-            self.hds.write(np.where(valid, heads["height"], np.nan)[None].astype(np.float32), window=w)
+            self.hds.write(np.where(valid, heads["height"], np.nan)[None].astype(np.float32), r0, c0)
 
     def close(self) -> list[Path]:
-        self.ds.close()
-        outs = [(Path(self.ds.name), self.path)]
+        outs = [self.main.finish(self.path, self.compress, self.cog)]
+        if self.hds is not None:
+            outs.append(self.hds.finish(self.path.with_name(self.path.stem + "_height.tif"), self.compress, self.cog))
+        self.discard()
+        return outs
+
+    def discard(self) -> None:
+        """Close and remove the scratch folder (after :meth:`close`, or when inference fails)."""
+        import shutil
+
+        self.main.close()
         if self.hds is not None:
             self.hds.close()
-            outs.append((Path(self.hds.name), self.path.with_name(self.path.stem + "_height.tif")))
-        for src, dst in outs:
-            if self.cog:  # GDAL's COG driver: tiled 512, internal overviews (nearest)
-                import rasterio.shutil
-
-                rasterio.shutil.copy(str(src), str(dst), driver="COG", **COMPRESSION[self.compress], BLOCKSIZE=512,
-                                     OVERVIEW_RESAMPLING="NEAREST", NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
-            else:
-                os.replace(src, dst)
-        for f in Path(self.tmpdir).glob("*"):
-            f.unlink()
-        os.rmdir(self.tmpdir)
-        return [d for _, d in outs]
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def _q(x: np.ndarray) -> np.ndarray:
@@ -582,8 +566,7 @@ def predict(
         RasterReadError: Unreadable source.
         InferenceCancelled: ``cancel()`` returned True.
     """
-    if compress not in COMPRESSION:
-        raise ModelInputError(f"unknown compression {compress!r}; valid: {', '.join(COMPRESSION)}")
+    check_compression(compress)
     lm = model if isinstance(model, LoadedModel) else load_model(model, device or "auto")
     card = lm.card
     if not any(h.kind != "multilabel" for h in card.heads.values()):
@@ -598,6 +581,7 @@ def predict(
     gdal_env = rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "128")))
     gdal_env.__enter__()
     src = _Source(source, window, bounds, bounds_crs)
+    writer = None
     try:
         H, W = src.height, src.width
         first, _ = src.read_rows(0, min(H, 64))
@@ -729,6 +713,8 @@ def predict(
                           stats={"tiles": total, "seconds": secs, "mpx_per_s": H * W / 1e6 / max(secs, 1e-9),
                                  "files": [str(f) for f in files]})
     finally:
+        if isinstance(writer, _GeoTIFFWriter):  # failed or cancelled runs leave no scratch files behind
+            writer.discard()
         src.close()
         gdal_env.__exit__(None, None, None)
 
