@@ -12,9 +12,9 @@ Class ids stay class ids at every level.
 
 Layout while writing (uncompressed, tiled 512, in a scratch folder beside the output)::
 
-    main.tif        full resolution
-    ovr2.tif ...    one file per overview level (factor 2, 4, ... until a level fits one block)
-    main.vrt        the bands of main.tif with the level files as their <Overview> elements
+    main.tif                full resolution
+    main_ovr2.tif ...       one file per overview level (factor 2, 4, ... until a level fits one block)
+    main.vrt                the bands of main.tif with the level files as their <Overview> elements
 
 :meth:`StreamedCOG.finish` copies ``main.vrt`` with the COG driver, which takes the overviews as
 they are (``OVERVIEWS=FORCE_USE_EXISTING``).
@@ -34,6 +34,8 @@ from rasterio.windows import Window
 from rsviz.errors import ModelInputError
 
 #: GDAL creation options of each ``compress`` choice (COG driver; DEFLATE level 6 is GDAL's default).
+#: ``zstd`` level 1 encodes several times faster than DEFLATE level 6 at a somewhat larger size;
+#: DEFLATE is readable by every TIFF reader.
 COMPRESSION: dict[str, dict[str, object]] = {
     "deflate": {"COMPRESS": "DEFLATE", "LEVEL": 6},
     "zstd": {"COMPRESS": "ZSTD", "LEVEL": 1},
@@ -77,14 +79,16 @@ def overview_levels(height: int, width: int, block: int = BLOCK) -> list[tuple[i
     return out
 
 
-def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "deflate") -> None:
+def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "deflate", overviews: str = "AUTO") -> None:
     """Copy a raster to a COG with GDAL's COG driver: 512 px tiles, all CPU cores compressing, BigTIFF
-    when needed; the source's overviews are used when it has them, else made with nearest resampling.
+    when needed; overviews made with nearest resampling unless the source has them.
 
     Args:
         src: Any GDAL-readable raster (a tiled GeoTIFF, or a VRT that declares overviews).
         dst: Output path.
         compress: A key of :data:`COMPRESSION`.
+        overviews: The COG driver's ``OVERVIEWS`` option: ``AUTO`` (the source's overviews if it has
+            any, else generated), ``FORCE_USE_EXISTING``, ``IGNORE_EXISTING`` or ``NONE``.
 
     Raises:
         ModelInputError: Unknown ``compress``.
@@ -93,7 +97,8 @@ def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "defl
 
     check_compression(compress)
     rasterio.shutil.copy(str(src), str(dst), driver="COG", **COMPRESSION[compress], BLOCKSIZE=BLOCK,
-                         OVERVIEW_RESAMPLING="NEAREST", NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
+                         OVERVIEWS=overviews, OVERVIEW_RESAMPLING="NEAREST", NUM_THREADS="ALL_CPUS",
+                         BIGTIFF="IF_SAFER")
 
 
 class StreamedCOG:
@@ -207,12 +212,8 @@ class StreamedCOG:
         check_compression(compress)
         self.close()
         dst = Path(dst)
-        if not cog:
+        if cog:
+            to_cog(self._vrt(), dst, compress, overviews="FORCE_USE_EXISTING" if self.levels else "NONE")
+        else:
             os.replace(self.path, dst)
-            return dst
-        import rasterio.shutil
-
-        rasterio.shutil.copy(str(self._vrt()), str(dst), driver="COG", **COMPRESSION[compress], BLOCKSIZE=BLOCK,
-                             OVERVIEWS="FORCE_USE_EXISTING" if self.levels else "NONE",
-                             NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
         return dst

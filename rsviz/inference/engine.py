@@ -47,7 +47,7 @@ from rasterio.windows import Window
 
 from rsviz.errors import BandCountError, ModelInputError, RsvizError
 from rsviz.geo import gsd_metres
-from rsviz.inference.cogwriter import COMPRESSION, StreamedCOG, check_compression, to_cog  # noqa: F401 (re-exported)
+from rsviz.inference.cogwriter import StreamedCOG, check_compression
 from rsviz.inference.tiling import importance_map, round_up, window_starts
 from rsviz.models.api import LoadedModel, load_model
 from rsviz.raster import RasterData, open_raster, window_from_bounds
@@ -59,6 +59,8 @@ FINALIZE_COLS = 2048
 #: Widest column panel, pixels: wider rasters are processed in panels of window columns, so the
 #: strip buffers are O(tile x panel) rather than O(tile x width) (see :func:`panel_groups`).
 PANEL_COLS = 4096
+
+
 def panel_groups(cols: list[int], tile: int, max_width: int) -> list[tuple[int, int]]:
     """Split window column starts into consecutive panels at most ``max_width`` pixels wide.
 
@@ -552,7 +554,7 @@ def predict(
             instead of keeping them in memory (see :func:`output_band_layout`); the returned
             :class:`Prediction` then has empty ``heads``.
         cog: Convert ``output`` to a Cloud Optimized GeoTIFF.
-        compress: Output compression, a key of :data:`COMPRESSION` (``deflate``, ``zstd``, ``lzw``,
+        compress: Output compression, a key of :data:`rsviz.inference.cogwriter.COMPRESSION` (``deflate``, ``zstd``, ``lzw``,
             ``none``).
         progress: Called as ``progress(tiles_done, tiles_total)``.
         cancel: Polled between batches; returning True raises :class:`InferenceCancelled`.

@@ -29,7 +29,7 @@ from rsviz.metrics.objects import instances_for
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
-from rsviz.train.common import training_stages
+from rsviz.train.common import training_stages, tta_note
 
 SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
           "joplin-ood": ("joplin-buildings", "test")}
@@ -228,9 +228,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
              "instance_postprocess_note": NOTE}
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
-        extra["tta_note"] = ("test-time augmentation (mean of the 8 flips / 90-degree rotations) is "
-                             + ("on" if tta else "off") + " in this card's input.tta, chosen with the post-processing "
-                             "by Banepa val object F1; every metric above was measured with that setting")
+        extra["tta_note"] = tta_note(tta, "with the post-processing by Banepa val object F1")
     if train_cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if len(heads) > 1:

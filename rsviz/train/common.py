@@ -103,6 +103,17 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return stages
 
 
+def tta_note(tta: bool, chosen_by: str) -> str:
+    """The model-card sentence that states a packager's test-time augmentation choice (``extra.tta_note``).
+
+    Args:
+        tta: Whether the card turns TTA on (``input.tta``).
+        chosen_by: How it was chosen, e.g. ``"by the val score"``.
+    """
+    return ("test-time augmentation (mean of the 8 flips / 90-degree rotations) is " + ("on" if tta else "off")
+            + f" in this card's input.tta, chosen {chosen_by}; every metric above was measured with that setting")
+
+
 def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
     """Random flip / rot90 (image and targets alike) and colour jitter (image only).
 

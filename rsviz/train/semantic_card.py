@@ -35,7 +35,7 @@ from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretraine
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.train.building_card import cpu_speed
-from rsviz.train.common import training_stages
+from rsviz.train.common import training_stages, tta_note
 
 #: Weights with at least this many elements ship as int8 (PP-LinkNet's 3x3 pyramid projection and the
 #: ResNet-18 layer4 convolutions), which keeps the road model under the 30 MB budget.
@@ -160,9 +160,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
                                 "(metrics above are measured on these stored weights)"}
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
-        extra["tta_note"] = ("test-time augmentation (mean of the 8 flips / 90-degree rotations) is "
-                             + ("on" if tta else "off") + " in this card's input.tta, chosen by the val score; "
-                             "every metric above was measured with that setting")
+        extra["tta_note"] = tta_note(tta, "by the val score")
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
