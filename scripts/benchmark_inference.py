@@ -4,10 +4,11 @@
 Rows (same model, same tiles, same overlap, so compute is counted the same way; MPx/s is
 raster megapixels per second):
 
-(a) bare model forward on pre-loaded, pre-normalised batches, same layout (channels_last) and
-    precision (``auto``: bf16 autocast on GPUs and on CPUs with native bf16) as the engine -- the ceiling;
+(a) bare model forward on pre-loaded, pre-normalised batches, same network (batch norms folded into
+    the convolutions, ``rsviz.models.fusion``), layout (channels_last) and precision (``auto``: bf16 autocast on GPUs and on CPUs with native bf16) as the engine -- the ceiling;
 (b) the engine end to end, GeoTIFF on disk -> outputs in memory, and -> COG on disk;
-(c) a naive per-tile loop as common tools do it: batch 1, fp32, default (NCHW) memory layout,
+(c) a naive per-tile loop as common tools do it: the model as loaded (batch norms unfolded), batch 1,
+    fp32, default (NCHW) memory layout,
     each tile read separately, blending weights rebuilt per tile in NumPy on the CPU,
     accumulation in NumPy.
 
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from rsviz.inference import predict, window_starts  # noqa: E402
 from rsviz.inference.engine import resolve_precision  # noqa: E402
 from rsviz.models.api import LoadedModel, load_model, resolve_device  # noqa: E402
+from rsviz.models.fusion import inference_net  # noqa: E402
 
 MODEL = "building-mtl"
 
@@ -80,7 +82,8 @@ def bare_forward(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: 
     tl = [torch.from_numpy(img[:, y:y + tile, x:x + tile].astype(np.float32)) for y, x in tiles_of(img.shape[1], tile, overlap)]
     batches = [((torch.stack(tl[i:i + batch]) / 255.0 - mean) / std).to(lm.device) for i in range(0, len(tl), batch)]
     cuda = lm.device.type == "cuda"
-    net = lm.net.to(memory_format=torch.channels_last)  # same layout as the engine
+    # same network as the engine: batch norms folded into the convolutions, channels_last layout
+    net = inference_net(lm.net).to(memory_format=torch.channels_last)
     batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     amp = resolve_precision("auto", lm.device)  # same precision as the engine's default
 

@@ -101,3 +101,20 @@ def test_training_stages_continue_into_a_bundled_card(tmp_path):
     st = training_stages(d)
     assert [s["run"] for s in st] == ["a", "b", "c"] and [s["stage"] for s in st] == [1, 2, 3]
     assert st[2]["best_val_iou"] == 0.6 and st[0]["steps"] == 100
+
+
+def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):
+    from rsviz.train.building import train
+
+    with pytest.raises(UnknownNameError, match="val_object_f1"):
+        train(None, {"select_by": "val_loss", "out": str(tmp_path / "bad")})
+    pp = {"method": "components", "min_instance_px": 100}
+    out = train(None, {"steps": 2, "val_every": 1, "crop": 64, "batch_size": 2, "threads": 2, "lr": 1e-4,
+                       "select_by": "val_object_f1", "postprocess": pp, "out": str(tmp_path / "run")})
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selected_by"] == "val_object_f1" and 0.0 <= summary["best_val_object_f1"] <= 1.0
+    rows = (out / "curves.csv").read_text().splitlines()
+    assert "val_object_f1" in rows[0].split(",") and len(rows) == 3
+    col = rows[0].split(",").index("val_object_f1")
+    best = max(float(r.split(",")[col]) for r in rows[1:])
+    assert summary["best_val_object_f1"] == pytest.approx(best)

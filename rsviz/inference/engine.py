@@ -50,6 +50,7 @@ from rsviz.geo import gsd_metres
 from rsviz.inference.cogwriter import StreamedCOG, check_compression
 from rsviz.inference.tiling import importance_map, round_up, window_starts
 from rsviz.models.api import LoadedModel, load_model
+from rsviz.models.fusion import inference_net
 from rsviz.raster import RasterData, open_raster, window_from_bounds
 from rsviz.types import BBox, ProgressCallback
 
@@ -256,10 +257,12 @@ class _Runner:
             self.layout.append(("tta_var", 1))
         self.channels = sum(c for _, c in self.layout)
         self.cuda = self.dev.type == "cuda"
+        # batch norms folded into their convolutions (a cached copy; lm.net is left as it is)
+        self.net = inference_net(lm.net)
         # channels_last: NHWC convolutions (cuDNN / oneDNN) are faster on GPUs and CPUs alike
         self.channels_last = self.dev.type in ("cuda", "cpu")
         if self.channels_last:
-            self.lm.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)
         self.amp_dtype = resolve_precision(precision, self.dev)
         self._buffers: dict[str, torch.Tensor] = {}
 
@@ -276,8 +279,8 @@ class _Runner:
     def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.amp_dtype is not None:
             with torch.autocast(self.dev.type, dtype=self.amp_dtype):
-                return self.lm.net(x)  # half-precision outputs; cast to float32 on activation
-        return self.lm.net(x)
+                return self.net(x)  # half-precision outputs; cast to float32 on activation
+        return self.net(x)
 
     def _activate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         res = {}

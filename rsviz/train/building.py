@@ -21,8 +21,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
+from rsviz.datasets.buildings import BANEPA, banepa_scenes, kampala_scenes
+from rsviz.errors import unknown_name
+from rsviz.metrics import object_f1
+from rsviz.metrics.objects import instances_for
 from rsviz.models.architectures import build_model
+from rsviz.models.card import DEFAULT_POSTPROCESS
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
 from rsviz.train.common import CurveLogger, augment, load_init, mixed_precision, optimise, save_weights, start_run
 
@@ -46,19 +50,27 @@ DEFAULTS: dict[str, Any] = {
     "kampala_zoom": 20,
     "precision": "auto",
     "init": None,
+    # checkpoint selection: "val_iou" (pixel IoU on the Banepa + Kampala val splits) or "val_object_f1"
+    # (object F1 at IoU 0.5 on the Banepa val split, instances by ``postprocess``)
+    "select_by": "val_iou",
+    "postprocess": None,
 }
+SELECT = ("val_iou", "val_object_f1")
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 
-def _load_split(split: str, zoom: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _load_split(split: str, zoom: int, instances: bool = False) -> list[tuple]:
+    """``(image, mask, edges, valid)`` per scene of ``split``; with ``instances`` a fifth item, the
+    ground-truth instance map of Banepa scenes (None for Kampala)."""
     out = []
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
         if ref.split != split:
             continue
         s = ref.load()
-        out.append((s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid))
+        row = (s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid)
+        out.append((*row, s.targets["instances"] if ref.dataset == BANEPA else None) if instances else row)
     return out
 
 
@@ -78,18 +90,32 @@ def _batch(data, rng, crop, bs, colour):
 
 
 @torch.no_grad()
-def _validate(net, data, device) -> dict[str, float]:
+def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
+    """Pixel IoU/F1 over all val scenes; with ``pp`` also ``val_object_f1`` over the scenes that carry
+    instance maps (Banepa), instances from the footprint and edge probabilities by ``pp``."""
     net.eval()
     tp = fp = fn = 0
-    for img, m, _, v in data:
+    otp = ofp = ofn = 0
+    for img, m, _, v, *inst in data:
         x = torch.from_numpy(((img - MEAN) / STD)[None]).to(device)
-        p = (net(x)["seg"][0, 0] > 0).cpu().numpy()
+        o = net(x)
+        p = (o["seg"][0, 0] > 0).cpu().numpy()
         t, vv = m.astype(bool), v.astype(bool)
         tp += int((p & t & vv).sum())
         fp += int((p & ~t & vv).sum())
         fn += int((~p & t & vv).sum())
+        if pp is not None and inst and inst[0] is not None:
+            heads = {"probs": torch.sigmoid(o["seg"][0]).float().cpu().numpy()}
+            if "edge" in o:
+                heads["edge"] = torch.sigmoid(o["edge"][0, 0]).float().cpu().numpy()
+            pred = instances_for(heads, pp)
+            sc, _ = object_f1(pred > 0, t, valid=vv, min_area=10, gt_instances=inst[0], pred_instances=pred)
+            otp, ofp, ofn = otp + sc["tp"], ofp + sc["fp"], ofn + sc["fn"]
     net.train()
-    return {"val_iou": tp / max(tp + fp + fn, 1), "val_f1": 2 * tp / max(2 * tp + fp + fn, 1)}
+    row = {"val_iou": tp / max(tp + fp + fn, 1), "val_f1": 2 * tp / max(2 * tp + fp + fn, 1)}
+    if pp is not None:
+        row["val_object_f1"] = 2 * otp / max(2 * otp + ofp + ofn, 1)
+    return row
 
 
 def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
@@ -113,8 +139,12 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     weighting = UncertaintyWeightedLoss(tasks).to(device)
     opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
+    select = cfg["select_by"]
+    if select not in SELECT:
+        raise unknown_name("select_by", select, SELECT)
+    pp = {**DEFAULT_POSTPROCESS, **(cfg["postprocess"] or {})} if select == "val_object_f1" else None
     train_data = _load_split("train", cfg["kampala_zoom"])
-    val_data = _load_split("val", cfg["kampala_zoom"])
+    val_data = _load_split("val", cfg["kampala_zoom"], instances=pp is not None)
     log = CurveLogger(out)
     best, t0 = -1.0, time.time()
     pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)
@@ -136,15 +166,17 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             n = int(cfg["val_every"])
             row: dict[str, float] = {"step": step, **{f"loss_{k}": val / n for k, val in run.items()}}
             row.update({f"weight_{k}": w for k, w in weighting.weights().items()} if len(losses) > 1 else {})
-            row.update(_validate(net, val_data, device))
+            row.update(_validate(net, val_data, device, pp))
             row["elapsed_s"] = time.time() - t0
             log.log(row)
             run = {}
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-            if row["val_iou"] > best:
-                best = row["val_iou"]
+            if row[select] > best:
+                best = row[select]
                 save_weights(net, out / "best.safetensors")
-                summary = {"best_val_iou": best, "best_step": step, "task_weights": weighting.weights(),
+                summary = {"best_val_iou": row["val_iou"], "best_step": step, "selected_by": select,
+                           **({"best_val_object_f1": best} if pp is not None else {}),
+                           "task_weights": weighting.weights(),
                            "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
                 (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.plot()
