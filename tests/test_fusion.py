@@ -98,3 +98,12 @@ def test_inference_net_is_cached_until_the_weights_change():
     assert not torch.allclose(b(x), before)
     net.train()
     assert not inference_net(net).training, "the folded copy is always in eval mode"
+
+
+def test_channels_last_copy_is_cached_separately_and_agrees():
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3)).eval()
+    plain, nhwc = inference_net(net), inference_net(net, channels_last=True)
+    assert plain is not nhwc and inference_net(net, channels_last=True) is nhwc
+    assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 2, 5, 5)
+    torch.testing.assert_close(nhwc(x.contiguous(memory_format=torch.channels_last)), plain(x))

@@ -257,12 +257,10 @@ class _Runner:
             self.layout.append(("tta_var", 1))
         self.channels = sum(c for _, c in self.layout)
         self.cuda = self.dev.type == "cuda"
-        # batch norms folded into their convolutions (a cached copy; lm.net is left as it is)
-        self.net = inference_net(lm.net)
         # channels_last: NHWC convolutions (cuDNN / oneDNN) are faster on GPUs and CPUs alike
         self.channels_last = self.dev.type in ("cuda", "cpu")
-        if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        # batch norms folded into their convolutions (a cached copy; lm.net is left as it is)
+        self.net = inference_net(lm.net, channels_last=self.channels_last)
         self.amp_dtype = resolve_precision(precision, self.dev)
         self._buffers: dict[str, torch.Tensor] = {}
 

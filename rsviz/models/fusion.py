@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import weakref
 from collections import Counter
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _TRACE_ERRORS = (torch.fx.proxy.TraceError, TypeError, RuntimeError, NotImplementedError, AttributeError)
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
 
 
 def _state_version(net: nn.Module) -> tuple[tuple[int, int], ...]:
@@ -110,18 +112,27 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     return out
 
 
-def inference_net(net: nn.Module) -> nn.Module:
+def inference_net(net: nn.Module, channels_last: bool = False) -> nn.Module:
     """:func:`fold_batchnorm` of ``net`` (always in eval mode, whatever ``net.training`` is), cached per
     module until its weights change.
 
     The cache holds one folded copy per live ``net`` (weakly keyed) and rebuilds it when any parameter
     or buffer of ``net`` has been modified in place since (an optimiser step during training, a
-    ``load_state_dict``), so validation during training sees the current weights.
+    ``load_state_dict``), so validation during training sees the current weights. The copy is built
+    and converted under a lock and not modified afterwards, so threads (app sessions) can share it.
+
+    Args:
+        net: The model as loaded.
+        channels_last: Convert the copy's 4-D weights to ``torch.channels_last`` (NHWC kernels of
+            cuDNN / oneDNN).
     """
-    ver = _state_version(net)
-    hit = _CACHE.get(net)
-    if hit is not None and hit[0] == ver:
-        return hit[1]
-    folded = fold_batchnorm(net)
-    _CACHE[net] = (ver, folded)
-    return folded
+    key = (_state_version(net), channels_last)
+    with _LOCK:
+        hit = _CACHE.get(net)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        folded = fold_batchnorm(net)
+        if channels_last:
+            folded = folded.to(memory_format=torch.channels_last)
+        _CACHE[net] = (key, folded)
+        return folded
