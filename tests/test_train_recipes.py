@@ -101,6 +101,14 @@ def test_training_stages_continue_into_a_bundled_card(tmp_path):
     st = training_stages(d)
     assert [s["run"] for s in st] == ["a", "b", "c"] and [s["stage"] for s in st] == [1, 2, 3]
     assert st[2]["best_val_iou"] == 0.6 and st[0]["steps"] == 100
+    # later, c's weights were bundled (the card lists a, b, c) and d was fine-tuned from run c:
+    # the chain is a, b, c, d, not a, b, c, c, d
+    (bundled / "card.json").write_text(json.dumps({"extra": {"training_stages": [*earlier, {"run": "c", "stage": 3}]}}))
+    e = tmp_path / "d"
+    e.mkdir()
+    (e / "train_config.json").write_text(json.dumps({"steps": 5, "init": str(d / "best.safetensors")}))
+    (e / "summary.json").write_text(json.dumps({"best_step": 5, "best_val_iou": 0.7}))
+    assert [s["run"] for s in training_stages(e)] == ["a", "b", "c", "d"]
 
 
 def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):

@@ -83,7 +83,8 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     "recipe", "steps", "wall_s", "precision", "best_step", ...best_val_* scores}``. A run trained from
     scratch is one stage; a missing folder ends the chain. A stage fine-tuned from bundled weights
     (``init`` inside a ``weights/<name>/`` folder) takes the earlier stages from that folder's
-    ``card.json`` (``extra.training_stages``).
+    ``card.json`` (``extra.training_stages``), up to the first stage that is already in the chain (the
+    folder may since hold weights bundled from a later run of the same chain).
     """
     stages: list[dict[str, Any]] = []
     run: Path | None = Path(run_dir)
@@ -96,7 +97,11 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
         run = Path(cfg["init"]).parent if cfg.get("init") else None
     if run is not None and not (run / "train_config.json").exists() and (run / "card.json").exists():
         earlier = json.loads((run / "card.json").read_text()).get("extra", {}).get("training_stages") or []
-        stages.extend(reversed([{k: v for k, v in st.items() if k != "stage"} for st in earlier]))
+        # the card may already describe runs of this chain (weights bundled from a later stage since):
+        # keep only the stages before the first of them
+        seen = {st["run"] for st in stages}
+        cut = next((i for i, st in enumerate(earlier) if st.get("run") in seen), len(earlier))
+        stages.extend(reversed([{k: v for k, v in st.items() if k != "stage"} for st in earlier[:cut]]))
     stages.reverse()
     for i, st in enumerate(stages, 1):
         st["stage"] = i
