@@ -221,6 +221,8 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     metrics = {split: evaluate_building(lm, split) for split in SPLITS}
     speed = cpu_speed(net)
     extra = {"best_val_iou": summary["best_val_iou"], "best_step": summary["best_step"],
+             "checkpoint_selected_by": summary.get("selected_by", "val_iou"),
+             **({"best_val_object_f1": summary["best_val_object_f1"]} if "best_val_object_f1" in summary else {}),
              "training_wall_s": summary.get("wall_s"), "training_device": summary.get("device"),
              "cpu_seconds_per_512px_tile": round(speed, 3),
              "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
