@@ -126,3 +126,22 @@ def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):
     col = rows[0].split(",").index("val_object_f1")
     best = max(float(r.split(",")[col]) for r in rows[1:])
     assert summary["best_val_object_f1"] == pytest.approx(best)
+
+
+def test_fine_tuning_continues_the_learned_task_weighting(tmp_path):
+    from rsviz.models.losses import UncertaintyWeightedLoss
+    from rsviz.train.common import init_log_vars
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"log_vars": {"seg": -0.5, "edge": -0.8}}))
+    bundled = tmp_path / "weights" / "m"
+    bundled.mkdir(parents=True)
+    (bundled / "card.json").write_text(json.dumps({"extra": {"learned_log_variances_s": {"seg": -0.2}}}))
+    assert init_log_vars(str(run / "best.safetensors")) == {"seg": -0.5, "edge": -0.8}
+    assert init_log_vars(str(bundled / "model.safetensors")) == {"seg": -0.2}
+    assert init_log_vars(None) is None and init_log_vars(str(tmp_path / "none" / "x.safetensors")) is None
+    w = UncertaintyWeightedLoss(["seg", "edge", "recon"])
+    w.set_log_vars(init_log_vars(str(run / "best.safetensors")))
+    assert w.weights() == pytest.approx({"seg": 1.6487, "edge": 2.2255, "recon": 1.0}, abs=1e-3)
+    assert w.log_vars.requires_grad

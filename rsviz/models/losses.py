@@ -34,6 +34,14 @@ class UncertaintyWeightedLoss(nn.Module):
             total = total + torch.exp(-self.log_vars[i]) * losses[t] + self.log_vars[i]
         return total
 
+    def set_log_vars(self, values: dict[str, float]) -> None:
+        """Start from earlier learned ``s_i`` (a fine-tuning stage continues its init run's weighting);
+        tasks missing from ``values`` keep theirs, unknown names are ignored."""
+        with torch.no_grad():
+            for i, t in enumerate(self.tasks):
+                if t in values:
+                    self.log_vars[i] = float(values[t])
+
     def weights(self) -> dict[str, float]:
         """Current effective weights ``exp(-s_i)`` per task."""
         return {t: float(torch.exp(-self.log_vars[i].detach())) for i, t in enumerate(self.tasks)}

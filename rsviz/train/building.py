@@ -28,7 +28,16 @@ from rsviz.metrics.objects import instances_for
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.common import CurveLogger, augment, load_init, mixed_precision, optimise, save_weights, start_run
+from rsviz.train.common import (
+    CurveLogger,
+    augment,
+    init_log_vars,
+    load_init,
+    mixed_precision,
+    optimise,
+    save_weights,
+    start_run,
+)
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -137,6 +146,9 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     net = net.to(device, memory_format=torch.channels_last) if channels_last else net.to(device)
     tasks = list(cfg["heads"])
     weighting = UncertaintyWeightedLoss(tasks).to(device)
+    carried = init_log_vars(cfg["init"])  # a fine-tuning stage continues the init run's task weighting
+    if carried:
+        weighting.set_log_vars(carried)
     opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
     select = cfg["select_by"]

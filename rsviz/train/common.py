@@ -108,6 +108,23 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return stages
 
 
+def init_log_vars(init: str | os.PathLike | None) -> dict[str, float] | None:
+    """Learned Kendall log-variances ``s`` that belong to the ``init`` weights of a fine-tuning stage.
+
+    Read from ``summary.json`` (``log_vars``, saved with the best checkpoint) beside a run's
+    ``best.safetensors``, or from ``card.json`` (``extra.learned_log_variances_s``) beside bundled
+    weights; None when neither records them (training from scratch, or a single-task run).
+    """
+    if not init:
+        return None
+    d = Path(init).parent
+    if (d / "summary.json").exists():
+        return json.loads((d / "summary.json").read_text()).get("log_vars") or None
+    if (d / "card.json").exists():
+        return json.loads((d / "card.json").read_text()).get("extra", {}).get("learned_log_variances_s") or None
+    return None
+
+
 def tta_note(tta: bool, chosen_by: str) -> str:
     """The model-card sentence that states a packager's test-time augmentation choice (``extra.tta_note``).
 
