@@ -5,7 +5,8 @@ Rows (same model, same tiles, same overlap, so compute is counted the same way; 
 raster megapixels per second):
 
 (a) bare model forward on pre-loaded, pre-normalised batches, same network (batch norms folded into
-    the convolutions, ``rsviz.models.fusion``), layout (channels_last) and precision (``auto``: bf16 autocast on GPUs and on CPUs with native bf16) as the engine -- the ceiling;
+    the convolutions, ``rsviz.models.fusion``), layout (channels_last) and precision (``auto``: bf16
+    autocast on GPUs and on CPUs with native bf16) as the engine -- the ceiling;
 (b) the engine end to end, GeoTIFF on disk -> outputs in memory, and -> COG on disk;
 (c) a naive per-tile loop as common tools do it: the model as loaded (batch norms unfolded), batch 1,
     fp32, default (NCHW) memory layout,

@@ -23,11 +23,11 @@ from torch.nn import functional as F
 
 from rsviz.datasets.buildings import BANEPA, banepa_scenes, kampala_scenes
 from rsviz.errors import unknown_name
-from rsviz.metrics import object_f1
 from rsviz.metrics.objects import instances_for
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
+from rsviz.train.building_card import object_scores
 from rsviz.train.common import (
     CurveLogger,
     augment,
@@ -70,23 +70,23 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 
-def _load_split(split: str, zoom: int, instances: bool = False) -> list[tuple]:
-    """``(image, mask, edges, valid)`` per scene of ``split``; with ``instances`` a fifth item, the
-    ground-truth instance map of Banepa scenes (None for Kampala)."""
+def _load_split(split: str, zoom: int) -> list[tuple]:
+    """``(image, mask, edges, valid, instances)`` per scene of ``split``; ``instances`` is the
+    ground-truth instance map of Banepa scenes, None for Kampala (not used for object F1)."""
     out = []
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
         if ref.split != split:
             continue
         s = ref.load()
-        row = (s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid)
-        out.append((*row, s.targets["instances"] if ref.dataset == BANEPA else None) if instances else row)
+        out.append((s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid,
+                    s.targets["instances"] if ref.dataset == BANEPA else None))
     return out
 
 
 def _batch(data, rng, crop, bs, colour):
     xs, ys, es, vs = [], [], [], []
     for _ in range(bs):
-        img, m, e, v = data[int(rng.integers(len(data)))]
+        img, m, e, v, _ = data[int(rng.integers(len(data)))]
         h, w = m.shape
         c = min(crop, h, w)
         r0, c0 = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
@@ -105,7 +105,7 @@ def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
     net.eval()
     tp = fp = fn = 0
     otp = ofp = ofn = 0
-    for img, m, _, v, *inst in data:
+    for img, m, _, v, gt_inst in data:
         x = torch.from_numpy(((img - MEAN) / STD)[None]).to(device)
         o = net(x)
         p = (o["seg"][0, 0] > 0).cpu().numpy()
@@ -113,12 +113,12 @@ def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
         tp += int((p & t & vv).sum())
         fp += int((p & ~t & vv).sum())
         fn += int((~p & t & vv).sum())
-        if pp is not None and inst and inst[0] is not None:
+        if pp is not None and gt_inst is not None:
             heads = {"probs": torch.sigmoid(o["seg"][0]).float().cpu().numpy()}
             if "edge" in o:
                 heads["edge"] = torch.sigmoid(o["edge"][0, 0]).float().cpu().numpy()
             pred = instances_for(heads, pp)
-            sc, _ = object_f1(pred > 0, t, valid=vv, min_area=10, gt_instances=inst[0], pred_instances=pred)
+            sc, _ = object_scores(pred, t, gt_inst, vv)
             otp, ofp, ofn = otp + sc["tp"], ofp + sc["fp"], ofn + sc["fn"]
     net.train()
     row = {"val_iou": tp / max(tp + fp + fn, 1), "val_f1": 2 * tp / max(2 * tp + fp + fn, 1)}
@@ -156,7 +156,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         raise unknown_name("select_by", select, SELECT)
     pp = {**DEFAULT_POSTPROCESS, **(cfg["postprocess"] or {})} if select == "val_object_f1" else None
     train_data = _load_split("train", cfg["kampala_zoom"])
-    val_data = _load_split("val", cfg["kampala_zoom"], instances=pp is not None)
+    val_data = _load_split("val", cfg["kampala_zoom"])
     log = CurveLogger(out)
     best, t0 = -1.0, time.time()
     pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)

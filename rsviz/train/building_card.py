@@ -34,6 +34,27 @@ from rsviz.train.common import training_stages, tta_note
 SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
           "joplin-ood": ("joplin-buildings", "test")}
 
+#: Objects under this many pixels are not counted on either side of object F1: the protocol of every
+#: card figure, of the post-processing choice and of checkpoint selection by val object F1.
+MIN_OBJECT_PX = 10
+
+
+def object_scores(instances: np.ndarray, gt_mask: np.ndarray, gt_instances: np.ndarray | None,
+                  valid: np.ndarray):
+    """Object F1 at IoU 0.5 of predicted building instances against the footprints, by the card protocol.
+
+    Args:
+        instances: ``(H, W)`` int32 predicted instance ids (0 = background), e.g. from :func:`instances_for`.
+        gt_mask: ``(H, W)`` bool footprints (used when ``gt_instances`` is None: its 4-connected components).
+        gt_instances: ``(H, W)`` int32 ground-truth instance ids, or None.
+        valid: ``(H, W)`` bool, pixels that count.
+
+    Returns:
+        ``(scores, match)`` of :func:`rsviz.metrics.object_f1` (``scores`` has ``tp``, ``fp``, ``fn``, ``f1``).
+    """
+    return object_f1(instances > 0, gt_mask, valid=valid, min_area=MIN_OBJECT_PX, gt_instances=gt_instances,
+                     pred_instances=instances)
+
 
 def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, overlap: float = 0.25,
                  tta: bool | None = None):
@@ -76,9 +97,8 @@ def tune_postprocess(lm: LoadedModel, dataset: str = "banepa-buildings", split: 
     for g in grid:
         tp = fp = fn = 0
         for s, p in preds:
-            inst = instances_for(p.heads, g)
-            sc, _ = object_f1(inst > 0, s.targets["buildings"] > 0, valid=s.valid, min_area=10,
-                              gt_instances=s.targets.get("instances"), pred_instances=inst)
+            sc, _ = object_scores(instances_for(p.heads, g), s.targets["buildings"] > 0, s.targets.get("instances"),
+                                  s.valid)
             tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
         f1 = 2 * tp / max(2 * tp + fp + fn, 1)
         if f1 > best_f1:
@@ -105,9 +125,7 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
         v = s.valid
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8), v)
         bfs.append(boundary_f1(pred & v, gt & v, 2.0, valid=v)["f1"])
-        inst = instances_for(p.heads, pp)
-        sc, match = object_f1(pred, gt, valid=v, min_area=10, gt_instances=s.targets.get("instances"),
-                              pred_instances=inst)
+        sc, match = object_scores(instances_for(p.heads, pp), gt, s.targets.get("instances"), v)
         tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
         lonely += _false_positives_off_labels(match)
         if "edge" in p.heads:
