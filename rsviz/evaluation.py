@@ -31,6 +31,7 @@ from rsviz.metrics import (
     height_metrics,
     object_f1,
     relaxed_precision_recall,
+    road_graph_apls,
 )
 
 TASKS = ("segmentation", "buildings", "roads", "height")
@@ -52,7 +53,8 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
              valid: np.ndarray | None = None, ignore_index: int | None = None, gsd: float | None = None,
              boundary_tolerance_px: float = 2.0, iou_threshold: float = 0.5, min_area_px: float = 10.0,
              rho: float = 3.0, with_polygons: bool = False, pred_instances: np.ndarray | None = None,
-             gt_instances: np.ndarray | None = None) -> dict:
+             gt_instances: np.ndarray | None = None, road_prob: np.ndarray | None = None,
+             road_graph: dict | None = None) -> dict:
     """Evaluate one prediction.
 
     Args:
@@ -72,6 +74,10 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         pred_instances: Optional ``(H, W)`` int predicted building instances
             (:func:`~rsviz.metrics.objects.split_instances`); connected components otherwise.
         gt_instances: Optional ``(H, W)`` int ground-truth instances (one id per footprint).
+        road_prob: Optional ``(H, W)`` float road probability in [0, 1] (roads): the APLS graph is then
+            extracted from it with ``road_graph`` (a card's ``extra.road_graph``, see
+            :func:`~rsviz.metrics.roads.road_graph_apls`); otherwise from ``pred == 1`` with the defaults.
+        road_graph: Road-graph parameters (threshold, closing_px, min_spur, bridge_px, bridge_angle).
 
     Returns:
         ``{"task", "pixel": ConfusionMatrix.compute() | None, "summary": {...}, ...}``.
@@ -112,7 +118,10 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         else:
             rel = relaxed_precision_recall(p, t, rho, valid=v)
             summary.update({f"relaxed_{k}": val for k, val in rel.items()})
-            summary.update(apls_from_masks(p & v, t & v))
+            if road_prob is not None:
+                summary.update(road_graph_apls(np.where(v, road_prob, 0.0), t & v, road_graph or {}))
+            else:
+                summary.update(apls_from_masks(p & v, t & v))
         return out
     n = max(int(gt[v].max(initial=0)), int(pred[v].max(initial=0))) + 1
     if classes:

@@ -264,3 +264,36 @@ def test_spur_pruning_and_mask_cleaning_for_road_graphs():
     assert clean_road_mask(broken)[39:42, 50].all()  # bridged
     assert apls_from_masks(m, m, clean=False)["apls"] == pytest.approx(1.0)
     assert apls_from_masks(broken, m)["apls"] > apls_from_masks(broken, m, clean=False)["apls"]
+
+
+def test_bridge_gaps_joins_dead_ends_across_occlusions_only_where_they_point():
+    from rsviz.metrics.roads import apls_from_masks, bridge_gaps, graph_from_mask, road_graph_apls
+
+    road = np.zeros((60, 200), np.uint8)
+    road[28:33, 5:195] = 1
+    broken = road.copy()
+    broken[28:33, 90:110] = 0  # a 20 px gap: a tree over the road
+    g = graph_from_mask(broken)
+    assert nx_components(g) == 2
+    assert nx_components(bridge_gaps(graph_from_mask(broken), 15.0)) == 2  # gap longer than allowed
+    bridged = bridge_gaps(graph_from_mask(broken), 30.0)
+    assert nx_components(bridged) == 1
+    assert any(d.get("bridge") for *_, d in bridged.edges(data=True))
+    # a road ending beside another, pointing away from it, is not joined to it
+    side = np.zeros((60, 200), np.uint8)
+    side[10:14, 5:100] = 1  # ends at x = 100 heading east
+    side[28:32, 60:195] = 1  # runs 18 px south of that end, at right angles to its heading
+    assert nx_components(bridge_gaps(graph_from_mask(side), 25.0)) == 2
+    assert nx_components(bridge_gaps(graph_from_mask(side), 25.0, max_angle=100.0)) == 1
+    before = apls_from_masks(broken, road)["apls"]
+    after = apls_from_masks(broken, road, bridge_px=30.0)["apls"]
+    assert after > before + 0.2
+    prob = broken * 0.4  # under the default threshold there is no road at all
+    assert road_graph_apls(prob, road, {})["apls"] == 0.0
+    assert road_graph_apls(prob, road, {"threshold": 0.3, "bridge_px": 30.0})["apls"] == pytest.approx(after)
+
+
+def nx_components(g) -> int:
+    import networkx as nx
+
+    return nx.number_connected_components(g)

@@ -145,3 +145,42 @@ def test_fine_tuning_continues_the_learned_task_weighting(tmp_path):
     w.set_log_vars(init_log_vars(str(run / "best.safetensors")))
     assert w.weights() == pytest.approx({"seg": 1.6487, "edge": 2.2255, "recon": 1.0}, abs=1e-3)
     assert w.log_vars.requires_grad
+
+
+def test_fine_tuning_starts_from_bundled_int8_weights(tmp_path):
+    """``init`` may name a bundled ``model.safetensors`` whose large convolutions are stored as int8."""
+    from safetensors.torch import load_file
+
+    from rsviz.models.api import dequantize_state, save_pretrained
+    from rsviz.models.architectures import build_model
+    from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+    from rsviz.train.common import load_init
+    from rsviz.train.semantic import DEFAULTS
+
+    arch = DEFAULTS["roads-pplinknet"]["arch"]
+    torch.manual_seed(0)
+    net = build_model(arch)
+    card = ModelCard(name="r", title="r", task="roads", architecture="a", paper="p",
+                     heads={"seg": HeadSpec("binary", 1)}, input=InputSpec(bands=["red", "green", "blue"]))
+    d = save_pretrained(net, arch, card, tmp_path / "r", half=True, int8_min_numel=1_000_000)
+    stored = load_file(str(d / "model.safetensors"))
+    assert any(k.endswith(".__int8") for k in stored)
+    got = load_init(build_model(arch), d / "model.safetensors").state_dict()
+    want = dequantize_state(stored)
+    big = next(k for k in want if k + ".__int8" in stored)
+    assert torch.equal(got[big], want[big])
+    assert (got[big] - net.state_dict()[big]).abs().max() < net.state_dict()[big].abs().max() / 100
+
+
+def test_building_batches_pad_chips_smaller_than_the_crop():
+    import numpy as np
+
+    from rsviz.train.building import _batch
+
+    rng = np.random.default_rng(0)
+    small = (np.full((3, 40, 50), 0.5, np.float32), np.ones((40, 50), np.uint8), np.zeros((40, 50), np.uint8),
+             np.ones((40, 50), np.uint8), None)
+    x, y, e, v = _batch([small], rng, 64, 3, 0.0)
+    assert x.shape == (3, 3, 64, 64) and v.shape == (3, 1, 64, 64)
+    assert v.sum(dim=(1, 2, 3)).tolist() == [2000.0] * 3  # only the chip's own 40 x 50 pixels count
+    assert torch.equal(y * v, v)  # the padding carries no building

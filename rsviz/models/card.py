@@ -140,3 +140,14 @@ DEFAULT_POSTPROCESS = {"method": "auto", "threshold": 0.5, "edge_threshold": 0.5
 def postprocess_of(card: ModelCard) -> dict:
     """The card's instance post-processing parameters (``extra.instance_postprocess``) or the defaults."""
     return {**DEFAULT_POSTPROCESS, **(card.extra.get("instance_postprocess") or {})}
+
+
+#: Road-graph extraction for APLS when a card states none (``extra.road_graph``; see
+#: rsviz.metrics.roads.road_graph_apls): road where probability >= ``threshold``, closing radius
+#: ``closing_px``, spurs under ``min_spur`` px pruned, no gap bridging.
+ROAD_GRAPH_DEFAULTS = {"threshold": 0.5, "closing_px": 2, "min_spur": 20.0, "bridge_px": 0.0, "bridge_angle": 30.0}
+
+
+def road_graph_of(card: ModelCard) -> dict:
+    """The card's road-graph parameters (``extra.road_graph``) or the defaults."""
+    return {**ROAD_GRAPH_DEFAULTS, **(card.extra.get("road_graph") or {})}

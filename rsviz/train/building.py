@@ -88,10 +88,14 @@ def _batch(data, rng, crop, bs, colour):
     for _ in range(bs):
         img, m, e, v, _ = data[int(rng.integers(len(data)))]
         h, w = m.shape
-        c = min(crop, h, w)
-        r0, c0 = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-        sl = (slice(r0, r0 + c), slice(c0, c0 + c))
-        x, (m2, e2, v2) = augment(img[(slice(None), *sl)].copy(), [m[sl], e[sl], v[sl]], rng, colour)
+        ch, cw = min(crop, h), min(crop, w)
+        r0, c0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        sl = (slice(r0, r0 + ch), slice(c0, c0 + cw))
+        # chips smaller than the crop (Kampala's 256 px tiles under a 384 px crop) are padded; the
+        # padding is marked invalid, so it adds nothing to any loss
+        pad = ((0, crop - ch), (0, crop - cw))
+        x0 = np.pad(img[(slice(None), *sl)], ((0, 0), *pad), mode="reflect" if ch > 1 and cw > 1 else "edge")
+        x, (m2, e2, v2) = augment(x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad)], rng, colour)
         xs.append(x), ys.append(m2), es.append(e2), vs.append(v2)
     x = (np.stack(xs) - MEAN) / STD
     return (torch.from_numpy(x), torch.from_numpy(np.stack(ys)[:, None].astype(np.float32)),

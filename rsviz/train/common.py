@@ -58,7 +58,9 @@ def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], o
 def load_init(net: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.Module:
     """Load an earlier run's ``best.safetensors`` into ``net`` (same architecture) to fine-tune it.
 
-    Stored half-precision tensors are cast to float32. ``path`` None or empty leaves ``net`` as built.
+    ``path`` may also be a bundled ``weights/<name>/model.safetensors``: stored half-precision tensors
+    are cast to float32 and int8 weights dequantised (:func:`rsviz.models.api.dequantize_state`).
+    ``path`` None or empty leaves ``net`` as built.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
@@ -66,7 +68,9 @@ def load_init(net: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.
     if path:
         from safetensors.torch import load_file
 
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+        from rsviz.models.api import dequantize_state
+
+        net.load_state_dict(dequantize_state(load_file(str(path))))
     return net
 
 

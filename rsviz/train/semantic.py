@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from rsviz.datasets import scenes
-from rsviz.metrics.roads import apls_from_masks
+from rsviz.metrics.roads import road_graph_apls
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_loss
 from rsviz.models.pplinknet import poly_lr_lambda
@@ -59,7 +59,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dataset": "eth-roads", "crop": 256, "scale_range": [1.0, 1.0], "batch_size": 8, "steps": 2000,
         "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "focal_gamma": 2.0,
         "focal_alpha": 0.5, "cldice_weight": 0.0, "cldice_iterations": 10, "cldice_downsample": 2, "val_every": 250, "threads": 1,
-        "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou", "out": "runs/roads-pplinknet"},
+        "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou",
+        # val APLS graph extraction (keys of rsviz.models.card.ROAD_GRAPH_DEFAULTS; None: the defaults)
+        "road_graph": None, "out": "runs/roads-pplinknet"},
 }
 
 
@@ -132,7 +134,8 @@ def validate(net, data, cfg, device, amp) -> dict[str, float]:
         p = (o.argmax(0) if o.shape[0] > 1 else (o[0] > 0).long()).cpu().numpy()
         cm.update(p, np.where(t == IGNORE, 0, t), t != IGNORE)
         if cfg["task"] == "roads":
-            apls_scores.append(apls_from_masks(p == 1, t == 1)["apls"])
+            prob = torch.sigmoid(o[0]).cpu().numpy()
+            apls_scores.append(road_graph_apls(prob, t == 1, cfg.get("road_graph") or {})["apls"])
     net.train()
     r = cm.compute()
     if cfg["task"] == "roads":

@@ -30,10 +30,10 @@ from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
-from rsviz.metrics.roads import apls_from_masks
+from rsviz.metrics.roads import road_graph_apls
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
-from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+from rsviz.models.card import ROAD_GRAPH_DEFAULTS, HeadSpec, InputSpec, ModelCard, road_graph_of
 from rsviz.train.building_card import cpu_speed
 from rsviz.train.common import training_stages, tta_note
 
@@ -67,23 +67,65 @@ def evaluate_landcover(lm: LoadedModel, split: str = "test") -> dict:
             **{f"f1_{k}": v["f1"] for k, v in per.items()}, "images": n}
 
 
+#: Road-graph grid searched on the val tiles by :func:`choose_road_graph` (values of ``extra.road_graph``).
+ROAD_GRAPH_GRID = {"threshold": (0.3, 0.4, 0.5), "closing_px": (2, 3), "bridge_px": (0.0, 20.0, 30.0, 45.0, 60.0),
+                   "bridge_angle": (30.0, 50.0)}
+
+
+def _road_probs(lm: LoadedModel, split: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``[(classes (H, W) uint8, road probability (H, W) float32, ground truth (H, W) bool)]`` of an ETH split."""
+    return [(p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0)
+            for s, p in _predict_all(lm, "eth-roads", split)]
+
+
+def _mean_apls(preds, graph: dict, buffer: float = 4.0) -> float:
+    return float(np.nanmean([road_graph_apls(prob, gt, graph, buffer=buffer)["apls"] for _, prob, gt in preds]))
+
+
+def choose_road_graph(lm: LoadedModel, split: str = "val") -> tuple[dict, float]:
+    """Road-graph extraction for APLS chosen on a validation split (never on test).
+
+    Searches :data:`ROAD_GRAPH_GRID` (probability threshold, closing radius, longest bridged gap,
+    bridge angle; spurs under 20 px pruned) by mean val APLS at the 4 px buffer; ties keep the
+    earlier (the defaults are not preferred). Returns ``(params, val_apls)``.
+    """
+    import itertools
+
+    preds = _road_probs(lm, split)
+    best, best_v = dict(ROAD_GRAPH_DEFAULTS), -1.0
+    keys = list(ROAD_GRAPH_GRID)
+    for values in itertools.product(*ROAD_GRAPH_GRID.values()):
+        g = {**ROAD_GRAPH_DEFAULTS, **dict(zip(keys, values, strict=True))}
+        if g["bridge_px"] == 0 and g["bridge_angle"] != ROAD_GRAPH_GRID["bridge_angle"][0]:
+            continue  # the angle does nothing without bridges
+        v = _mean_apls(preds, g)
+        if v > best_v:
+            best, best_v = g, v
+    return best, best_v
+
+
 def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
-    """Road IoU (pooled), relaxed F1 at rho = 3 px and APLS (means over tiles) on an ETH split."""
+    """Road IoU (pooled), relaxed F1 at rho = 3 px and APLS (means over tiles) on an ETH split.
+
+    APLS graphs follow the card's ``extra.road_graph`` (:func:`rsviz.models.card.road_graph_of`);
+    ``apls_default_graph`` is APLS with the default extraction (threshold 0.5, no bridging), for
+    comparison with cards that had none.
+    """
     cm = ConfusionMatrix(2)
-    rel, ap, ap8 = [], [], []
-    for s, p in _predict_all(lm, "eth-roads", split):
-        pred, gt = p.heads["classes"] == 1, s.targets["roads"] > 0
+    graph = road_graph_of(lm.card)
+    preds = _road_probs(lm, split)
+    rel = []
+    for cls, _, gt in preds:
+        pred = cls == 1
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8))
         rel.append(relaxed_precision_recall(pred, gt, 3.0))
-        ap.append(apls_from_masks(pred, gt)["apls"])
-        ap8.append(apls_from_masks(pred, gt, buffer=8.0)["apls"])
     r = cm.compute()["per_class"][1]
     return {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
             "relaxed_precision": float(np.nanmean([x["precision"] for x in rel])),
             "relaxed_recall": float(np.nanmean([x["recall"] for x in rel])),
             "relaxed_f1": float(np.nanmean([x["f1"] for x in rel])), "relaxed_rho_px": 3.0,
-            "apls": float(np.nanmean(ap)), "apls_buffer_px": 4.0, "apls_buffer_8px": float(np.nanmean(ap8)),
-            "images": len(ap)}
+            "apls": _mean_apls(preds, graph), "apls_buffer_px": 4.0, "apls_buffer_8px": _mean_apls(preds, graph, 8.0),
+            "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "images": len(preds)}
 
 
 def _landcover_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
@@ -123,11 +165,13 @@ def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> Mod
         licence="research use only (training imagery is Google-derived and carries no licence)")
 
 
-def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False) -> Path:
+def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False, choose_graph: bool = False) -> Path:
     """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder.
 
     With ``choose_tta``, test-time augmentation is switched on in the card (``input.tta``) when it
-    raises the val score (road APLS, or land-cover mIoU); the test metrics use the chosen setting.
+    raises the val score (road APLS with the default graph extraction, or land-cover mIoU). With
+    ``choose_graph`` (roads), the APLS graph extraction (``extra.road_graph``) is then chosen on the
+    val tiles (:func:`choose_road_graph`). The test metrics use the chosen settings.
     """
     import shutil
 
@@ -151,6 +195,13 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
         tta = val_tta[key] > val[key]
         tta_choice = {f"val_{key}_without_tta": val[key], f"val_{key}_with_tta": val_tta[key], "tta": tta}
         lm, val = (lm_tta, val_tta) if tta else (lm, val)
+    graph_choice = None
+    if choose_graph and cfg["task"] == "roads":
+        graph, graph_val = choose_road_graph(lm, "val")
+        graph_choice = {"val_apls_default_graph": val["apls_default_graph"], "val_apls_chosen": graph_val,
+                        "grid": {k: list(v) for k, v in ROAD_GRAPH_GRID.items()}}
+        lm.card.extra["road_graph"] = graph
+        val = evaluate(lm, "val")
     metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): val}
     extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
              "training_device": summary.get("device"), "training_precision": summary.get("precision"),
@@ -161,17 +212,26 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
         extra["tta_note"] = tta_note(tta, "by the val score")
+    if graph_choice is not None:
+        extra["road_graph"] = lm.card.extra["road_graph"]
+        extra["road_graph_choice"] = graph_choice
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
         extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
                                   "road, vegetation, water from one confusion matrix pooled over the split")
     else:
-        extra["metric_policy"] = ("IoU / F1 pooled over the split's pixels; relaxed F1 (rho 3 px) and APLS are means over "
-                                  "tiles. APLS graphs: skeletons, nodes every 20 px; the predicted mask is cleaned "
-                                  "(closing r=2, holes and blobs <= 100 px) and spurs < 20 px pruned on both graphs "
-                                  "(chosen on the val tiles); snapping buffer 4 px (apls) and 8 px (apls_buffer_8px, "
-                                  "about SpaceNet's 4 m if the GSD is ~0.5 m, which the source does not state)")
+        g = road_graph_of(lm.card)
+        extra["metric_policy"] = (
+            "IoU / F1 pooled over the split's pixels (road = probability >= 0.5); relaxed F1 (rho 3 px) and APLS are "
+            f"means over tiles. APLS graphs: skeletons, nodes every 20 px; the predicted road mask is probability >= "
+            f"{g['threshold']}, cleaned (closing r={g['closing_px']}, holes and blobs <= 100 px), spurs < "
+            f"{g['min_spur']:g} px pruned on both graphs"
+            + (f", and dead ends joined to the road they point at across gaps <= {g['bridge_px']:g} px within "
+               f"{g['bridge_angle']:g} degrees (rsviz.metrics.roads.bridge_gaps)" if g["bridge_px"] > 0 else "")
+            + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
+            "bridging; snapping buffer 4 px (apls) and 8 px (apls_buffer_8px, about SpaceNet's 4 m if the GSD is "
+            "~0.5 m, which the source does not state)")
         extra["osm_rasterizer_check"] = (
             "rsviz.roads.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
@@ -190,9 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="training run folders")
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
+    p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
     a = p.parse_args(argv)
     for run in a.runs:
-        d = package(run, choose_tta=a.choose_tta)
+        d = package(run, choose_tta=a.choose_tta, choose_graph=a.choose_graph)
         print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
 
 

@@ -341,6 +341,10 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
 
         inst["pred_instances"] = instances_for(heads, postprocess_of(card))
         inst["gt_instances"] = sub.targets.get("instances")
+    elif task == "roads" and "probs" in heads:
+        from rsviz.models.card import road_graph_of
+
+        inst["road_prob"], inst["road_graph"] = heads["probs"][-1], road_graph_of(card)
     out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
                    gsd=sub.gsd, with_polygons=(task == "buildings"), **inst)
     if "edge" in heads and "edges" in sub.targets:
