@@ -297,3 +297,17 @@ def nx_components(g) -> int:
     import networkx as nx
 
     return nx.number_connected_components(g)
+
+
+def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
+    from rsviz.evaluation import evaluate
+
+    road = np.zeros((60, 200), np.uint8)
+    road[28:33, 5:195] = 1
+    prob = road * 0.9
+    prob[28:33, 90:110] = 0.35  # weak under an occlusion
+    pred = (prob >= 0.5).astype(np.uint8)
+    plain = evaluate(pred, road, "roads")["summary"]
+    graph = evaluate(pred, road, "roads", road_prob=prob, road_graph={"threshold": 0.3})["summary"]
+    assert plain["iou"] == graph["iou"]  # pixel metrics keep the class map
+    assert graph["apls"] == pytest.approx(1.0, abs=0.05) and plain["apls"] < 0.8
