@@ -184,3 +184,50 @@ def test_building_batches_pad_chips_smaller_than_the_crop():
     assert x.shape == (3, 3, 64, 64) and v.shape == (3, 1, 64, 64)
     assert v.sum(dim=(1, 2, 3)).tolist() == [2000.0] * 3  # only the chip's own 40 x 50 pixels count
     assert torch.equal(y * v, v)  # the padding carries no building
+
+
+def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch):
+    """Two val splits that want different post-processing: the choice maximises their pooled object F1."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import rsviz.train.building_card as bc
+
+    def scene(prob, gt_inst):
+        s = SimpleNamespace(targets={"buildings": (gt_inst > 0).astype(np.uint8), "instances": gt_inst},
+                            valid=np.ones(gt_inst.shape, bool))
+        return s, SimpleNamespace(heads={"probs": prob[None].astype(np.float32)})
+
+    # split a: two 20 x 20 houses that touch (a distance-transform split is right)
+    gt_a = np.zeros((64, 64), np.int32)
+    gt_a[10:30, 10:30], gt_a[10:30, 30:50] = 1, 2
+    # split b: three separate 12 x 40 sheds, each with a 4 px waist (components are right; the distance
+    # split cuts each shed in two)
+    gt_b = np.zeros((64, 64), np.int32)
+    for i, c in enumerate((2, 22, 42)):
+        gt_b[2:42, c:c + 12] = i + 1
+        gt_b[20:24, c:c + 4] = gt_b[20:24, c + 8:c + 12] = 0
+    calls = []
+
+    def fake_predictions(lm, ds, split, tile=512, overlap=0.25, tta=None):
+        calls.append((ds, split))
+        gt = gt_a if ds == "banepa-buildings" else gt_b
+        yield scene((gt > 0) * 0.9, gt)
+
+    monkeypatch.setattr(bc, "_predictions", fake_predictions)
+    pp, f1 = bc.tune_postprocess(None)
+    assert calls == list(bc.TUNE_SPLITS)
+
+    def pooled(pp):
+        tp = fp = fn = 0
+        for gt in (gt_a, gt_b):
+            s, p = scene((gt > 0) * 0.9, gt)
+            sc, _ = bc.object_scores(bc.instances_for(p.heads, pp), gt > 0, gt, s.valid)
+            tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
+        return 2 * tp / max(2 * tp + fp + fn, 1)
+
+    assert f1 == pytest.approx(pooled(pp))
+    only_a, _ = bc.tune_postprocess(None, splits=(("banepa-buildings", "val"),))
+    assert only_a["method"] == "distance"  # on split a alone the distance split wins ...
+    assert pp["method"] == "components" and f1 > pooled(only_a) + 0.1  # ... but it cuts split b's sheds
