@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rsviz.datasets.buildings import BANEPA, banepa_scenes, kampala_scenes
+from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.errors import unknown_name
 from rsviz.metrics.objects import instances_for
 from rsviz.models.architectures import build_model
@@ -60,7 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "precision": "auto",
     "init": None,
     # checkpoint selection: "val_iou" (pixel IoU on the Banepa + Kampala val splits) or "val_object_f1"
-    # (object F1 at IoU 0.5 on the Banepa val split, instances by ``postprocess``)
+    # (object F1 at IoU 0.5 pooled over the same splits, instances by ``postprocess``; runs before session 6
+    # pooled Banepa val only)
     "select_by": "val_iou",
     "postprocess": None,
 }
@@ -71,15 +72,15 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 
 def _load_split(split: str, zoom: int) -> list[tuple]:
-    """``(image, mask, edges, valid, instances)`` per scene of ``split``; ``instances`` is the
-    ground-truth instance map of Banepa scenes, None for Kampala (not used for object F1)."""
+    """``(image, mask, edges, valid, instances)`` per scene of ``split`` (Banepa and Kampala);
+    ``instances`` is the ground-truth instance map (one id per footprint)."""
     out = []
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
         if ref.split != split:
             continue
         s = ref.load()
         out.append((s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid,
-                    s.targets["instances"] if ref.dataset == BANEPA else None))
+                    s.targets["instances"]))
     return out
 
 
@@ -104,8 +105,8 @@ def _batch(data, rng, crop, bs, colour):
 
 @torch.no_grad()
 def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
-    """Pixel IoU/F1 over all val scenes; with ``pp`` also ``val_object_f1`` over the scenes that carry
-    instance maps (Banepa), instances from the footprint and edge probabilities by ``pp``."""
+    """Pixel IoU/F1 over all val scenes; with ``pp`` also ``val_object_f1`` (TP / FP / FN pooled over the
+    same scenes), instances from the footprint and edge probabilities by ``pp``."""
     net.eval()
     tp = fp = fn = 0
     otp = ofp = ofn = 0
@@ -117,7 +118,7 @@ def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
         tp += int((p & t & vv).sum())
         fp += int((p & ~t & vv).sum())
         fn += int((~p & t & vv).sum())
-        if pp is not None and gt_inst is not None:
+        if pp is not None:
             heads = {"probs": torch.sigmoid(o["seg"][0]).float().cpu().numpy()}
             if "edge" in o:
                 heads["edge"] = torch.sigmoid(o["edge"][0, 0]).float().cpu().numpy()
