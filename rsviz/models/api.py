@@ -122,9 +122,30 @@ def load_model(name: str, device: str | torch.device | None = "auto") -> LoadedM
         UnknownNameError: Unknown name, listing valid ones.
         RsvizError: Missing or inconsistent weights.
     """
+    return from_pretrained(model_dir(name), device, name=name)
+
+
+def from_pretrained(directory: str | os.PathLike, device: str | torch.device | None = "auto", *,
+                    name: str | None = None) -> LoadedModel:
+    """Load a model folder written by :func:`save_pretrained` (``config.json``, ``model.safetensors``,
+    ``card.json``), registered or not, e.g. a candidate that a packager wrote outside ``weights/``.
+
+    Args:
+        directory: The folder.
+        device: As in :func:`load_model`.
+        name: Name of the loaded model (default: the folder's name).
+
+    Returns:
+        :class:`LoadedModel` with fp32 weights in eval mode.
+
+    Raises:
+        RsvizError: Missing or inconsistent weights.
+        FileNotFoundError: No ``card.json`` or ``config.json`` in ``directory``.
+    """
     from safetensors.torch import load_file
 
-    d = model_dir(name)
+    d = Path(directory)
+    name = name or d.name
     card = ModelCard.load(d / "card.json")
     config = json.loads((d / "config.json").read_text(encoding="utf-8"))
     net = build_model(config)

@@ -251,9 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="training run folders")
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
     p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
+    p.add_argument("--out", type=Path, default=BUNDLED_DIR,
+                   help="parent folder of the model folders written (default: the bundled weights/); write "
+                        "candidates elsewhere and compare them with python -m rsviz.train.selection")
     a = p.parse_args(argv)
     for run in a.runs:
-        d = package(run, choose_tta=a.choose_tta, choose_graph=a.choose_graph)
+        d = package(run, a.out, choose_tta=a.choose_tta, choose_graph=a.choose_graph)
         print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
 
 
