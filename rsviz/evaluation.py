@@ -26,13 +26,13 @@ import numpy as np
 from rsviz.datasets.base import ClassInfo
 from rsviz.metrics import (
     ConfusionMatrix,
-    apls_from_masks,
+    apls,
     boundary_f1,
     height_metrics,
     object_f1,
     relaxed_precision_recall,
-    road_graph_apls,
 )
+from rsviz.metrics.roads import road_graphs
 
 TASKS = ("segmentation", "buildings", "roads", "height")
 
@@ -70,7 +70,9 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         min_area_px: Minimum object area in pixels (buildings).
         rho: Relaxed road metric slack, pixels.
         with_polygons: Also return the object :class:`~rsviz.metrics.objects.ObjectMatch` (buildings)
-            under ``"_match"`` (not JSON-able; dropped by :func:`to_eval_json`).
+            under ``"_match"``, or the APLS ``(ground truth, proposal)`` road graphs (roads, pixel
+            coordinates of the extent) under ``"_graphs"`` (neither is JSON-able; :func:`to_eval_json`
+            leaves them out).
         pred_instances: Optional ``(H, W)`` int predicted building instances
             (:func:`~rsviz.metrics.objects.split_instances`); connected components otherwise.
         gt_instances: Optional ``(H, W)`` int ground-truth instances (one id per footprint).
@@ -118,10 +120,11 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         else:
             rel = relaxed_precision_recall(p, t, rho, valid=v)
             summary.update({f"relaxed_{k}": val for k, val in rel.items()})
-            if road_prob is not None:
-                summary.update(road_graph_apls(np.where(v, road_prob, 0.0), t & v, road_graph or {}))
-            else:
-                summary.update(apls_from_masks(p & v, t & v))
+            graphs = road_graphs(np.where(v, road_prob, 0.0) if road_prob is not None else (p & v).astype(np.float32),
+                                 t & v, (road_graph or {}) if road_prob is not None else {})
+            summary.update(apls(*graphs))
+            if with_polygons:
+                out["_graphs"] = graphs
         return out
     n = max(int(gt[v].max(initial=0)), int(pred[v].max(initial=0))) + 1
     if classes:

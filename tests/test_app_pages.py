@@ -126,3 +126,22 @@ def test_pages_without_a_scene_point_to_the_map():
         at.switch_page(p).run()
         assert not at.exception, (p, at.exception)
         assert any("Map" in i.value for i in at.info), p
+
+
+def test_road_metrics_show_the_apls_graphs(mirror):
+    """A bundled road model on an ETH tile: the Metrics page shows APLS and draws both road graphs."""
+    with mock.patch("streamlit_folium.st_folium", return_value=None):
+        at = _app().run()
+        at.switch_page("pages/map.py").run()
+        at.selectbox(key="map-scene").set_value("eth-roads / satImage_091 (test)").run()
+        assert not at.exception, at.exception
+        at.switch_page("pages/run.py").run()
+        at.multiselect(key="run-models").set_value(["roads-pplinknet"]).run()
+        at.button(key="run-go").click().run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        at.switch_page("pages/metrics.py").run()
+        assert not at.exception, at.exception
+        assert "apls" in {m.label for m in at.metric}
+        assert any("APLS road graphs" in h.value for h in at.subheader)
+        assert len(at.image) == 3  # two confusion matrices and the graph figure (st.pyplot renders images)

@@ -311,3 +311,27 @@ def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
     graph = evaluate(pred, road, "roads", road_prob=prob, road_graph={"threshold": 0.3})["summary"]
     assert plain["iou"] == graph["iou"]  # pixel metrics keep the class map
     assert graph["apls"] == pytest.approx(1.0, abs=0.05) and plain["apls"] < 0.8
+
+
+def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
+    from matplotlib.figure import Figure
+
+    from rsviz.evaluation import evaluate, to_eval_json
+    from rsviz.metrics.roads import graph_lines
+    from rsviz.ui.panels import road_graph_figure
+
+    road = np.zeros((60, 200), np.uint8)
+    road[28:33, 5:195] = 1
+    road[5:28, 100:104] = 1  # a T junction
+    broken = road.copy()
+    broken[28:33, 140:160] = 0
+    res = evaluate(broken, road, "roads", with_polygons=True, road_prob=broken * 0.9,
+                   road_graph={"bridge_px": 30.0})
+    g_gt, g_prop = res["_graphs"]
+    for g in (g_gt, g_prop):
+        lines = graph_lines(g)
+        assert sum(len(c) - 1 for c, _ in lines) == g.number_of_edges()
+    assert [len(c) for c, b in graph_lines(g_prop) if b] == [2]  # the one bridged gap
+    assert "_graphs" not in json.dumps(to_eval_json(res))
+    fig = road_graph_figure(np.zeros((60, 200, 3), np.uint8), g_gt, g_prop)
+    assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 4

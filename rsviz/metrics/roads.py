@@ -344,6 +344,55 @@ def apls_from_masks(pred: np.ndarray, target: np.ndarray, *, spacing: float = 20
     return apls(graph_from_mask(target, spacing, min_spur=min_spur), g_prop, buffer=buffer, max_nodes=max_nodes)
 
 
+def road_graphs(prob: np.ndarray, target: np.ndarray, params: dict) -> tuple[nx.Graph, nx.Graph]:
+    """Ground-truth and proposal graphs as :func:`road_graph_apls` scores them (pixel coordinates).
+
+    Args:
+        prob: ``(H, W)`` float road probability in [0, 1] (a {0, 1} mask works with threshold <= 1).
+        target: ``(H, W)`` {0, 1} ground-truth road mask.
+        params: A card's ``extra.road_graph`` (missing keys: :data:`rsviz.models.card.ROAD_GRAPH_DEFAULTS`).
+
+    Returns:
+        ``(g_gt, g_prop)``; proposal bridge edges carry ``bridge=True``.
+    """
+    from rsviz.models.card import ROAD_GRAPH_DEFAULTS
+
+    q = {**ROAD_GRAPH_DEFAULTS, **params}
+    p = clean_road_mask(np.asarray(prob) >= q["threshold"], closing_px=int(q["closing_px"]))
+    g_prop = bridge_gaps(graph_from_mask(p, min_spur=q["min_spur"]), q["bridge_px"], max_angle=q["bridge_angle"])
+    return graph_from_mask(target, min_spur=q["min_spur"]), g_prop
+
+
+def graph_lines(g: nx.Graph) -> list[tuple[list[tuple[float, float]], bool]]:
+    """The graph as polylines: chains of degree-2 nodes between end points / junctions (pixel ``xy``).
+
+    Returns:
+        ``[(coords, is_bridge)]``; a bridge edge is its own two-point line.
+    """
+    lines, seen = [], set()
+    for a, b, d in g.edges(data=True):
+        if d.get("bridge"):
+            lines.append(([g.nodes[a]["xy"], g.nodes[b]["xy"]], True))
+            seen.add(frozenset((a, b)))
+    plain = [n for n in g.nodes if g.degree(n) != 2 or any(g.edges[n, m].get("bridge") for m in g.neighbors(n))]
+    starts = plain + list(g.nodes)  # loops without an end point start anywhere
+    for s in starts:
+        for m in g.neighbors(s):
+            if frozenset((s, m)) in seen:
+                continue
+            path, prev, cur = [s, m], s, m
+            seen.add(frozenset((s, m)))
+            while g.degree(cur) == 2 and not any(g.edges[cur, k].get("bridge") for k in g.neighbors(cur)):
+                nxt = next(k for k in g.neighbors(cur) if k != prev)
+                if frozenset((cur, nxt)) in seen:
+                    break
+                seen.add(frozenset((cur, nxt)))
+                path.append(nxt)
+                prev, cur = cur, nxt
+            lines.append(([g.nodes[n]["xy"] for n in path], False))
+    return lines
+
+
 def road_graph_apls(prob: np.ndarray, target: np.ndarray, params: dict, *, buffer: float = 4.0) -> dict:
     """APLS of a road probability map under a card's graph parameters (``extra.road_graph``).
 
@@ -358,8 +407,4 @@ def road_graph_apls(prob: np.ndarray, target: np.ndarray, params: dict, *, buffe
     Returns:
         See :func:`apls`.
     """
-    from rsviz.models.card import ROAD_GRAPH_DEFAULTS
-
-    q = {**ROAD_GRAPH_DEFAULTS, **params}
-    return apls_from_masks(np.asarray(prob) >= q["threshold"], target, buffer=buffer, min_spur=q["min_spur"],
-                           closing_px=int(q["closing_px"]), bridge_px=q["bridge_px"], bridge_angle=q["bridge_angle"])
+    return apls(*road_graphs(prob, target, params), buffer=buffer)

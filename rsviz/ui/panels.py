@@ -141,3 +141,32 @@ def metrics_bar_figure(per_class: list[dict], keys: tuple[str, ...] = ("iou", "f
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def road_graph_figure(rgb: np.ndarray, g_gt, g_prop) -> Figure:
+    """The two APLS road graphs over the image: ground truth green, prediction red, bridged gaps yellow.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 image of the extent.
+        g_gt: Ground-truth ``networkx.Graph`` (node ``xy`` in pixels of the extent).
+        g_prop: Proposal graph, same coordinates; edges with ``bridge=True`` are drawn yellow.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    from matplotlib.collections import LineCollection
+
+    from rsviz.metrics.roads import graph_lines
+
+    h, w = rgb.shape[:2]
+    fig = Figure(figsize=(6, 6 * h / max(w, 1)), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(rgb)
+    for g, colour, width in ((g_gt, "#2ecc40", 2.0), (g_prop, "#ff4136", 1.4)):
+        lines = graph_lines(g)
+        ax.add_collection(LineCollection([c for c, b in lines if not b], colors=colour, linewidths=width))
+        ax.add_collection(LineCollection([c for c, b in lines if b], colors="#ffdc00", linewidths=2.5))
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    return fig

@@ -14,9 +14,13 @@ from rsviz.display import palette_rgba, to_rgb8
 from rsviz.errors import DataMissingError
 from rsviz.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
 
-#: Datasets offered in the app's scene picker (georeferenced imagery with ground truth).
+#: Datasets offered in the app's scene picker (imagery with ground truth; all georeferenced but the ETH
+#: road tiles, which open as whole images).
 MAP_DATASETS = ("banepa-buildings", "kampala-buildings", "joplin-buildings", "tanzania-austin-buildings",
-                "spacenet-samples", "neon-trees")
+                "spacenet-samples", "neon-trees", "eth-roads")
+
+#: Only these splits of a dataset are offered (the ETH road tiles: the 10 held-out test tiles, not all 100).
+MAP_SPLITS = {"eth-roads": ("test",)}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ def scene_options(datasets: tuple[str, ...] = MAP_DATASETS) -> tuple[list[SceneO
             problems.append(str(exc))
             continue
         for s in scenes(d):
+            if d in MAP_SPLITS and s.split not in MAP_SPLITS[d]:
+                continue
             out.append(SceneOption(d, s.id, s.split, f"{d} / {s.id} ({s.split})"))
     return out, problems
 

@@ -325,6 +325,16 @@ def render_metrics(st_folium) -> None:
         st.subheader(f"Objects: {len(match.tp)} TP (green) · {len(match.fp)} FP (red) · {len(match.fn)} FN (blue)")
         st_folium(_objects_map(scene, ext, match), height=480, use_container_width=True, returned_objects=[],
                   key=f"objects-{r.key}")
+    graphs = res.get("_graphs")
+    if graphs is not None:
+        from rsviz.display import to_rgb8
+        from rsviz.ui.panels import road_graph_figure
+
+        st.subheader("APLS road graphs: ground truth (green) · prediction (red) · bridged gaps (yellow)")
+        st.caption("Paths between control nodes are compared on these skeleton graphs; a break in the red graph "
+                   "cuts every path through it. The prediction's graph follows the model card's road_graph.")
+        sub = crop(scene, ext)
+        st.pyplot(road_graph_figure(to_rgb8(sub.image, valid=sub.valid), *graphs))
 
 
 @st.cache_data(show_spinner="Computing metrics…", max_entries=32)

@@ -346,7 +346,7 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
 
         inst["road_prob"], inst["road_graph"] = heads["probs"][-1], road_graph_of(card)
     out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
-                   gsd=sub.gsd, with_polygons=(task == "buildings"), **inst)
+                   gsd=sub.gsd, with_polygons=task in ("buildings", "roads"), **inst)
     if "edge" in heads and "edges" in sub.targets:
         from rsviz.metrics import boundary_f1
 
