@@ -120,8 +120,9 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         else:
             rel = relaxed_precision_recall(p, t, rho, valid=v)
             summary.update({f"relaxed_{k}": val for k, val in rel.items()})
-            graphs = road_graphs(np.where(v, road_prob, 0.0) if road_prob is not None else (p & v).astype(np.float32),
-                                 t & v, (road_graph or {}) if road_prob is not None else {})
+            if road_prob is None:  # graphs from the class map, extracted with the defaults
+                road_prob, road_graph = p.astype(np.float32), None
+            graphs = road_graphs(np.where(v, road_prob, 0.0), t & v, road_graph or {})
             summary.update(apls(*graphs))
             if with_polygons:
                 out["_graphs"] = graphs

@@ -339,9 +339,16 @@ def apls_from_masks(pred: np.ndarray, target: np.ndarray, *, spacing: float = 20
     Returns:
         See :func:`apls`.
     """
+    return apls(*_mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
+                buffer=buffer, max_nodes=max_nodes)
+
+
+def _mask_graphs(pred, target, spacing: float, min_spur: float, clean: bool, closing_px: int, bridge_px: float,
+                 bridge_angle: float) -> tuple[nx.Graph, nx.Graph]:
+    """``(g_gt, g_prop)`` of :func:`apls_from_masks` (arguments as there)."""
     p = clean_road_mask(pred, closing_px=closing_px) if clean else pred
     g_prop = bridge_gaps(graph_from_mask(p, spacing, min_spur=min_spur), bridge_px, max_angle=bridge_angle)
-    return apls(graph_from_mask(target, spacing, min_spur=min_spur), g_prop, buffer=buffer, max_nodes=max_nodes)
+    return graph_from_mask(target, spacing, min_spur=min_spur), g_prop
 
 
 def road_graphs(prob: np.ndarray, target: np.ndarray, params: dict) -> tuple[nx.Graph, nx.Graph]:
@@ -358,9 +365,8 @@ def road_graphs(prob: np.ndarray, target: np.ndarray, params: dict) -> tuple[nx.
     from rsviz.models.card import ROAD_GRAPH_DEFAULTS
 
     q = {**ROAD_GRAPH_DEFAULTS, **params}
-    p = clean_road_mask(np.asarray(prob) >= q["threshold"], closing_px=int(q["closing_px"]))
-    g_prop = bridge_gaps(graph_from_mask(p, min_spur=q["min_spur"]), q["bridge_px"], max_angle=q["bridge_angle"])
-    return graph_from_mask(target, min_spur=q["min_spur"]), g_prop
+    return _mask_graphs(np.asarray(prob) >= q["threshold"], target, 20.0, q["min_spur"], True, int(q["closing_px"]),
+                        q["bridge_px"], q["bridge_angle"])
 
 
 def graph_lines(g: nx.Graph) -> list[tuple[list[tuple[float, float]], bool]]:

@@ -107,15 +107,22 @@ def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE
                  for g in (0.0, 0.5)]
     best, best_f1 = grid[0], -1.0
     for g in grid:
-        tp = fp = fn = 0
-        for s, p in preds:
-            sc, _ = object_scores(instances_for(p.heads, g), s.targets["buildings"] > 0, s.targets.get("instances"),
-                                  s.valid)
-            tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
+        tp, fp, fn = object_counts(preds, g).sum(0)
         f1 = 2 * tp / max(2 * tp + fp + fn, 1)
         if f1 > best_f1:
             best, best_f1 = g, f1
     return best, best_f1
+
+
+def object_counts(preds, pp: dict) -> np.ndarray:
+    """``(N, 3)`` int object ``(tp, fp, fn)`` per image of ``preds`` (``(sample, prediction)`` pairs as
+    :func:`_predictions` yields them), instances by post-processing ``pp``, card protocol (:func:`object_scores`)."""
+    rows = []
+    for s, p in preds:
+        sc, _ = object_scores(instances_for(p.heads, pp), s.targets["buildings"] > 0, s.targets.get("instances"),
+                              s.valid)
+        rows.append((sc["tp"], sc["fp"], sc["fn"]))
+    return np.array(rows, np.int64).reshape(-1, 3)
 NOTE = ("building instances for object F1 come from the predicted footprint by the stated method (components, "
         "distance-transform watershed, or watershed seeded by footprint minus predicted edges; "
         "rsviz.metrics.split_instances), chosen by object F1 pooled over the Banepa and Kampala val splits")

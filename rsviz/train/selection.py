@@ -72,28 +72,19 @@ def p_better(bundled: Sequence, candidate: Sequence, statistic: Callable[[np.nda
 def building_val_counts(lm) -> np.ndarray:
     """``(N, 3)`` int per-image object ``(tp, fp, fn)`` of a building model on the val splits
     (:data:`rsviz.train.building_card.TUNE_SPLITS`), with its card's post-processing and TTA setting."""
-    from rsviz.metrics.objects import instances_for
     from rsviz.models.card import postprocess_of
-    from rsviz.train.building_card import TUNE_SPLITS, _predictions, object_scores
+    from rsviz.train.building_card import TUNE_SPLITS, _predictions, object_counts
 
-    pp, rows = postprocess_of(lm.card), []
-    for ds, split in TUNE_SPLITS:
-        for s, p in _predictions(lm, ds, split):
-            sc, _ = object_scores(instances_for(p.heads, pp), s.targets["buildings"] > 0, s.targets.get("instances"),
-                                  s.valid)
-            rows.append((sc["tp"], sc["fp"], sc["fn"]))
-    return np.array(rows, np.int64)
+    return object_counts([sp for ds, split in TUNE_SPLITS for sp in _predictions(lm, ds, split)], postprocess_of(lm.card))
 
 
 def road_val_apls(lm) -> np.ndarray:
     """``(N,)`` per-tile APLS (4 px buffer) of a road model on the ETH val tiles, with its card's
     graph extraction (``extra.road_graph``) and TTA setting."""
-    from rsviz.metrics.roads import road_graph_apls
     from rsviz.models.card import road_graph_of
-    from rsviz.train.semantic_card import _road_probs
+    from rsviz.train.semantic_card import _road_probs, tile_apls
 
-    g = road_graph_of(lm.card)
-    return np.array([road_graph_apls(prob, gt, g)["apls"] for _, prob, gt in _road_probs(lm, "val")], float)
+    return tile_apls(_road_probs(lm, "val"), road_graph_of(lm.card))[:, 0]
 
 
 def compare(bundled_dir, candidate_dir) -> dict:

@@ -11,8 +11,8 @@ Metrics (weights evaluated after the fp16 round trip, fp32 inference, card tile/
   is the mean IoU of the five labelled classes; per-class IoU / F1 and OA, kappa.
 * roads, ETH ``satImage_091``-``100``: road IoU / F1 from one pooled confusion matrix;
   relaxed precision / recall / F1 with ``rho = 3`` px (Mnih & Hinton 2010) and APLS between
-  mask skeleton graphs (Van Etten et al. 2018; nodes every 20 px; predicted mask cleaned and
-  spurs under 20 px pruned, :func:`rsviz.metrics.roads.apls_from_masks`) with a 4 px snapping
+  mask skeleton graphs (Van Etten et al. 2018; nodes every 20 px; the predicted graph extracted as
+  the card's ``extra.road_graph`` states, :func:`rsviz.metrics.roads.road_graphs`) with a 4 px snapping
   buffer, and with 8 px (about SpaceNet's 4 m at ~0.5 m GSD; the source states no GSD), both
   as means over the tiles.
 """
@@ -30,7 +30,6 @@ from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
-from rsviz.metrics.roads import road_graph_apls
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import ROAD_GRAPH_DEFAULTS, HeadSpec, InputSpec, ModelCard, road_graph_of
@@ -78,8 +77,20 @@ def _road_probs(lm: LoadedModel, split: str) -> list[tuple[np.ndarray, np.ndarra
             for s, p in _predict_all(lm, "eth-roads", split)]
 
 
-def _mean_apls(preds, graph: dict, buffer: float = 4.0) -> float:
-    return float(np.nanmean([road_graph_apls(prob, gt, graph, buffer=buffer)["apls"] for _, prob, gt in preds]))
+def tile_apls(preds, graph: dict, buffers: tuple[float, ...] = (4.0,)) -> np.ndarray:
+    """``(N, len(buffers))`` APLS per tile of ``preds`` (as :func:`_road_probs` returns them) with the road-graph
+    parameters ``graph``, at each snapping buffer in pixels (graphs are built once per tile)."""
+    from rsviz.metrics.roads import apls, road_graphs
+
+    out = []
+    for _, prob, gt in preds:
+        graphs = road_graphs(prob, gt, graph)
+        out.append([apls(*graphs, buffer=b)["apls"] for b in buffers])
+    return np.array(out, float).reshape(-1, len(buffers))
+
+
+def _mean_apls(preds, graph: dict) -> float:
+    return float(np.nanmean(tile_apls(preds, graph)))
 
 
 def choose_road_graph(lm: LoadedModel, split: str = "val") -> tuple[dict, float]:
@@ -120,11 +131,12 @@ def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8))
         rel.append(relaxed_precision_recall(pred, gt, 3.0))
     r = cm.compute()["per_class"][1]
+    ap = np.nanmean(tile_apls(preds, graph, (4.0, 8.0)), axis=0)
     return {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
             "relaxed_precision": float(np.nanmean([x["precision"] for x in rel])),
             "relaxed_recall": float(np.nanmean([x["recall"] for x in rel])),
             "relaxed_f1": float(np.nanmean([x["f1"] for x in rel])), "relaxed_rho_px": 3.0,
-            "apls": _mean_apls(preds, graph), "apls_buffer_px": 4.0, "apls_buffer_8px": _mean_apls(preds, graph, 8.0),
+            "apls": float(ap[0]), "apls_buffer_px": 4.0, "apls_buffer_8px": float(ap[1]),
             "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "images": len(preds)}
 
 
