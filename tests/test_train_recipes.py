@@ -231,3 +231,100 @@ def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch
     only_a, _ = bc.tune_postprocess(None, splits=(("banepa-buildings", "val"),))
     assert only_a["method"] == "distance"  # on split a alone the distance split wins ...
     assert pp["method"] == "components" and f1 > pooled(only_a) + 0.1  # ... but it cuts split b's sheds
+
+
+def test_weight_average_is_the_mean_of_due_snapshots_with_batchnorm_recomputed():
+    from rsviz.train.common import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
+    swa = WeightAverage(net, {"start": 2, "every": 2, "bn_batches": 3})
+    seen = []
+    for step, value in enumerate([5.0, 1.0, 9.0, 3.0, 7.0], start=1):
+        torch.nn.init.constant_(net[0].weight, value)
+        if swa.update(net, step):
+            seen.append(value)
+    assert seen == [1.0, 3.0] and swa.summary()["snapshots"] == 2  # steps 2 and 4 only
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 2, 5, 5) + 10.0 for _ in range(3)]
+    avg = swa.finish(batches, torch.device("cpu"))
+    assert torch.allclose(avg[0].weight, torch.full_like(avg[0].weight, 2.0))
+    assert not avg.training
+    # running statistics now describe the averaged weights on these batches, not the snapshots' (init 0 / 1)
+    with torch.no_grad():
+        feats = torch.cat([avg[0](b) for b in batches])
+    assert torch.allclose(avg[1].running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-4)
+    with pytest.raises(ValueError, match="bn_batches"):
+        WeightAverage(net, {"start": 2, "every": 0, "bn_batches": 1})
+    with pytest.raises(RuntimeError, match="start step 9"):
+        WeightAverage(net, {"start": 9, "every": 1, "bn_batches": 1}).finish(batches, torch.device("cpu"))
+
+
+@pytest.mark.realdata
+def test_building_recipe_with_weight_averaging_outputs_the_average(mirror, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rsviz.models.architectures import build_model
+    from rsviz.train.building import train
+
+    torch.manual_seed(1)
+    arch = {"arch": "mtl_unet", "encoder_name": "mobilenet_v2", "in_channels": 3,
+            "heads": {"seg": 1, "edge": 1, "recon": 3}, "decoder_channels": [128, 64, 32, 16, 16]}
+    init = build_model(arch).state_dict()
+    save_file({k: v.contiguous() for k, v in init.items()}, str(tmp_path / "init.safetensors"))
+    out = train(None, {"steps": 3, "val_every": 3, "crop": 64, "batch_size": 2, "threads": 2, "lr": 0.0,
+                       "init": str(tmp_path / "init.safetensors"), "swa": {"start": 1, "every": 1, "bn_batches": 2},
+                       "out": str(tmp_path / "run")})
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selected_by"] == "swa" and summary["swa"]["snapshots"] == 3 and summary["best_step"] == 3
+    got = load_file(str(out / "best.safetensors"))
+    w = "encoder.features.0.0.weight"
+    assert torch.equal(got[w], init[w])  # lr 0: every snapshot is the init, so is their mean
+    bn = "encoder.features.0.1.running_mean"
+    assert not torch.equal(got[bn], init[bn])  # batch-norm statistics recomputed on training crops
+
+
+def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatch, tmp_path):
+    """``settings_from``: the candidate is scored on val with the bundled card's settings, none chosen on val."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from safetensors.torch import save_file
+
+    import rsviz.train.building_card as bc
+    from rsviz.models.architectures import build_model
+    from rsviz.models.card import ModelCard
+
+    arch = {"arch": "mtl_unet", "encoder_name": "mobilenet_v2", "in_channels": 3, "heads": {"seg": 1},
+            "decoder_channels": [128, 64, 32, 16, 16]}
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file({k: v.contiguous() for k, v in build_model(arch).state_dict().items()}, str(run / "best.safetensors"))
+    (run / "config.json").write_text(json.dumps(arch))
+    recipe = {"name": "building-seg", "steps": 1, "encoder_name": "mobilenet_v2", "decoder_channels": [128, 64, 32, 16, 16]}
+    (run / "train_config.json").write_text(json.dumps(recipe))
+    (run / "summary.json").write_text(json.dumps({"best_val_iou": 0.5, "best_step": 1, "selected_by": "swa",
+                                                  "swa": {"snapshots": 4}}))
+    ref = bc._card("building-seg", {"seg": 1}, {}, recipe, {}, {"instance_postprocess": {"method": "distance",
+                                                                                      "min_distance": 40}}, tta=True)
+    (tmp_path / "ref").mkdir()
+    ref.save(tmp_path / "ref" / "card.json")
+    gt = np.zeros((20, 20), np.int32)
+    gt[2:8, 2:8] = 1
+    s = SimpleNamespace(targets={"buildings": (gt > 0).astype(np.uint8), "instances": gt}, valid=np.ones(gt.shape, bool))
+    calls = []
+
+    def predictions(lm, ds, split, tta=None, **kw):
+        calls.append(tta)
+        return [(s, SimpleNamespace(heads={"probs": (gt > 0)[None].astype(np.float32)}))]
+
+    monkeypatch.setattr(bc, "_predictions", predictions)
+    monkeypatch.setattr(bc, "tune_postprocess", lambda *a, **k: pytest.fail("post-processing chosen on val"))
+    monkeypatch.setattr(bc, "evaluate_building", lambda lm, split: {"object_f1": 1.0})
+    monkeypatch.setattr(bc, "cpu_speed", lambda net: 0.1)
+    d = bc.package(run, "building-seg", tmp_path / "out", choose_tta=True, settings_from=tmp_path / "ref")
+    card = ModelCard.load(d / "card.json")
+    assert card.input.tta is True and calls == [True] * len(bc.TUNE_SPLITS)
+    assert card.extra["instance_postprocess"]["method"] == "distance"
+    assert card.extra["instance_postprocess"]["min_distance"] == 40
+    assert card.extra["instance_postprocess_val_object_f1"] == 1.0
+    assert card.extra["weight_averaging"] == {"snapshots": 4} and "copied from" in card.extra["tta_note"]

@@ -30,6 +30,7 @@ from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
 from rsviz.train.building_card import object_scores
 from rsviz.train.common import (
     CurveLogger,
+    WeightAverage,
     augment,
     init_log_vars,
     load_init,
@@ -37,6 +38,7 @@ from rsviz.train.common import (
     optimise,
     save_weights,
     start_run,
+    swa_lr_lambda,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -64,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     # pooled Banepa val only)
     "select_by": "val_iou",
     "postprocess": None,
+    # stochastic weight averaging ({"start", "every", "bn_batches"}, rsviz.train.common.WeightAverage): the run's
+    # output is then the mean of the weights from step "start" on, under a constant learning rate after "warmup"
+    # steps, instead of the checkpoint chosen by "select_by" (which val then only plots)
+    "swa": None,
+    "warmup": 50,
 }
 SELECT = ("val_iou", "val_object_f1")
 
@@ -132,6 +139,19 @@ def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
     return row
 
 
+def _validated(row: dict[str, float], step: int, select: str, pp: dict | None) -> dict[str, Any]:
+    return {"best_val_iou": row["val_iou"], "best_step": step, "selected_by": select,
+            **({"best_val_object_f1": row["val_object_f1"]} if pp is not None else {})}
+
+
+def _save_checkpoint(out: Path, net, summary: dict[str, Any], weighting, tasks: list[str]) -> None:
+    """Write the run's output weights (``best.safetensors``) and ``summary.json`` with the task weighting."""
+    save_weights(net, out / "best.safetensors")
+    summary = {**summary, "task_weights": weighting.weights(),
+               "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
 def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
     """Train and write the best checkpoint, config and curves to ``cfg["out"]``.
 
@@ -155,7 +175,9 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     if carried:
         weighting.set_log_vars(carried)
     opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
+    swa = WeightAverage(net, cfg["swa"]) if cfg["swa"] else None
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_lambda(cfg["warmup"])) if swa is not None else
+             torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1))
     select = cfg["select_by"]
     if select not in SELECT:
         raise unknown_name("select_by", select, SELECT)
@@ -179,6 +201,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         if "recon" in o:
             losses["recon"] = F.l1_loss(o["recon"], x)
         optimise(opt, sched, weighting(losses) if len(losses) > 1 else losses["seg"], losses, run)
+        if swa is not None:
+            swa.update(net, step)
         if step % int(cfg["val_every"]) == 0 or step == int(cfg["steps"]):
             n = int(cfg["val_every"])
             row: dict[str, float] = {"step": step, **{f"loss_{k}": val / n for k, val in run.items()}}
@@ -188,15 +212,17 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             log.log(row)
             run = {}
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-            if row[select] > best:
+            if swa is None and row[select] > best:
                 best = row[select]
-                save_weights(net, out / "best.safetensors")
-                summary = {"best_val_iou": row["val_iou"], "best_step": step, "selected_by": select,
-                           **({"best_val_object_f1": best} if pp is not None else {}),
-                           "task_weights": weighting.weights(),
-                           "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
-                (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                _save_checkpoint(out, net, _validated(row, step, select, pp), weighting, tasks)
     log.plot()
+    if swa is not None:  # the run's output: the averaged weights, batch-norm statistics recomputed on train crops
+        bn = (_batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"])[0]
+              for _ in range(swa.bn_batches))
+        avg = swa.finish(bn, device)
+        row = _validate(avg, val_data, device, pp)  # reported only: nothing is chosen by it
+        _save_checkpoint(out, avg, {**_validated(row, int(cfg["steps"]), "swa", pp), "swa": swa.summary()},
+                         weighting, tasks)
     summary = json.loads((out / "summary.json").read_text())
     summary.update({"final_task_weights": weighting.weights(), "wall_s": time.time() - t0, "steps": cfg["steps"],
                     "precision": "bf16 autocast" if channels_last else "fp32",

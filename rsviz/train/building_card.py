@@ -30,6 +30,7 @@ from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, resolve_device
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
 from rsviz.train.common import training_stages, tta_note
+from rsviz.train.selection import pooled_f1
 
 SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
           "joplin-ood": ("joplin-buildings", "test")}
@@ -225,12 +226,19 @@ def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict,
 
 
 def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str = "cpu",
-            choose_tta: bool = False) -> Path:
+            choose_tta: bool = False, settings_from: Path | None = None) -> Path:
     """Evaluate a training run and write ``weights/<name>``.
 
     With ``choose_tta``, post-processing is tuned on the val splits (:data:`TUNE_SPLITS`) both without and with
     test-time augmentation (mean of the 8 flips / 90-degree rotations), and the card takes the setting
     with the higher val object F1 (``input.tta``); every test metric is then measured with it.
+
+    With ``settings_from`` (a model folder, e.g. the bundled ``weights/building-mtl``), the post-processing and
+    TTA setting are copied from that card instead of chosen on val, so that the val splits stay unused by the
+    candidate and :mod:`rsviz.train.selection` compares the two on equal terms (``choose_tta`` is then ignored).
+
+    Raises:
+        FileNotFoundError: If ``settings_from`` has no ``card.json``.
     """
     from safetensors.torch import load_file
 
@@ -245,9 +253,16 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     heads = cfg["heads"]
     card = _card(name, heads, summary, train_cfg, {}, {})
     lm = LoadedModel(name, card, net.to(dev).eval(), dev)
-    pp, val_f1 = tune_postprocess(lm, tta=False)
     tta, tta_choice = False, None
-    if choose_tta:
+    if settings_from is not None:
+        ref = ModelCard.load(Path(settings_from) / "card.json")
+        pp, tta = postprocess_of(ref), bool(ref.input.tta)
+        val_f1 = pooled_f1(object_counts([sp for ds, split in TUNE_SPLITS for sp in _predictions(lm, ds, split, tta=tta)],
+                                         pp))
+        tta_choice = {"copied_from": str(settings_from), "tta": tta}
+    else:
+        pp, val_f1 = tune_postprocess(lm, tta=False)
+    if choose_tta and settings_from is None:
         pp_tta, val_f1_tta = tune_postprocess(lm, tta=True)
         tta = val_f1_tta > val_f1
         tta_choice = {"val_object_f1_without_tta": val_f1, "val_object_f1_with_tta": val_f1_tta, "tta": tta}
@@ -259,15 +274,18 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     speed = cpu_speed(net)
     extra = {"best_val_iou": summary["best_val_iou"], "best_step": summary["best_step"],
              "checkpoint_selected_by": summary.get("selected_by", "val_iou"),
+             **({"weight_averaging": summary["swa"]} if "swa" in summary else {}),
              **({"best_val_object_f1": summary["best_val_object_f1"]} if "best_val_object_f1" in summary else {}),
              "training_wall_s": summary.get("wall_s"), "training_device": summary.get("device"),
              "cpu_seconds_per_512px_tile": round(speed, 3),
              "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
              "instance_postprocess": pp, "instance_postprocess_val_object_f1": val_f1,
-             "instance_postprocess_note": NOTE}
+             "instance_postprocess_note": NOTE if settings_from is None else
+             NOTE.split(", chosen by")[0] + f", copied from {settings_from} (not chosen on this model's val scores)"}
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
-        extra["tta_note"] = tta_note(tta, "with the post-processing by Banepa + Kampala val object F1")
+        extra["tta_note"] = tta_note(tta, f"with the post-processing: copied from {settings_from}" if settings_from
+                                     else "with the post-processing by Banepa + Kampala val object F1")
     if train_cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if len(heads) > 1:
@@ -309,10 +327,13 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=BUNDLED_DIR)
     p.add_argument("--choose-tta", action="store_true",
                    help="turn test-time augmentation on in a card where it raises the val object F1")
+    p.add_argument("--settings-from", type=Path,
+                   help="model folder whose card's post-processing and TTA setting are copied instead of chosen on "
+                        "val (e.g. weights/building-mtl), so that the candidate is compared on unused val splits")
     a = p.parse_args(argv)
     for run, name in ((a.baseline, "building-seg"), (a.mtl, "building-mtl")):
         if run is not None:
-            d = package(run, name, a.out, choose_tta=a.choose_tta)
+            d = package(run, name, a.out, choose_tta=a.choose_tta, settings_from=a.settings_from)
             print(name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
     print(json.dumps(add_comparison(a.out), indent=1))
 

@@ -259,3 +259,71 @@ def save_weights(net: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: t.detach().cpu().contiguous() for k, t in net.state_dict().items()}, str(path))
+
+
+#: Keys of a recipe's ``swa`` setting (stochastic weight averaging); None in a recipe turns it off.
+SWA_KEYS = ("start", "every", "bn_batches")
+
+
+class WeightAverage:
+    """Stochastic weight averaging of one training run (Izmailov et al., "Averaging Weights Leads to Wider
+    Optima and Better Generalization", UAI 2018).
+
+    From step ``start`` on, every ``every`` steps, the running mean of the network's parameters is updated
+    (:class:`torch.optim.swa_utils.AveragedModel`); the recipe keeps its learning rate constant meanwhile
+    (:func:`swa_lr_lambda`). :meth:`finish` then recomputes the batch-norm statistics of the averaged weights
+    on training batches (:func:`torch.optim.swa_utils.update_bn`), since averaged weights do not match any
+    snapshot's running statistics. The averaged network is the run's output, chosen without looking at val.
+
+    Args:
+        net: The network being trained (its weights are copied; it is not modified).
+        cfg: ``{"start": int >= 1, "every": int >= 1, "bn_batches": int >= 1}`` (:data:`SWA_KEYS`).
+
+    Raises:
+        ValueError: If a key is missing or unknown, or a value is below 1.
+    """
+
+    def __init__(self, net: torch.nn.Module, cfg: dict[str, Any]) -> None:
+        if set(cfg) != set(SWA_KEYS) or any(int(cfg[k]) < 1 for k in SWA_KEYS):
+            raise ValueError(f"swa needs exactly the keys {list(SWA_KEYS)}, each an integer >= 1; got {cfg}")
+        from torch.optim.swa_utils import AveragedModel
+
+        self.start, self.every, self.bn_batches = (int(cfg[k]) for k in SWA_KEYS)
+        self.model = AveragedModel(net)
+        self.steps: list[int] = []
+
+    def update(self, net: torch.nn.Module, step: int) -> bool:
+        """Add ``net``'s current weights to the mean when ``step`` is due; returns whether it was."""
+        if step < self.start or (step - self.start) % self.every:
+            return False
+        self.model.update_parameters(net)
+        self.steps.append(step)
+        return True
+
+    def finish(self, batches, device: torch.device) -> torch.nn.Module:
+        """Recompute batch-norm statistics on ``batches`` (an iterable of input tensors ``(B, C, H, W)``,
+        normalised as in training) and return the averaged network (in eval mode).
+
+        Raises:
+            RuntimeError: If no snapshot was averaged (the run ended before ``start``).
+        """
+        if not self.steps:
+            raise RuntimeError(f"no weights were averaged: the run ended before swa start step {self.start}")
+        from torch.optim.swa_utils import update_bn
+
+        net = self.model.module
+        with torch.no_grad():
+            update_bn((x.to(device) for x in batches), net)
+        return net.eval()
+
+    def summary(self) -> dict[str, Any]:
+        """``{"snapshots", "first_step", "last_step", "every"}`` for the run's ``summary.json``."""
+        return {"snapshots": len(self.steps), "first_step": self.steps[0] if self.steps else None,
+                "last_step": self.steps[-1] if self.steps else None, "every": self.every,
+                "bn_batches": self.bn_batches}
+
+
+def swa_lr_lambda(warmup: int):
+    """Learning-rate factor of a weight-averaged run: linear warm-up over ``warmup`` steps, then constant 1
+    (the constant schedule of Izmailov et al. 2018, for fine-tuning stages that start near a minimum)."""
+    return lambda s: min(1.0, (s + 1) / max(int(warmup), 1))

@@ -38,7 +38,17 @@ from rsviz.metrics.roads import road_graph_apls
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_loss
 from rsviz.models.pplinknet import poly_lr_lambda
-from rsviz.train.common import CurveLogger, augment, load_init, mixed_precision, optimise, save_weights, start_run
+from rsviz.train.common import (
+    CurveLogger,
+    WeightAverage,
+    augment,
+    load_init,
+    mixed_precision,
+    optimise,
+    save_weights,
+    start_run,
+    swa_lr_lambda,
+)
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -51,7 +61,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "classes": 5},
         "dataset": "dubai-landcover", "crop": 256, "scale_range": [0.5, 1.5], "batch_size": 8, "steps": 2000,
         "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "val_every": 250, "threads": 1,
-        "precision": "auto", "device": "auto", "init": None, "select_by": "val_miou",
+        "precision": "auto", "device": "auto", "init": None, "select_by": "val_miou", "swa": None,
         "out": "runs/landcover-deeplabv3plus"},
     "roads-pplinknet": {
         "name": "roads-pplinknet", "task": "roads", "seed": 0,
@@ -61,7 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "focal_alpha": 0.5, "cldice_weight": 0.0, "cldice_iterations": 10, "cldice_downsample": 2, "val_every": 250, "threads": 1,
         "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou",
         # val APLS graph extraction (keys of rsviz.models.card.ROAD_GRAPH_DEFAULTS; None: the defaults)
-        "road_graph": None, "out": "runs/roads-pplinknet"},
+        "road_graph": None, "swa": None, "out": "runs/roads-pplinknet"},
 }
 
 
@@ -176,7 +186,11 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps, warm = int(cfg["steps"]), int(cfg["warmup"])
     poly = poly_lr_lambda(steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s))
+    # "swa" ({"start", "every", "bn_batches"}): the run's output is the mean of the weights from step "start" on
+    # (rsviz.train.common.WeightAverage) under a constant learning rate after warm-up, not a val-chosen checkpoint
+    swa = WeightAverage(net, cfg["swa"]) if cfg.get("swa") else None
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, swa_lr_lambda(warm) if swa is not None else (lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s)))
     train_data, val_data = load_split(cfg["dataset"], "train"), load_split(cfg["dataset"], "val")
     key = cfg["select_by"]
     log, best, t0, run = CurveLogger(out), -1.0, time.time(), {}
@@ -187,6 +201,8 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
             o = net(x)["seg"]
         losses = _loss(o, y.to(device), cfg)
         optimise(opt, sched, sum(losses.values()), losses, run)
+        if swa is not None:
+            swa.update(net, step)
         if step % int(cfg["val_every"]) == 0 or step == steps:
             n = step - int(log.rows[-1]["step"]) if log.rows else step
             row = {"step": step, **{f"loss_{k}": v / n for k, v in run.items()}, "lr": sched.get_last_lr()[0],
@@ -194,11 +210,17 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
             run = {}
             log.log(row)
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-            if row[key] > best:
+            if swa is None and row[key] > best:
                 best = row[key]
                 save_weights(net, out / "best.safetensors")
                 (out / "summary.json").write_text(json.dumps({"best_step": step, f"best_{key}": best, **row}, indent=2))
     log.plot()
+    if swa is not None:  # batch-norm statistics of the averaged weights from training crops; val only reported
+        avg = swa.finish((_batch(train_data, rng, cfg)[0] for _ in range(swa.bn_batches)), device)
+        row = {"step": steps, **validate(avg, val_data, cfg, device, amp)}
+        save_weights(avg, out / "best.safetensors")
+        (out / "summary.json").write_text(json.dumps(
+            {"best_step": steps, f"best_{key}": row[key], **row, "selected_by": "swa", "swa": swa.summary()}, indent=2))
     s = json.loads((out / "summary.json").read_text())
     s.update({"wall_s": time.time() - t0, "steps": steps, "device": str(device),
               "precision": "bf16 autocast" if channels_last else "fp32"})

@@ -177,13 +177,21 @@ def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> Mod
         licence="research use only (training imagery is Google-derived and carries no licence)")
 
 
-def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False, choose_graph: bool = False) -> Path:
+def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False, choose_graph: bool = False,
+            settings_from: Path | None = None) -> Path:
     """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder.
 
     With ``choose_tta``, test-time augmentation is switched on in the card (``input.tta``) when it
     raises the val score (road APLS with the default graph extraction, or land-cover mIoU). With
     ``choose_graph`` (roads), the APLS graph extraction (``extra.road_graph``) is then chosen on the
     val tiles (:func:`choose_road_graph`). The test metrics use the chosen settings.
+
+    With ``settings_from`` (a model folder, e.g. the bundled ``weights/roads-pplinknet``), the TTA setting and
+    the road-graph extraction are copied from that card instead (``choose_tta`` and ``choose_graph`` are then
+    ignored), so the candidate's val tiles stay unused until :mod:`rsviz.train.selection` compares it.
+
+    Raises:
+        FileNotFoundError: If ``settings_from`` has no ``card.json``.
     """
     import shutil
 
@@ -198,9 +206,14 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
                              else (_roads_card, evaluate_roads, "eth-test"))
     as_stored(net, half=True, int8_min_numel=INT8_MIN_NUMEL).eval()  # evaluate the weights as shipped
     key = "miou" if cfg["task"] == "landcover" else "apls"
-    lm = LoadedModel(cfg["name"], make(cfg, {}, {}), net, torch.device("cpu"))
+    tta, tta_choice, copied = False, None, None
+    if settings_from is not None:
+        ref = ModelCard.load(Path(settings_from) / "card.json")
+        tta, choose_tta, choose_graph = bool(ref.input.tta), False, False
+        copied = {"road_graph": road_graph_of(ref)} if cfg["task"] == "roads" else {}
+        tta_choice = {"copied_from": str(settings_from), "tta": tta}
+    lm = LoadedModel(cfg["name"], make(cfg, {}, copied or {}, tta=tta), net, torch.device("cpu"))
     val = evaluate(lm, "val")
-    tta, tta_choice = False, None
     if choose_tta:
         lm_tta = LoadedModel(cfg["name"], make(cfg, {}, {}, tta=True), net, torch.device("cpu"))
         val_tta = evaluate(lm_tta, "val")
@@ -223,7 +236,12 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
                                 "(metrics above are measured on these stored weights)"}
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
-        extra["tta_note"] = tta_note(tta, "by the val score")
+        extra["tta_note"] = tta_note(tta, f"copied from {settings_from}" if settings_from else "by the val score")
+    if copied:
+        extra["road_graph"] = copied["road_graph"]
+        extra["road_graph_choice"] = {"copied_from": str(settings_from)}
+    if "swa" in summary:
+        extra["weight_averaging"] = summary["swa"]
     if graph_choice is not None:
         extra["road_graph"] = lm.card.extra["road_graph"]
         extra["road_graph_choice"] = graph_choice
@@ -263,12 +281,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="training run folders")
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
     p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
+    p.add_argument("--settings-from", type=Path,
+                   help="model folder whose card's TTA setting and road-graph extraction are copied instead of "
+                        "chosen on val (e.g. weights/roads-pplinknet)")
     p.add_argument("--out", type=Path, default=BUNDLED_DIR,
                    help="parent folder of the model folders written (default: the bundled weights/); write "
                         "candidates elsewhere and compare them with python -m rsviz.train.selection")
     a = p.parse_args(argv)
     for run in a.runs:
-        d = package(run, a.out, choose_tta=a.choose_tta, choose_graph=a.choose_graph)
+        d = package(run, a.out, choose_tta=a.choose_tta, choose_graph=a.choose_graph, settings_from=a.settings_from)
         print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
 
 
