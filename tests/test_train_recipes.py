@@ -328,3 +328,39 @@ def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatc
     assert card.extra["instance_postprocess"]["min_distance"] == 40
     assert card.extra["instance_postprocess_val_object_f1"] == 1.0
     assert card.extra["weight_averaging"] == {"snapshots": 4} and "copied from" in card.extra["tta_note"]
+
+
+def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    import rsviz.train.semantic_card as sc
+    from rsviz.models.architectures import build_model
+    from rsviz.models.card import ModelCard, road_graph_of
+    from rsviz.train.semantic import DEFAULTS
+
+    cfg = {**DEFAULTS["roads-pplinknet"], "out": str(tmp_path / "run")}
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file({k: v.contiguous() for k, v in build_model(cfg["arch"]).state_dict().items()},
+              str(run / "best.safetensors"))
+    (run / "config.json").write_text(json.dumps(cfg["arch"]))
+    (run / "train_config.json").write_text(json.dumps(cfg))
+    (run / "summary.json").write_text(json.dumps({"best_step": 5, "selected_by": "swa", "swa": {"snapshots": 2}}))
+    graph = {"threshold": 0.3, "closing_px": 3, "min_spur": 20.0, "bridge_px": 45.0, "bridge_angle": 30.0}
+    (tmp_path / "ref").mkdir()
+    sc._roads_card(cfg, {}, {"road_graph": graph}, tta=True).save(tmp_path / "ref" / "card.json")
+    seen = []
+
+    def evaluate(lm, split):
+        seen.append((split, lm.card.input.tta, road_graph_of(lm.card)))
+        return {"apls": 0.5, "apls_default_graph": 0.4}
+
+    monkeypatch.setattr(sc, "evaluate_roads", evaluate)
+    monkeypatch.setattr(sc, "choose_road_graph", lambda *a, **k: pytest.fail("graph chosen on val"))
+    monkeypatch.setattr(sc, "cpu_speed", lambda net: 0.1)
+    d = sc.package(run, tmp_path / "out", choose_tta=True, choose_graph=True, settings_from=tmp_path / "ref")
+    assert seen == [("val", True, graph), ("test", True, graph)]  # val scored once, with the copied settings
+    card = ModelCard.load(d / "card.json")
+    assert card.input.tta is True and road_graph_of(card) == graph
+    assert card.extra["weight_averaging"] == {"snapshots": 2}
+    assert card.extra["road_graph_choice"] == {"copied_from": str(tmp_path / "ref")}
