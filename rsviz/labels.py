@@ -156,6 +156,32 @@ def edges_from_mask(mask: np.ndarray, width: int = DEFAULT_EDGE_WIDTH) -> np.nda
     return b.astype(np.uint8)
 
 
+def contact_mask(instances: np.ndarray, width: int = 5) -> np.ndarray:
+    """Where two building instances meet: pixels with two different instance ids within a ``width`` window.
+
+    Marks shared walls and the narrow gaps between neighbouring footprints, the places where a footprint
+    mask merges two buildings into one. Training can weight its boundary loss there, after the
+    separation-border weighting of Ronneberger, Fischer & Brox (U-Net, MICCAI 2015).
+
+    Args:
+        instances: ``(H, W)`` int instance ids, 0 = background.
+        width: Window side in pixels, odd, >= 3.
+
+    Returns:
+        ``(H, W)`` bool.
+
+    Raises:
+        ValueError: If ``width`` is even or below 3.
+    """
+    if width < 3 or width % 2 == 0:
+        raise ValueError(f"contact window must be an odd number of pixels >= 3, got {width}")
+    inst = np.asarray(instances).astype(np.int32)
+    big = int(inst.max()) + 1  # stands for background in the minimum filter
+    hi = ndimage.maximum_filter(inst, size=width, mode="nearest")
+    lo = ndimage.minimum_filter(np.where(inst > 0, inst, big), size=width, mode="nearest")
+    return (lo != big) & (hi != lo)
+
+
 def colour_mask_to_ids(rgb: np.ndarray, colours: Sequence[tuple[int, int, int]], *, tolerance: int = 0) -> np.ndarray:
     """Map an RGB colour-coded mask to class ids.
 

@@ -48,3 +48,20 @@ def test_colour_mask_to_ids_nearest_colour():
 
 def test_threshold_mask():
     np.testing.assert_array_equal(threshold_mask(np.array([[0, 127, 128, 255]], np.uint8)), [[0, 0, 1, 1]])
+
+
+def test_contact_mask_marks_where_two_footprints_meet_only():
+    from rsviz.labels import contact_mask
+
+    inst = np.zeros((20, 30), np.int32)
+    inst[2:8, 2:8] = 1
+    inst[2:8, 8:14] = 2  # shares a wall with 1
+    inst[12:18, 2:8] = 3  # 4 px below 1: beyond a 5 px window
+    inst[2:8, 24:28] = 7  # alone
+    c = contact_mask(inst, 5)
+    assert c[4, 7] and c[4, 8]  # both sides of the shared wall
+    assert c[:, :6].sum() == 0 and c[:, 11:].sum() == 0  # outer walls, the far building, the lone one
+    assert c.sum() == 10 * 4  # rows 0-9 (2 px beyond the wall's ends), cols 6-9
+    assert contact_mask(inst, 11)[9, 4]  # an 11 px window reaches across the 4 px gap to 3
+    with pytest.raises(ValueError, match="odd"):
+        contact_mask(inst, 4)

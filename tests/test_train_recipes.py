@@ -180,7 +180,7 @@ def test_building_batches_pad_chips_smaller_than_the_crop():
     rng = np.random.default_rng(0)
     small = (np.full((3, 40, 50), 0.5, np.float32), np.ones((40, 50), np.uint8), np.zeros((40, 50), np.uint8),
              np.ones((40, 50), np.uint8), None)
-    x, y, e, v = _batch([small], rng, 64, 3, 0.0)
+    x, y, e, v, c = _batch([small], rng, 64, 3, 0.0)
     assert x.shape == (3, 3, 64, 64) and v.shape == (3, 1, 64, 64)
     assert v.sum(dim=(1, 2, 3)).tolist() == [2000.0] * 3  # only the chip's own 40 x 50 pixels count
     assert torch.equal(y * v, v)  # the padding carries no building
@@ -364,3 +364,19 @@ def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, 
     assert card.input.tta is True and road_graph_of(card) == graph
     assert card.extra["weight_averaging"] == {"snapshots": 2}
     assert card.extra["road_graph_choice"] == {"copied_from": str(tmp_path / "ref")}
+
+
+def test_building_batches_carry_the_contact_zone_for_the_edge_loss():
+    import numpy as np
+
+    from rsviz.labels import contact_mask
+    from rsviz.train.building import _batch
+
+    inst = np.zeros((64, 64), np.int32)
+    inst[10:30, 10:30], inst[10:30, 30:50] = 1, 2
+    chip = (np.full((3, 64, 64), 0.5, np.float32), (inst > 0).astype(np.uint8), np.zeros((64, 64), np.uint8),
+            np.ones((64, 64), np.uint8), inst)
+    *_, c = _batch([chip], np.random.default_rng(0), 64, 4, 0.0, contact_px=5)
+    assert [int(n) for n in c.sum(dim=(1, 2, 3))] == [int(contact_mask(inst, 5).sum())] * 4  # rotated, not cropped
+    *_, none = _batch([chip], np.random.default_rng(0), 64, 2, 0.0)
+    assert none.sum() == 0

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
 from rsviz.errors import unknown_name
+from rsviz.labels import contact_mask
 from rsviz.metrics.objects import instances_for
 from rsviz.models.architectures import build_model
 from rsviz.models.card import DEFAULT_POSTPROCESS
@@ -71,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     # steps, instead of the checkpoint chosen by "select_by" (which val then only plots)
     "swa": None,
     "warmup": 50,
+    # edge-loss weight added where two footprints meet (shared walls, narrow gaps; rsviz.labels.contact_mask
+    # with a "contact_px" window): 0 leaves the boundary loss unweighted
+    "contact_weight": 0.0,
+    "contact_px": 5,
 }
 SELECT = ("val_iou", "val_object_f1")
 
@@ -91,10 +96,12 @@ def _load_split(split: str, zoom: int) -> list[tuple]:
     return out
 
 
-def _batch(data, rng, crop, bs, colour):
-    xs, ys, es, vs = [], [], [], []
+def _batch(data, rng, crop, bs, colour, contact_px: int = 0):
+    """``(x, mask, edges, valid, contact)`` tensors ``(B, C, crop, crop)`` of random augmented crops;
+    ``contact`` (float 0/1, :func:`rsviz.labels.contact_mask`) is all zero unless ``contact_px`` > 0."""
+    xs, ys, es, vs, cs = [], [], [], [], []
     for _ in range(bs):
-        img, m, e, v, _ = data[int(rng.integers(len(data)))]
+        img, m, e, v, inst = data[int(rng.integers(len(data)))]
         h, w = m.shape
         ch, cw = min(crop, h), min(crop, w)
         r0, c0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
@@ -103,11 +110,12 @@ def _batch(data, rng, crop, bs, colour):
         # padding is marked invalid, so it adds nothing to any loss
         pad = ((0, crop - ch), (0, crop - cw))
         x0 = np.pad(img[(slice(None), *sl)], ((0, 0), *pad), mode="reflect" if ch > 1 and cw > 1 else "edge")
-        x, (m2, e2, v2) = augment(x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad)], rng, colour)
-        xs.append(x), ys.append(m2), es.append(e2), vs.append(v2)
+        c = contact_mask(inst[sl], contact_px) if contact_px and inst is not None else np.zeros((ch, cw), bool)
+        x, (m2, e2, v2, c2) = augment(x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad),
+                                           np.pad(c, pad)], rng, colour)
+        xs.append(x), ys.append(m2), es.append(e2), vs.append(v2), cs.append(c2)
     x = (np.stack(xs) - MEAN) / STD
-    return (torch.from_numpy(x), torch.from_numpy(np.stack(ys)[:, None].astype(np.float32)),
-            torch.from_numpy(np.stack(es)[:, None].astype(np.float32)), torch.from_numpy(np.stack(vs)[:, None].astype(np.float32)))
+    return (torch.from_numpy(x), *(torch.from_numpy(np.stack(a)[:, None].astype(np.float32)) for a in (ys, es, vs, cs)))
 
 
 @torch.no_grad()
@@ -189,7 +197,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)
     run: dict[str, float] = {}
     for step in range(1, int(cfg["steps"]) + 1):
-        x, y, e, v = (t.to(device) for t in _batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"]))
+        x, y, e, v, c = (t.to(device) for t in _batch(train_data, rng, cfg["crop"], cfg["batch_size"],
+                                                       cfg["colour_jitter"], int(cfg["contact_px"]) if cfg["contact_weight"] else 0))
         with amp():
             o = {k: v.float() for k, v in net(x.contiguous(memory_format=torch.channels_last) if channels_last else x).items()}
         losses = {}
@@ -197,7 +206,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             bce = (F.binary_cross_entropy_with_logits(o["seg"], y, reduction="none") * v).sum() / v.sum().clamp(min=1)
             losses["seg"] = bce + soft_dice_loss(o["seg"] * v - 20 * (1 - v), y * v)
         if "edge" in o:
-            losses["edge"] = (F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * v).sum() / v.sum().clamp(min=1)
+            w = v * (1 + float(cfg["contact_weight"]) * c)
+            losses["edge"] = (F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * w).sum() / v.sum().clamp(min=1)
         if "recon" in o:
             losses["recon"] = F.l1_loss(o["recon"], x)
         optimise(opt, sched, weighting(losses) if len(losses) > 1 else losses["seg"], losses, run)
