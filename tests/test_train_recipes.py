@@ -380,3 +380,18 @@ def test_building_batches_carry_the_contact_zone_for_the_edge_loss():
     assert [int(n) for n in c.sum(dim=(1, 2, 3))] == [int(contact_mask(inst, 5).sum())] * 4  # rotated, not cropped
     *_, none = _batch([chip], np.random.default_rng(0), 64, 2, 0.0)
     assert none.sum() == 0
+
+
+def test_road_batches_draw_the_configured_share_from_extra_data():
+    import numpy as np
+
+    from rsviz.train.semantic import DEFAULTS, _batch
+
+    eth = [(np.zeros((3, 32, 32), np.float32), np.zeros((32, 32), np.int64))]
+    dubai = [(np.ones((3, 32, 32), np.float32), np.ones((32, 32), np.int64))]
+    cfg = {**DEFAULTS["roads-pplinknet"], "crop": 16, "batch_size": 200, "colour_jitter": 0.0}
+    _, y = _batch(eth, np.random.default_rng(0), {**cfg, "dubai_road_share": 0.3}, dubai)
+    share = float(y.float().mean())
+    assert 0.2 < share < 0.4
+    _, y = _batch(eth, np.random.default_rng(0), cfg, dubai)  # share 0 by default: ETH only
+    assert int(y.sum()) == 0

@@ -71,7 +71,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "focal_alpha": 0.5, "cldice_weight": 0.0, "cldice_iterations": 10, "cldice_downsample": 2, "val_every": 250, "threads": 1,
         "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou",
         # val APLS graph extraction (keys of rsviz.models.card.ROAD_GRAPH_DEFAULTS; None: the defaults)
-        "road_graph": None, "swa": None, "out": "runs/roads-pplinknet"},
+        "road_graph": None, "swa": None,
+        # share of training crops drawn from the Dubai train split's road class (road 1, every other class 0)
+        "dubai_road_share": 0.0, "out": "runs/roads-pplinknet"},
 }
 
 
@@ -109,10 +111,23 @@ def _sample(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator, crop: in
     return x.copy(), y
 
 
-def _batch(data, rng, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+def dubai_roads(split: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
+    """The Dubai images of ``split`` as extra road training data: ``[(image (3, H, W) float32 in [0, 1],
+    target (H, W) int64: 1 road, 0 any other class including unlabelled)]``."""
+    from rsviz.datasets.landcover import DUBAI, DUBAI_CLASSES
+
+    road = next(c.id for c in DUBAI_CLASSES if c.name == "road")
+    return [(s.image[:3].astype(np.float32) / 255.0, (s.targets["classes"] == road).astype(np.int64))
+            for s in (ref.load() for ref in scenes(DUBAI, split))]
+
+
+def _batch(data, rng, cfg, extra=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented crops ``(B, 3, crop, crop)`` float32 (normalised) and targets ``(B, crop, crop)`` int64; each
+    crop comes from ``extra`` with probability ``cfg["dubai_road_share"]`` when ``extra`` is given."""
     xs, ys = [], []
     for _ in range(int(cfg["batch_size"])):
-        img, t = data[int(rng.integers(len(data)))]
+        pool = extra if extra and rng.random() < float(cfg.get("dubai_road_share", 0.0)) else data
+        img, t = pool[int(rng.integers(len(pool)))]
         x, y = _sample(img, t, rng, int(cfg["crop"]), cfg["scale_range"])
         x, (y,) = augment(x, [y], rng, float(cfg["colour_jitter"]))
         xs.append(x), ys.append(y)
@@ -192,10 +207,11 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, swa_lr_lambda(warm) if swa is not None else (lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s)))
     train_data, val_data = load_split(cfg["dataset"], "train"), load_split(cfg["dataset"], "val")
+    extra = dubai_roads("train") if cfg["task"] == "roads" and cfg.get("dubai_road_share", 0.0) > 0 else None
     key = cfg["select_by"]
     log, best, t0, run = CurveLogger(out), -1.0, time.time(), {}
     for step in range(1, steps + 1):
-        x, y = _batch(train_data, rng, cfg)
+        x, y = _batch(train_data, rng, cfg, extra)
         x = x.to(device, memory_format=torch.channels_last) if channels_last else x.to(device)
         with amp():
             o = net(x)["seg"]
