@@ -83,6 +83,13 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
 TUNE_SPLITS = (("banepa-buildings", "val"), ("kampala-buildings", "val"))
 
 
+def val_predictions(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS,
+                    tta: bool | None = None) -> list:
+    """``(sample, prediction)`` pairs of every image of ``splits`` (``(dataset, split)`` pairs, default
+    :data:`TUNE_SPLITS`), in split order; ``tta`` None follows the card's ``input.tta``."""
+    return [sp for ds, split in splits for sp in _predictions(lm, ds, split, tta=tta)]
+
+
 def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS,
                      tta: bool | None = None) -> tuple[dict, float]:
     """Choose instance post-processing on validation splits by pooled object F1 (never on test).
@@ -95,7 +102,7 @@ def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE
     {0, 100, 300} px dropped. ``splits`` are ``(dataset, split)`` pairs (default :data:`TUNE_SPLITS`);
     ``tta`` None follows the card's ``input.tta``. Returns ``(params, val_object_f1)``.
     """
-    preds = [sp for ds, split in splits for sp in _predictions(lm, ds, split, tta=tta)]
+    preds = val_predictions(lm, splits, tta)
     has_edge = "edge" in preds[0][1].heads
     base = dict(DEFAULT_POSTPROCESS)
     sizes = (0, 100, 300)
@@ -257,8 +264,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     if settings_from is not None:
         ref = ModelCard.load(Path(settings_from) / "card.json")
         pp, tta = postprocess_of(ref), bool(ref.input.tta)
-        val_f1 = pooled_f1(object_counts([sp for ds, split in TUNE_SPLITS for sp in _predictions(lm, ds, split, tta=tta)],
-                                         pp))
+        val_f1 = pooled_f1(object_counts(val_predictions(lm, tta=tta), pp))
         tta_choice = {"copied_from": str(settings_from), "tta": tta}
     else:
         pp, val_f1 = tune_postprocess(lm, tta=False)

@@ -317,7 +317,7 @@ class WeightAverage:
         return net.eval()
 
     def summary(self) -> dict[str, Any]:
-        """``{"snapshots", "first_step", "last_step", "every"}`` for the run's ``summary.json``."""
+        """``{"snapshots", "first_step", "last_step", "every", "bn_batches"}`` for the run's ``summary.json``."""
         return {"snapshots": len(self.steps), "first_step": self.steps[0] if self.steps else None,
                 "last_step": self.steps[-1] if self.steps else None, "every": self.every,
                 "bn_batches": self.bn_batches}

@@ -73,9 +73,9 @@ def building_val_counts(lm) -> np.ndarray:
     """``(N, 3)`` int per-image object ``(tp, fp, fn)`` of a building model on the val splits
     (:data:`rsviz.train.building_card.TUNE_SPLITS`), with its card's post-processing and TTA setting."""
     from rsviz.models.card import postprocess_of
-    from rsviz.train.building_card import TUNE_SPLITS, _predictions, object_counts
+    from rsviz.train.building_card import object_counts, val_predictions
 
-    return object_counts([sp for ds, split in TUNE_SPLITS for sp in _predictions(lm, ds, split)], postprocess_of(lm.card))
+    return object_counts(val_predictions(lm), postprocess_of(lm.card))
 
 
 def road_val_apls(lm) -> np.ndarray:
