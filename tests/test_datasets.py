@@ -110,3 +110,12 @@ def test_dubai_masks_of_every_tile_folder_map_to_known_classes(mirror):
             counts = np.bincount(s.targets["classes"].ravel(), minlength=6)
             assert (counts > 0).sum() >= 2, (tile, counts)
     assert len(seen) == 8
+
+
+@pytest.mark.parametrize("name", ["banepa-buildings", "kampala-buildings", "eth-roads"])
+def test_load_image_reads_the_pixels_without_the_labels(mirror, name):
+    ref = scenes(name, "val")[0]
+    full, image = ref.load(), ref.load_image()
+    assert full.targets and image.targets == {}
+    np.testing.assert_array_equal(image.image, full.image)
+    assert image.transform == full.transform and image.crs == full.crs

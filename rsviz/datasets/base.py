@@ -100,6 +100,9 @@ class SceneRef:
         path: Image path.
         loader: Callable returning the :class:`Sample`.
         task: ``buildings`` / ``landcover`` / ``roads`` / ``height`` / ``scene``.
+        image_loader: Callable returning the :class:`Sample` without reading its labels (``targets``
+            empty), e.g. for the imagery around a chip in context inference; None: :meth:`load_image`
+            falls back to :meth:`load` and drops the targets.
     """
 
     dataset: str
@@ -108,7 +111,16 @@ class SceneRef:
     path: Path
     loader: Callable[[], Sample] = field(compare=False, repr=False)
     task: str = "buildings"
+    image_loader: Callable[[], Sample] | None = field(default=None, compare=False, repr=False)
 
     def load(self) -> Sample:
         """Read the image and ground truth."""
         return self.loader()
+
+    def load_image(self) -> Sample:
+        """Read the image only: the :class:`Sample` has no ``targets``."""
+        if self.image_loader is not None:
+            return self.image_loader()
+        s = self.loader()
+        s.targets = {}
+        return s

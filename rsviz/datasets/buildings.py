@@ -102,7 +102,8 @@ def banepa_scenes() -> list[SceneRef]:
         p = root.parent / e.path
         x, y, _ = parse_oam_tile_name(p.stem)
         split = "predict" if "/predict/" in e.path else banepa_split(x, y)
-        out.append(SceneRef(BANEPA, p.stem, split, p, (lambda p=p, s=split: load_banepa(p, s))))
+        out.append(SceneRef(BANEPA, p.stem, split, p, (lambda p=p, s=split: load_banepa(p, s)),
+                            image_loader=lambda p=p: load_banepa(p, "predict")))
     return sorted(out, key=lambda s: s.id)
 
 
@@ -130,7 +131,8 @@ def kampala_scenes(zoom: int | None = 20) -> list[SceneRef]:
         if zoom is not None and z != zoom:
             continue
         split = "predict" if "/prediction/" in e.path else kampala_split(x, y, z)
-        out.append(SceneRef(KAMPALA, p.stem, split, p, (lambda p=p, s=split: load_kampala(p, s))))
+        out.append(SceneRef(KAMPALA, p.stem, split, p, (lambda p=p, s=split: load_kampala(p, s)),
+                            image_loader=lambda p=p: load_kampala(p, "predict")))
     return sorted(out, key=lambda s: s.id)
 
 

@@ -34,6 +34,9 @@ class InputSpec:
         overlap: Default tile overlap fraction in ``[0, 1)``.
         tta: Whether test-time augmentation is on by default (chosen on validation data; the card's
             metrics are measured with this setting).
+        context_px: Context margin the card's metrics are measured with, pixels: each evaluated image
+            that has georeferenced neighbours is predicted inside a mosaic with this much of their
+            imagery around it (:mod:`rsviz.inference.context`); 0 predicts each image alone.
     """
 
     bands: list[str]
@@ -45,6 +48,7 @@ class InputSpec:
     tile_size: int = 512
     overlap: float = 0.25
     tta: bool = False
+    context_px: int = 0
 
 
 @dataclass

@@ -62,19 +62,40 @@ def object_scores(instances: np.ndarray, gt_mask: np.ndarray, gt_instances: np.n
 
 
 def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, overlap: float = 0.25,
-                 tta: bool | None = None):
+                 tta: bool | None = None, context: int | None = None):
+    """Yield ``(sample, prediction)`` for every image of ``dataset``/``split``.
+
+    ``context`` None follows the card's ``input.context_px``: with a margin > 0 each image is predicted
+    inside a mosaic of that many pixels of the other scenes' imagery around it (all splits; their labels
+    are not read; :func:`rsviz.inference.context.predict_with_context`). Images without a CRS are
+    predicted alone.
+    """
     import warnings
 
     from rsviz.inference import predict
-    from rsviz.raster import RasterData
+    from rsviz.inference.context import predict_with_context
 
+    margin = lm.card.input.context_px if context is None else context
+    others = None
     for ref in scenes(dataset, split):
         s = ref.load()
+        r = _raster_of(s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            p = predict(lm, RasterData(s.image, s.transform, s.crs, s.valid), tile=tile, overlap=overlap,
-                        precision="fp32", tta=tta)
+            if margin > 0 and s.crs is not None:
+                if others is None:
+                    others = [(o.id, _raster_of(o.load_image())) for o in scenes(dataset)]
+                nbs = [o for oid, o in others if oid != s.id]
+                p = predict_with_context(lm, r, nbs, margin, tile=tile, overlap=overlap, precision="fp32", tta=tta)
+            else:
+                p = predict(lm, r, tile=tile, overlap=overlap, precision="fp32", tta=tta)
         yield s, p
+
+
+def _raster_of(s):
+    from rsviz.raster import RasterData
+
+    return RasterData(s.image, s.transform, s.crs, s.valid, s.band_names, s.scale)
 
 
 #: Validation splits that instance post-processing (and the TTA setting) is chosen on: every held-out
