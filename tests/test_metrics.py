@@ -226,6 +226,19 @@ def test_split_instances_separates_touching_buildings_along_edges():
     assert s1["tp"] == 0
 
 
+def test_size_filter_can_spare_instances_cut_by_the_image_edge():
+    from rsviz.metrics import split_instances
+
+    prob = np.zeros((30, 30), np.float32)
+    prob[10:14, 10:14] = 0.9  # a 16 px speck inside
+    prob[0:3, 20:25] = 0.9  # a 15 px piece of a roof cut by the top edge
+    prob[15:28, 5:25] = 0.9  # a building
+    dropped = split_instances(prob, method="components", min_instance_px=20)
+    assert len(np.unique(dropped[dropped > 0])) == 1
+    kept = split_instances(prob, method="components", min_instance_px=20, keep_edge_instances=True)
+    assert len(np.unique(kept[kept > 0])) == 2 and kept[0, 22] > 0 and kept[12, 12] == 0
+
+
 def test_weak_boundaries_merge_and_strong_ones_stay():
     from rsviz.metrics.objects import merge_weak_boundaries, split_instances
 

@@ -26,7 +26,8 @@ from shapely.strtree import STRtree
 
 def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, threshold: float = 0.5,
                     edge_threshold: float = 0.5, min_seed_px: int = 8, method: str = "auto",
-                    min_distance: int = 10, min_instance_px: int = 0, merge_below: float = 0.0) -> np.ndarray:
+                    min_distance: int = 10, min_instance_px: int = 0, merge_below: float = 0.0,
+                    keep_edge_instances: bool = False) -> np.ndarray:
     """Building instances from a footprint probability map.
 
     Methods:
@@ -54,6 +55,8 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
         merge_below: With ``edge_prob``, touching instances whose shared boundary has a mean edge
             probability below this are merged (:func:`merge_weak_boundaries`), which undoes splits
             along roof ridges and texture the edge head only half believes; 0 disables.
+        keep_edge_instances: Exempt instances that touch the image edge (first/last row or column)
+            from ``min_instance_px``: a building cut by a chip edge can be small inside the chip.
 
     Returns:
         ``(H, W)`` int32 instance ids (0 background); every footprint pixel belongs to an instance
@@ -100,6 +103,8 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
     if min_instance_px > 0 and inst.any():
         small = np.bincount(inst.ravel()) < min_instance_px
         small[0] = False
+        if keep_edge_instances:
+            small[np.concatenate([inst[0], inst[-1], inst[:, 0], inst[:, -1]])] = False
         inst[small[inst]] = 0
     return inst
 
@@ -145,10 +150,10 @@ def merge_weak_boundaries(instances: np.ndarray, edge_prob: np.ndarray, threshol
 def instances_for(heads: dict, pp: dict) -> np.ndarray:
     """Building instances of a prediction's heads (``probs``, optional ``edge``) with post-processing
     parameters ``pp`` (keys of :func:`split_instances`: method, threshold, edge_threshold,
-    min_seed_px, min_distance, min_instance_px, merge_below), as stated in a model card."""
+    min_seed_px, min_distance, min_instance_px, merge_below, keep_edge_instances), as stated in a model card."""
     return split_instances(heads["probs"][0], heads.get("edge"), pp["threshold"], pp["edge_threshold"],
                            pp["min_seed_px"], pp["method"], pp["min_distance"], int(pp.get("min_instance_px", 0)),
-                           float(pp.get("merge_below", 0.0)))
+                           float(pp.get("merge_below", 0.0)), bool(pp.get("keep_edge_instances", False)))
 
 
 def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,

@@ -138,7 +138,7 @@ class ModelCard:
 
 #: Building-instance post-processing used when a card states none (see rsviz.metrics.objects.split_instances).
 DEFAULT_POSTPROCESS = {"method": "auto", "threshold": 0.5, "edge_threshold": 0.5, "min_seed_px": 8, "min_distance": 10,
-                      "min_instance_px": 0, "merge_below": 0.0}
+                      "min_instance_px": 0, "merge_below": 0.0, "keep_edge_instances": False}
 
 
 def postprocess_of(card: ModelCard) -> dict:
