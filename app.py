@@ -1,16 +1,20 @@
-"""rsviz dashboard entry point: ``streamlit run app.py``."""
+"""rsviz dashboard entry point: ``streamlit run app.py``.
+
+Icons are Material Symbols, whose font Streamlit serves itself, so they render offline and on machines
+without an emoji font.
+"""
 
 import streamlit as st
 
-st.set_page_config(page_title="rsviz", page_icon="🛰️", layout="wide")
+st.set_page_config(page_title="rsviz", page_icon=":material/satellite_alt:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/map.py", title="Map", icon="🗺️"),
-    st.Page("pages/run.py", title="Run", icon="▶️"),
-    st.Page("pages/compare.py", title="Compare", icon="🔍"),
-    st.Page("pages/metrics.py", title="Metrics", icon="📊"),
-    st.Page("pages/scene_classification.py", title="Scene classification", icon="🛰️"),
-    st.Page("pages/export.py", title="Export", icon="💾"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/map.py", title="Map", icon=":material/map:"),
+    st.Page("pages/run.py", title="Run", icon=":material/play_arrow:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/bar_chart:"),
+    st.Page("pages/scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 st.navigation(pages).run()

@@ -40,6 +40,10 @@ def test_landing_map_renders_offline_with_overlay(browser, mirror):
         box = overlay.bounding_box()
         assert box and box["width"] > 100 and box["height"] > 100
         assert frame.evaluate("typeof L !== 'undefined' && typeof L.Control.Draw !== 'undefined'")
+        # navigation icons come from Streamlit's own Material Symbols font, not an emoji font the machine may lack
+        icons = page.locator('[data-testid="stSidebarNav"] [data-testid="stIconMaterial"]')
+        assert icons.count() == 7
+        assert page.evaluate("""document.fonts.check("24px 'Material Symbols Rounded'")""")
         page.screenshot(path=str(ART / "landing.png"), full_page=True)
         # nothing the map needs came from the internet
         assert not [u for u in blocked if "leaflet" in u or "jquery" in u], blocked

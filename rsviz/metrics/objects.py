@@ -75,8 +75,8 @@ def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, thres
     if method == "auto":
         method = "edge" if edge_prob is not None else "components"
     if method == "components":
-        return label(fg, connectivity=1).astype(np.int32)
-    if method == "edge":
+        inst = label(fg, connectivity=1)
+    elif method == "edge":
         if edge_prob is None:
             raise ValueError("method 'edge' needs an edge probability map")
         seeds = fg & (np.asarray(edge_prob) < edge_threshold)
