@@ -201,3 +201,68 @@ def _fmt(v):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return f"{v:.6f}" if isinstance(v, float) else v
+
+
+#: Display names and one-line definitions of the summary keys (field-standard abbreviations).
+_METRIC_NAMES: dict[str, tuple[str, str]] = {
+    "iou": ("IoU", "Intersection over union of the positive class, pixels in the extent"),
+    "miou": ("mIoU", "Mean IoU over the classes present (ignore class excluded)"),
+    "f1": ("F1", "Pixel F1 (Dice) of the positive class"),
+    "mean_f1": ("mean F1", "Mean per-class pixel F1"),
+    "overall_accuracy": ("OA", "Overall accuracy: share of evaluated pixels classified correctly"),
+    "kappa": ("kappa", "Cohen's kappa: agreement beyond chance, from the confusion matrix"),
+    "boundary_f1": ("boundary F1", "BF score (Csurka et al. 2013): boundary pixels matched within the tolerance"),
+    "object_f1": ("object F1", "Instances matched one-to-one at IoU >= the threshold; F1 of TP / FP / FN"),
+    "relaxed_f1": ("relaxed F1", "Road pixels matched within rho pixels (Mnih & Hinton 2010)"),
+    "apls": ("APLS", "Average Path Length Similarity of the road graphs (Van Etten et al. 2018)"),
+    "rmse": ("RMSE", "Root-mean-square height error, in the height units"),
+    "mae": ("MAE", "Mean absolute height error, in the height units"),
+    "bias": ("bias", "Mean of prediction minus ground truth, in the height units"),
+}
+
+
+def metric_label(key: str, summary: dict | None = None) -> tuple[str, str]:
+    """Display name and definition of a summary key of :func:`evaluate`.
+
+    Args:
+        key: Summary key, e.g. ``"iou"``, ``"object_f1"``, ``"apls"``.
+        summary: The summary it belongs to; adds its parameters (boundary tolerance, object IoU
+            threshold, relaxed slack) to the name.
+
+    Returns:
+        ``(name, definition)``; unknown keys give the key with spaces and an empty definition.
+    """
+    name, help_ = _METRIC_NAMES.get(key, (key.replace("_", " "), ""))
+    s = summary or {}
+    if key == "boundary_f1" and "boundary_tolerance_px" in s:
+        name += f" ({s['boundary_tolerance_px']:g} px)"
+    elif key == "object_f1" and "object_iou_threshold" in s:
+        name += f" @ IoU {s['object_iou_threshold']:g}"
+    elif key == "relaxed_f1" and "relaxed_rho_px" in s:
+        name += f" (ρ {s['relaxed_rho_px']:g} px)"
+    return name, help_
+
+
+def per_class_rows(result: dict) -> list[dict]:
+    """Per-class table of an :func:`evaluate` result, one dict per class.
+
+    Keys: ``class``, ``IoU``, ``precision``, ``recall``, ``F1``, ``boundary F1`` (only when some class
+    has it; for binary tasks the positive class takes the summary's boundary F1), ``support`` (pixels).
+
+    Raises:
+        ValueError: The result has no pixel metrics (height task).
+    """
+    if not result.get("pixel"):
+        raise ValueError(f"a {result.get('task', 'height')} result has no per-class pixel metrics")
+    per = result["pixel"]["per_class"]
+    bf = [c.get("boundary_f1") for c in per]
+    if result.get("task") in ("buildings", "roads") and len(per) == 2 and all(b is None for b in bf):
+        bf = [None, result["summary"].get("boundary_f1")]
+    rows = []
+    for c, b in zip(per, bf):
+        row = {"class": c["name"], "IoU": c["iou"], "precision": c["precision"], "recall": c["recall"], "F1": c["f1"]}
+        if any(x is not None for x in bf):
+            row["boundary F1"] = b
+        row["support"] = c["support"]
+        rows.append(row)
+    return rows

@@ -62,7 +62,7 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         at.switch_page("pages/metrics.py").run()
         assert not at.exception, at.exception
         shown = {m.label: m.value for m in at.metric}
-        assert "iou" in shown and "object f1" in shown
+        assert "IoU" in shown and "OA" in shown and "object F1 @ IoU 0.5" in shown
         # the IoU shown equals the library's own computation for that extent
         from rsviz.datasets import scenes
         from rsviz.inference import predict
@@ -76,7 +76,7 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         p = predict(load_model("toy-pointwise", "cpu"), RasterData(sub.image, sub.transform, sub.crs, sub.valid), tile=256,
                     overlap=0.25)
         iou = binary_metrics(p.heads["classes"] == 1, sub.targets["buildings"], sub.valid)["iou"]
-        assert shown["iou"] == f"{iou:.3f}"
+        assert shown["IoU"] == f"{iou:.3f}"
         at.switch_page("pages/export.py").run()
         assert not at.exception, at.exception
         labels = [d.label for d in at.get("download_button")]
@@ -142,6 +142,6 @@ def test_road_metrics_show_the_apls_graphs(mirror):
         assert not at.error, [e.value for e in at.error]
         at.switch_page("pages/metrics.py").run()
         assert not at.exception, at.exception
-        assert "apls" in {m.label for m in at.metric}
+        assert {"APLS", "relaxed F1 (ρ 3 px)"} <= {m.label for m in at.metric}
         assert any("APLS road graphs" in h.value for h in at.subheader)
         assert len(at.image) == 3  # two confusion matrices and the graph figure (st.pyplot renders images)

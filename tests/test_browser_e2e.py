@@ -53,7 +53,8 @@ def _select(page, label, option_text):
 
 
 def _metric_value(page, label):
-    m = page.locator('[data-testid="stMetric"]', has_text=label).first
+    m = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$"))).first
     m.wait_for(timeout=120_000)
     return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
@@ -75,7 +76,7 @@ def _rerun_cached(page, timings, key):
     page.get_by_role("button", name="Run", exact=True).click()
     page.wait_for_function("() => document.body.innerText.includes('cached result')", timeout=60_000)
     _nav(page, "Metrics")
-    _metric_value(page, "iou")
+    _metric_value(page, "IoU")
     timings[key] = round(time.perf_counter() - t0, 2)
 
 
@@ -114,7 +115,7 @@ def _draw_and_run(page, timings, tag, lo=0.2, hi=0.8):
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= 4", timeout=60_000)
     _shot(page, f"{tag}-4-compare")
     _nav(page, "Metrics")
-    iou = _metric_value(page, "iou")
+    iou = _metric_value(page, "IoU")
     timings[tag] = round(time.perf_counter() - t_up, 2)
     _shot(page, f"{tag}-5-metrics")
     return win, iou

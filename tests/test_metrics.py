@@ -348,3 +348,33 @@ def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
     assert "_graphs" not in json.dumps(to_eval_json(res))
     fig = road_graph_figure(np.zeros((60, 200, 3), np.uint8), g_gt, g_prop)
     assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 4
+
+
+def test_metric_labels_use_the_field_terms_and_state_their_parameters():
+    from rsviz.evaluation import evaluate, metric_label
+
+    gt = np.zeros((32, 32), np.uint8)
+    gt[8:24, 8:24] = 1
+    s = evaluate(gt, gt, "buildings")["summary"]
+    assert metric_label("iou", s)[0] == "IoU" and metric_label("overall_accuracy", s)[0] == "OA"
+    assert metric_label("object_f1", s)[0] == "object F1 @ IoU 0.5"
+    assert metric_label("boundary_f1", s)[0] == "boundary F1 (2 px)"
+    assert metric_label("boundary_f1")[0] == "boundary F1"  # no summary: no parameters
+    assert metric_label("iou")[1] and metric_label("no_such_key") == ("no such key", "")
+
+
+def test_per_class_rows_carry_the_binary_boundary_f1_on_the_positive_class():
+    from rsviz.evaluation import evaluate, per_class_rows
+
+    gt = np.zeros((32, 32), np.uint8)
+    gt[8:24, 8:24] = 1
+    pred = np.roll(gt, 3, axis=1)
+    res = evaluate(pred, gt, "buildings")
+    rows = per_class_rows(res)
+    assert [r["class"] for r in rows] == ["background", "buildings"]
+    assert rows[0]["boundary F1"] is None and rows[1]["boundary F1"] == res["summary"]["boundary_f1"]
+    assert rows[1]["support"] == 256
+    seg = evaluate(np.array([[0, 1], [2, 2]], np.uint8), np.array([[0, 1], [2, 1]], np.uint8), "segmentation")
+    assert all("boundary F1" in r for r in per_class_rows(seg))
+    with pytest.raises(ValueError, match="per-class"):
+        per_class_rows(evaluate(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), "height"))

@@ -287,6 +287,7 @@ def render_compare() -> None:
 
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
+    from rsviz.evaluation import metric_label, per_class_rows
     from rsviz.ui.panels import confusion_figure
 
     st.title("Metrics")
@@ -305,13 +306,15 @@ def render_metrics(st_folium) -> None:
                                 "relaxed_f1", "apls", "rmse", "mae", "bias") if k in s]
     cols = st.columns(min(len(main), 6) or 1)
     for i, (k, v) in enumerate(main):
-        cols[i % len(cols)].metric(k.replace("_", " "), fmt(v))
+        label, help_ = metric_label(k, s)
+        cols[i % len(cols)].metric(label, fmt(v), help=help_ or None)
     st.session_state["rsviz.last_metrics"] = {"model": r.model, "summary": s}
     if res.get("pixel"):
         st.subheader("Per class")
-        st.dataframe([{"class": c["name"], "IoU": c["iou"], "precision": c["precision"], "recall": c["recall"],
-                       "F1": c["f1"], "boundary F1": c.get("boundary_f1"), "support": c["support"]}
-                      for c in res["pixel"]["per_class"]], hide_index=True, width="stretch")
+        rows = per_class_rows(res)
+        num = st.column_config.NumberColumn(format="%.3f")
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={k: num for k in ("IoU", "precision", "recall", "F1", "boundary F1")})
         cm = np.array(res["pixel"]["confusion_matrix"])
         ids = [c["id"] for c in res["pixel"]["per_class"]]
         nm = [c["name"] for c in res["pixel"]["per_class"]]
