@@ -25,12 +25,30 @@ def write_prediction_cog(pred: Prediction, card, path: str | Path) -> Path:
     return Path(path)
 
 
-def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.0) -> dict:
-    """Polygons of the predicted classes as a GeoJSON FeatureCollection in EPSG:4326.
+#: Equal-area CRS used for ``area_m2`` of the GeoJSON export (WGS 84 / NSIDC EASE-Grid 2.0 Global).
+AREA_CRS = "EPSG:6933"
 
-    Binary models give one polygon per connected positive component; multiclass models
-    one per connected region of each class. Each feature carries ``class_id``, ``class``
-    and ``area_m2`` (in the prediction CRS units squared when projected).
+
+def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.0) -> dict:
+    """Polygons of a prediction as a GeoJSON FeatureCollection in EPSG:4326 (RFC 7946).
+
+    * Building models (``card.task == "buildings"``): one polygon per building *instance*, split by the
+      card's instance post-processing (``extra.instance_postprocess``, the method its object F1 was
+      measured with; :func:`rsviz.metrics.objects.instances_for`), so touching buildings are separate
+      features. Each carries ``instance_id``.
+    * Other binary models: one polygon per 4-connected positive component.
+    * Multiclass models: one polygon per 4-connected region of each class.
+
+    Every feature carries ``class_id``, ``class`` and ``area_m2``: the area on the ground in square
+    metres, computed in the equal-area :data:`AREA_CRS` whatever the raster CRS (geographic included).
+
+    Args:
+        pred: A georeferenced prediction (``heads["classes"]``: ``(H, W)`` uint8, 255 = nodata).
+        card: Its model card.
+        min_area_px: Polygons smaller than this many pixels are left out.
+
+    Returns:
+        GeoJSON ``dict``.
 
     Raises:
         CRSError: The prediction has no CRS.
@@ -44,15 +62,30 @@ def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.
     cls = pred.heads["classes"]
     names = {c.id: c.name for c in card.classes}
     binary = card.heads["seg"].kind == "binary"
-    mask = (cls == 1) if binary else (cls != 255)
     t = pred.transform
     px_area = abs(t.a * t.e)
+    if binary and card.task == "buildings" and "probs" in pred.heads:
+        from rsviz.metrics.objects import instances_for
+        from rsviz.models.card import postprocess_of
+
+        labels = np.where(pred.valid, instances_for(pred.heads, postprocess_of(card)), 0).astype(np.int32)
+        source, mask, per_instance = labels, labels > 0, True
+    else:
+        source, mask, per_instance = cls.astype(np.uint8), (cls == 1) if binary else (cls != 255), False
+    parts: dict[int, list] = {}
+    for geom, val in shapes(source, mask=mask, transform=t, connectivity=4):
+        parts.setdefault(int(val), []).append(shapely.geometry.shape(geom))
     feats = []
-    for geom, val in shapes(cls.astype(np.uint8), mask=mask, transform=t, connectivity=4):
-        g = shapely.geometry.shape(geom)
-        if g.area / px_area < min_area_px:
-            continue
-        feats.append({"type": "Feature", "geometry": transform_geom(pred.crs, "EPSG:4326", geom),
-                      "properties": {"class_id": int(val), "class": names.get(int(val), str(int(val))),
-                                     "area_m2": round(g.area, 3) if pred.crs.is_projected else None}})
+    for val, ps in parts.items():
+        for g in ([shapely.union_all(ps)] if per_instance else ps):
+            if g.area / px_area < min_area_px:
+                continue
+            geom = shapely.geometry.mapping(g)
+            area = shapely.geometry.shape(transform_geom(pred.crs, AREA_CRS, geom)).area
+            cid = 1 if per_instance else val
+            props = {"class_id": cid, "class": names.get(cid, str(cid)), "area_m2": round(float(area), 3)}
+            if per_instance:
+                props = {"instance_id": val, **props}
+            feats.append({"type": "Feature", "geometry": transform_geom(pred.crs, "EPSG:4326", geom),
+                          "properties": props})
     return {"type": "FeatureCollection", "features": feats}

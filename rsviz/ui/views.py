@@ -395,18 +395,29 @@ def render_export() -> None:
     scene, ext, r, card = chosen
     pred = r.prediction
     stem = f"{scene.sample.id}-{r.model}"
+    st.caption(f"Everything below covers the {int(ext.window.width)} × {int(ext.window.height)} px extent of "
+               f"**{scene.name}** predicted by **{r.model}**.")
+    icon = ":material/download:"
     if scene.georeferenced:
         with tempfile.TemporaryDirectory() as d:
             from rsviz.inference.export import write_prediction_cog
 
             p = write_prediction_cog(pred, card, Path(d) / f"{stem}.tif")
             st.download_button("Prediction (COG, class ids in band 1)", p.read_bytes(), f"{stem}.tif", "image/tiff",
-                               key="dl-cog")
+                               key="dl-cog", icon=icon,
+                               help="Cloud-optimised uint8 GeoTIFF on the scene's grid and CRS: class ids in band 1 (255 = "
+                                    "nodata), then probabilities, entropy, edges and reconstruction x 255 as the "
+                                    "model has them (band descriptions name each)")
         from rsviz.inference.export import prediction_polygons_geojson
 
-        st.download_button("Predicted polygons (GeoJSON, EPSG:4326)",
+        buildings = card.task == "buildings" and card.heads["seg"].kind == "binary"
+        st.download_button("Building footprints (GeoJSON, one polygon per building, EPSG:4326)" if buildings
+                           else "Predicted polygons (GeoJSON, EPSG:4326)",
                            json.dumps(prediction_polygons_geojson(pred, card)), f"{stem}.geojson",
-                           "application/geo+json", key="dl-geojson")
+                           "application/geo+json", key="dl-geojson", icon=icon,
+                           help="Touching buildings are split by the model card's instance post-processing; every "
+                                "feature has its ground area in m²" if buildings
+                           else "One polygon per connected region of each class, with its ground area in m²")
     else:
         st.info("The scene is not georeferenced: the COG and GeoJSON exports need a CRS.")
     res = _cached_eval(scene, r, card)
@@ -414,8 +425,10 @@ def render_export() -> None:
     if res is not None:
         st.download_button("eval.json", json.dumps(to_eval_json(res, meta={"model": r.model, "scene": scene.name,
                                                                                "extent": ext.key()}), indent=2),
-                           "eval.json", "application/json", key="dl-evaljson")
-        st.download_button("metrics CSV", eval_csv(res), f"{stem}-metrics.csv", "text/csv", key="dl-csv")
+                           "eval.json", "application/json", key="dl-evaljson", icon=icon,
+                           help="Every figure of the Metrics page with the confusion matrix, machine-readable")
+        st.download_button("Metrics CSV (per class)", eval_csv(res), f"{stem}-metrics.csv", "text/csv", key="dl-csv",
+                           icon=icon)
         if res.get("pixel"):
             ids = [c["id"] for c in res["pixel"]["per_class"]]
             cm = np.array(res["pixel"]["confusion_matrix"])[np.ix_(ids, ids)]
@@ -428,7 +441,9 @@ def render_export() -> None:
     html = html_report(title=f"rsviz QA report — {r.model}", scene_name=scene.name, extent_geojson=extent_feature(ext.bounds),
                        panels=panels_for(sub, pred.heads, card, task), metrics=res, figures=figs, card=card.to_dict(),
                        options=pred.options, attribution=attribution)
-    st.download_button("HTML report (one file)", html, f"{stem}-report.html", "text/html", key="dl-html")
+    st.download_button("HTML report (one file)", html, f"{stem}-report.html", "text/html", key="dl-html", icon=icon,
+                       help="Panels, metrics, confusion matrix, model card and run options in one self-contained page "
+                            "for stakeholders")
 
 
 # --------------------------------------------------------------------------- Scene classification
