@@ -32,9 +32,12 @@ from rsviz.metrics import (
     object_f1,
     relaxed_precision_recall,
 )
-from rsviz.metrics.roads import road_graphs
+from rsviz.metrics.roads import SPACENET_BUFFER_M, road_graphs, spacenet_buffer_px
 
 TASKS = ("segmentation", "buildings", "roads", "height")
+
+#: APLS snapping buffer, pixels, for images without a GSD (4 m at 1 m/px).
+APLS_BUFFER_PX_NO_GSD = 4.0
 
 
 def _clean(x):
@@ -64,7 +67,8 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
         classes: Class legend (ids and names); binary tasks default to background / positive.
         valid: ``(H, W)`` bool evaluated pixels (nodata excluded); pred == 255 is also excluded.
         ignore_index: Ground-truth id not evaluated.
-        gsd: Metres per pixel, reported with the boundary tolerance.
+        gsd: Metres per pixel: reported with the boundary tolerance, and the APLS snapping buffer is
+            the SpaceNet definition's 4 m in pixels of it (without a GSD: :data:`APLS_BUFFER_PX_NO_GSD`).
         boundary_tolerance_px: BF-score tolerance, pixels.
         iou_threshold: Object matching IoU (buildings).
         min_area_px: Minimum object area in pixels (buildings).
@@ -123,7 +127,11 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[C
             if road_prob is None:  # graphs from the class map, extracted with the defaults
                 road_prob, road_graph = p.astype(np.float32), None
             graphs = road_graphs(np.where(v, road_prob, 0.0), t & v, road_graph or {})
-            summary.update(apls(*graphs))
+            buffer = spacenet_buffer_px(gsd) if gsd else APLS_BUFFER_PX_NO_GSD
+            summary.update(apls(*graphs, buffer=buffer))
+            summary["apls_buffer_px"] = buffer
+            if gsd:
+                summary["apls_buffer_m"] = SPACENET_BUFFER_M
             if with_polygons:
                 out["_graphs"] = graphs
         return out
@@ -238,6 +246,10 @@ def metric_label(key: str, summary: dict | None = None) -> tuple[str, str]:
         name += f" ({s['boundary_tolerance_px']:g} px)"
     elif key == "object_f1" and "object_iou_threshold" in s:
         name += f" @ IoU {s['object_iou_threshold']:g}"
+    elif key == "apls" and "apls_buffer_m" in s:
+        name += f" ({s['apls_buffer_m']:g} m buffer)"
+    elif key == "apls" and "apls_buffer_px" in s:
+        name += f" ({s['apls_buffer_px']:g} px buffer)"
     elif key == "relaxed_f1" and "relaxed_rho_px" in s:
         name += f" (ρ {s['relaxed_rho_px']:g} px)"
     return name, help_

@@ -142,6 +142,6 @@ def test_road_metrics_show_the_apls_graphs(mirror):
         assert not at.error, [e.value for e in at.error]
         at.switch_page("pages/metrics.py").run()
         assert not at.exception, at.exception
-        assert {"APLS", "relaxed F1 (ρ 3 px)"} <= {m.label for m in at.metric}
+        assert {"APLS (4 m buffer)", "relaxed F1 (ρ 3 px)"} <= {m.label for m in at.metric}  # ETH: measured GSD
         assert any("APLS road graphs" in h.value for h in at.subheader)
         assert len(at.image) == 3  # two confusion matrices and the graph figure (st.pyplot renders images)

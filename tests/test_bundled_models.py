@@ -73,6 +73,7 @@ def test_roads_card_figures_are_reproduced(mirror, name):
     got = evaluate_roads(load_model(name, "cpu"), "test")
     assert got["iou"] == pytest.approx(card.metrics["eth-test"]["iou"], abs=0.02)
     assert got["apls"] == pytest.approx(card.metrics["eth-test"]["apls"], abs=0.02)
+    assert got["apls_4m"] == pytest.approx(card.metrics["eth-test"]["apls_4m"], abs=0.02)  # SpaceNet's 4 m buffer
 
 
 @pytest.mark.parametrize("name", _bundled("landcover-"))

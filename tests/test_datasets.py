@@ -119,3 +119,10 @@ def test_load_image_reads_the_pixels_without_the_labels(mirror, name):
     assert full.targets and image.targets == {}
     np.testing.assert_array_equal(image.image, full.image)
     assert image.transform == full.transform and image.crs == full.crs
+
+
+def test_eth_tiles_carry_the_measured_gsd(mirror):
+    from rsviz.datasets.roads import ETH_GSD_M
+
+    s = scenes("eth-roads", "test")[0].load()
+    assert s.crs is None and s.gsd == ETH_GSD_M == 0.372

@@ -57,3 +57,21 @@ def test_spacenet_vegas_rasterizer_and_apls(mirror):
     score = apls(g_gt, g_prop, buffer=13)["apls"]
     assert 0.6 < score < 0.95  # measured 0.749 for this proposal
     np.testing.assert_equal(m.dtype, np.uint8)
+
+
+def test_apls_buffer_is_the_spacenet_4_m_in_pixels_of_the_gsd():
+    from rsviz.evaluation import evaluate
+    from rsviz.metrics.roads import spacenet_buffer_px
+
+    assert spacenet_buffer_px(0.372) == pytest.approx(10.75, abs=0.01) and spacenet_buffer_px(1.0) == 4.0
+    for bad in (0.0, -0.3, float("nan"), None):
+        with pytest.raises(ValueError, match="GSD"):
+            spacenet_buffer_px(bad)
+    gt = np.zeros((120, 120), np.uint8)
+    gt[58:62, 5:115] = 1  # a straight road
+    pred = np.roll(gt, 6, axis=0)  # found 6 px off: 3 m at 0.5 m GSD, inside SpaceNet's 4 m
+    strict = evaluate(pred, gt, "roads")["summary"]
+    spec = evaluate(pred, gt, "roads", gsd=0.5)["summary"]
+    assert strict["apls_buffer_px"] == 4.0 and "apls_buffer_m" not in strict
+    assert spec["apls_buffer_px"] == 8.0 and spec["apls_buffer_m"] == 4.0
+    assert strict["apls"] == 0.0 and spec["apls"] > 0.9

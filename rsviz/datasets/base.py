@@ -83,9 +83,10 @@ class Sample:
 
     @property
     def gsd(self) -> float | None:
-        """Ground sampling distance in metres, or None without a CRS."""
+        """Ground sampling distance in metres: from the CRS, else the dataset's stated or measured
+        ``extra["gsd_m"]`` (e.g. the ETH road tiles), else None."""
         if self.crs is None:
-            return None
+            return self.extra.get("gsd_m")
         return gsd_metres(self.transform, self.crs, *self.shape)
 
 

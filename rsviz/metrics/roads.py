@@ -15,6 +15,10 @@ proposal path length, or 1 if a node cannot be snapped or no proposal path exist
 ``APLS_gt->prop = 1 - mean(score)``; the same is computed from the proposal side, and APLS
 is the harmonic mean of the two. Graphs come from mask skeletons
 (:func:`graph_from_mask`) or from road line vectors (:func:`graph_from_lines`).
+
+The snapping buffer of the definition is :data:`SPACENET_BUFFER_M` = 4 m (CosmiQ ``apls``
+``max_snap_dist=4`` on graphs in metres); on pixel graphs it is ``4 m / GSD`` pixels
+(:func:`spacenet_buffer_px`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,21 @@ def relaxed_precision_recall(pred: np.ndarray, target: np.ndarray, rho: float = 
     rec = float((ndimage.distance_transform_edt(~p)[t] <= rho).mean()) if t.any() and p.any() else (0.0 if t.any() else float("nan"))
     f1 = 2 * prec * rec / (prec + rec) if (prec + rec) > 0 else (0.0 if not (math.isnan(prec) or math.isnan(rec)) else float("nan"))
     return {"precision": prec, "recall": rec, "f1": f1, "rho_px": rho}
+
+
+#: APLS snapping buffer of the SpaceNet definition, metres (Van Etten et al. 2018; CosmiQ ``apls`` ``max_snap_dist``).
+SPACENET_BUFFER_M = 4.0
+
+
+def spacenet_buffer_px(gsd_m: float) -> float:
+    """The 4 m APLS snapping buffer in pixels of a ``gsd_m`` metres-per-pixel grid.
+
+    Raises:
+        ValueError: ``gsd_m`` is not a positive number.
+    """
+    if not gsd_m or not math.isfinite(gsd_m) or gsd_m <= 0:
+        raise ValueError(f"the GSD must be a positive number of metres per pixel; got {gsd_m!r}")
+    return SPACENET_BUFFER_M / gsd_m
 
 
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]

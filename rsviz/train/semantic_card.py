@@ -28,8 +28,9 @@ import torch
 
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
-from rsviz.datasets.roads import ROAD_CLASSES
+from rsviz.datasets.roads import ETH_GSD_M, ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
+from rsviz.metrics.roads import spacenet_buffer_px
 from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import ROAD_GRAPH_DEFAULTS, HeadSpec, InputSpec, ModelCard, road_graph_of
@@ -118,6 +119,11 @@ def choose_road_graph(lm: LoadedModel, split: str = "val") -> tuple[dict, float]
 def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
     """Road IoU (pooled), relaxed F1 at rho = 3 px and APLS (means over tiles) on an ETH split.
 
+    APLS is reported at three snapping buffers: ``apls`` at 4 px (1.5 m, stricter than the
+    definition), ``apls_buffer_8px`` and ``apls_4m``, the SpaceNet definition's 4 m
+    (:data:`rsviz.metrics.roads.SPACENET_BUFFER_M`) at the measured ETH GSD
+    (:data:`rsviz.datasets.roads.ETH_GSD_M`, 0.372 m: 10.75 px).
+
     APLS graphs follow the card's ``extra.road_graph`` (:func:`rsviz.models.card.road_graph_of`);
     ``apls_default_graph`` is APLS with the default extraction (threshold 0.5, no bridging), for
     comparison with cards that had none.
@@ -131,12 +137,14 @@ def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
         cm.update(pred.astype(np.uint8), gt.astype(np.uint8))
         rel.append(relaxed_precision_recall(pred, gt, 3.0))
     r = cm.compute()["per_class"][1]
-    ap = np.nanmean(tile_apls(preds, graph, (4.0, 8.0)), axis=0)
+    b4m = spacenet_buffer_px(ETH_GSD_M)
+    ap = np.nanmean(tile_apls(preds, graph, (4.0, 8.0, b4m)), axis=0)
     return {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
             "relaxed_precision": float(np.nanmean([x["precision"] for x in rel])),
             "relaxed_recall": float(np.nanmean([x["recall"] for x in rel])),
             "relaxed_f1": float(np.nanmean([x["f1"] for x in rel])), "relaxed_rho_px": 3.0,
             "apls": float(ap[0]), "apls_buffer_px": 4.0, "apls_buffer_8px": float(ap[1]),
+            "apls_4m": float(ap[2]), "apls_4m_buffer_px": round(b4m, 2), "gsd_m": ETH_GSD_M,
             "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "images": len(preds)}
 
 
@@ -156,6 +164,21 @@ def _landcover_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) ->
                         "attribution": "Humans in the Loop, 'Semantic segmentation of aerial imagery' (MBRSC imagery)"}],
         recipe=cfg, metrics=metrics, extra=extra,
         licence="research use; the training data's licence is unverified (see training_data)")
+
+
+def road_metric_policy(g: dict) -> str:
+    """The card's ``extra.metric_policy`` text for road graph parameters ``g`` (``extra.road_graph``)."""
+    return (
+        "IoU / F1 pooled over the split's pixels (road = probability >= 0.5); relaxed F1 (rho 3 px) and APLS are "
+        f"means over tiles. APLS graphs: skeletons, nodes every 20 px; the predicted road mask is probability >= "
+        f"{g['threshold']}, cleaned (closing r={g['closing_px']}, holes and blobs <= 100 px), spurs < "
+        f"{g['min_spur']:g} px pruned on both graphs"
+        + (f", and dead ends joined to the road they point at across gaps <= {g['bridge_px']:g} px within "
+           f"{g['bridge_angle']:g} degrees (rsviz.metrics.roads.bridge_gaps)" if g["bridge_px"] > 0 else "")
+        + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
+        f"bridging. Snapping buffers: apls_4m is the SpaceNet definition's 4 m = {spacenet_buffer_px(ETH_GSD_M):.2f} px "
+        f"at the ETH GSD of {ETH_GSD_M} m, measured from regulation tennis-court lines (rsviz.datasets.roads); "
+        "apls uses a stricter 4 px (1.5 m) and apls_buffer_8px 8 px (3.0 m)")
 
 
 def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
@@ -251,17 +274,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
         extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
                                   "road, vegetation, water from one confusion matrix pooled over the split")
     else:
-        g = road_graph_of(lm.card)
-        extra["metric_policy"] = (
-            "IoU / F1 pooled over the split's pixels (road = probability >= 0.5); relaxed F1 (rho 3 px) and APLS are "
-            f"means over tiles. APLS graphs: skeletons, nodes every 20 px; the predicted road mask is probability >= "
-            f"{g['threshold']}, cleaned (closing r={g['closing_px']}, holes and blobs <= 100 px), spurs < "
-            f"{g['min_spur']:g} px pruned on both graphs"
-            + (f", and dead ends joined to the road they point at across gaps <= {g['bridge_px']:g} px within "
-               f"{g['bridge_angle']:g} degrees (rsviz.metrics.roads.bridge_gaps)" if g["bridge_px"] > 0 else "")
-            + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
-            "bridging; snapping buffer 4 px (apls) and 8 px (apls_buffer_8px, about SpaceNet's 4 m if the GSD is "
-            "~0.5 m, which the source does not state)")
+        extra["metric_policy"] = road_metric_policy(road_graph_of(lm.card))
         extra["osm_rasterizer_check"] = (
             "rsviz.roads.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
@@ -274,11 +287,40 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
     return d
 
 
+def refresh_road_metrics(model_dir: Path) -> dict:
+    """Re-measure a packaged road model's val and test metrics with the current :func:`evaluate_roads`.
+
+    For when the metric set grows (e.g. ``apls_4m``): ``card.json`` (``metrics`` and
+    ``extra.metric_policy``) and ``README.md`` are rewritten from the stored weights, evaluated as
+    shipped; ``model.safetensors`` and ``config.json`` are not touched, and nothing is chosen.
+
+    Returns:
+        The new ``metrics``.
+
+    Raises:
+        ValueError: The folder holds no road model.
+    """
+    from rsviz.models.api import from_pretrained, render_card_markdown
+
+    model_dir = Path(model_dir)
+    lm = from_pretrained(model_dir, "cpu")
+    if lm.card.task != "roads":
+        raise ValueError(f"{model_dir} holds a {lm.card.task!r} model; --refresh-metrics is for road models")
+    card = lm.card
+    card.metrics = {**card.metrics, "eth-test": evaluate_roads(lm, "test"), "eth-val": evaluate_roads(lm, "val")}
+    card.extra["metric_policy"] = road_metric_policy(road_graph_of(card))
+    card.save(model_dir / "card.json")
+    (model_dir / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
+    return card.metrics
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path, help="training run folders")
+    p.add_argument("runs", nargs="*", type=Path, help="training run folders")
+    p.add_argument("--refresh-metrics", type=Path, metavar="MODEL_DIR",
+                   help="re-measure a packaged road model's metrics (card.json, README.md) without touching weights")
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
     p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
     p.add_argument("--settings-from", type=Path,
@@ -288,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="parent folder of the model folders written (default: the bundled weights/); write "
                         "candidates elsewhere and compare them with python -m rsviz.train.selection")
     a = p.parse_args(argv)
+    if a.refresh_metrics is not None:
+        print(json.dumps(refresh_road_metrics(a.refresh_metrics), indent=1))
+    elif not a.runs:
+        p.error("give training run folders, or --refresh-metrics MODEL_DIR")
     for run in a.runs:
         d = package(run, a.out, choose_tta=a.choose_tta, choose_graph=a.choose_graph, settings_from=a.settings_from)
         print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))

@@ -91,8 +91,9 @@ def scene_picker() -> tuple[Sample, dict] | None:
         st.error(str(exc))
         return None
     gsd = sample.gsd
-    st.caption(f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {sample.crs} · "
-               f"GSD {gsd:.2f} m" if gsd else "not georeferenced")
+    crs = sample.crs or "none (not georeferenced)"
+    st.caption(f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {crs}"
+               + (f" · GSD {gsd:.2f} m" if gsd else ""))
     return sample, {"show_gt": show_gt, "basemap": basemap, "gt_opacity": opacity}
 
 

@@ -195,7 +195,7 @@ def crop(scene: Scene, extent: Extent) -> Sample:
     return Sample(id=s.id, dataset=s.dataset, split=s.split, image=s.image[:, r0:r1, c0:c1], band_names=s.band_names,
                   scale=s.scale, transform=s.transform * s.transform.translation(c0, r0), crs=s.crs,
                   valid=s.valid[r0:r1, c0:c1], targets={k: v[r0:r1, c0:c1] for k, v in s.targets.items()},
-                  classes=s.classes, height_units=s.height_units, path=s.path)
+                  classes=s.classes, height_units=s.height_units, path=s.path, extra=s.extra)
 
 
 # --------------------------------------------------------------------------- runs
