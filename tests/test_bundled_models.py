@@ -104,3 +104,20 @@ def test_predict_on_a_folder_writes_colour_pngs_and_class_id_geotiffs(mirror, na
         png = np.asarray(Image.open(tmp_path / "out" / f"{r.path.stem}.png").convert("RGB"))
         assert png.shape[:2] == ids.shape
         assert {tuple(int(v) for v in png[y, x]) for y, x in [(0, 0), (ids.shape[0] // 2, ids.shape[1] // 2)]} <= colours
+
+
+def test_refresh_metrics_is_for_road_models_only(tmp_path):
+    import shutil
+
+    from rsviz.train.semantic_card import main, refresh_road_metrics
+
+    if not (BUNDLED_DIR / "building-mtl" / "card.json").exists():
+        pytest.skip("building-mtl weights are not bundled")
+    d = shutil.copytree(BUNDLED_DIR / "building-mtl", tmp_path / "building-mtl")
+    before = (d / "card.json").read_bytes()
+    with pytest.raises(ValueError, match="road models"):
+        refresh_road_metrics(d)
+    assert (d / "card.json").read_bytes() == before
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
