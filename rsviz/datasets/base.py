@@ -81,6 +81,13 @@ class Sample:
         """``(height, width)``."""
         return int(self.image.shape[1]), int(self.image.shape[2])
 
+    def raster_data(self):
+        """The image as a :class:`rsviz.raster.RasterData` (``(bands, H, W)``, same grid, CRS, valid mask,
+        band names and value scale), e.g. for :func:`rsviz.inference.predict`; the targets are not part of it."""
+        from rsviz.raster import RasterData
+
+        return RasterData(self.image, self.transform, self.crs, self.valid, self.band_names, self.scale)
+
     @property
     def gsd(self) -> float | None:
         """Ground sampling distance in metres: from the CRS, else the dataset's stated or measured

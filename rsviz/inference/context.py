@@ -20,15 +20,6 @@ from rsviz.errors import CRSError
 from rsviz.raster import RasterData
 
 
-def _bounds(r: RasterData, pad: int = 0) -> tuple[float, float, float, float]:
-    """``(west, south, east, north)`` of ``r`` grown by ``pad`` pixels, in ``r.crs``."""
-    from rasterio.transform import array_bounds
-
-    h, w = r.shape
-    t = r.transform * Affine.translation(-pad, -pad)
-    return array_bounds(h + 2 * pad, w + 2 * pad, t)
-
-
 def _intersects(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -64,10 +55,11 @@ def context_mosaic(center: RasterData, neighbours: Iterable[RasterData], margin:
         raise CRSError("context inference needs a georeferenced image: the center raster has no CRS")
     bands, (h, w) = center.array.shape[0], center.shape
     transform = center.transform * Affine.translation(-margin, -margin)
-    out = np.zeros((bands, h + 2 * margin, w + 2 * margin), center.array.dtype)
-    valid = np.zeros(out.shape[1:], bool)
+    mosaic = RasterData(np.zeros((bands, h + 2 * margin, w + 2 * margin), center.array.dtype), transform,
+                        center.crs, np.zeros((h + 2 * margin, w + 2 * margin), bool), center.band_names, center.scale)
+    out, valid = mosaic.array, mosaic.valid
     if margin > 0:
-        box = _bounds(center, margin)
+        box = mosaic.bounds
         for nb in neighbours:
             if nb is center:
                 continue
@@ -75,7 +67,7 @@ def context_mosaic(center: RasterData, neighbours: Iterable[RasterData], margin:
                 raise CRSError("context inference needs georeferenced neighbours: a neighbour raster has no CRS")
             if nb.array.shape[0] != bands:
                 raise ValueError(f"neighbour has {nb.array.shape[0]} bands, the center raster {bands}")
-            if not _intersects(transform_bounds(nb.crs, center.crs, *_bounds(nb)), box):
+            if not _intersects(transform_bounds(nb.crs, center.crs, *nb.bounds), box):
                 continue
             img = np.zeros_like(out)
             got = np.zeros(out.shape[1:], np.uint8)
@@ -88,7 +80,6 @@ def context_mosaic(center: RasterData, neighbours: Iterable[RasterData], margin:
             valid |= fill
     out[:, margin:margin + h, margin:margin + w] = center.array
     valid[margin:margin + h, margin:margin + w] = center.valid
-    mosaic = RasterData(out, transform, center.crs, valid, center.band_names, center.scale)
     return mosaic, Window(margin, margin, w, h)
 
 

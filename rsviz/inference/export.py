@@ -65,27 +65,20 @@ def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.
     t = pred.transform
     px_area = abs(t.a * t.e)
     if binary and card.task == "buildings" and "probs" in pred.heads:
-        from rsviz.metrics.objects import instances_for
+        from rsviz.metrics.objects import instance_polygons, instances_for
         from rsviz.models.card import postprocess_of
 
-        labels = np.where(pred.valid, instances_for(pred.heads, postprocess_of(card)), 0).astype(np.int32)
-        source, mask, per_instance = labels, labels > 0, True
+        instances = instances_for(pred.heads, postprocess_of(card))
+        polys = instance_polygons(instances, t, min_area=min_area_px * px_area, valid=pred.valid).items()
+        found = [(g, 1, {"instance_id": val}) for val, g in polys]
     else:
-        source, mask, per_instance = cls.astype(np.uint8), (cls == 1) if binary else (cls != 255), False
-    parts: dict[int, list] = {}
-    for geom, val in shapes(source, mask=mask, transform=t, connectivity=4):
-        parts.setdefault(int(val), []).append(shapely.geometry.shape(geom))
+        mask = (cls == 1) if binary else (cls != 255)
+        found = [(g, int(val), {}) for geom, val in shapes(cls.astype(np.uint8), mask=mask, transform=t, connectivity=4)
+                 if (g := shapely.geometry.shape(geom)).area / px_area >= min_area_px]
     feats = []
-    for val, ps in parts.items():
-        for g in ([shapely.union_all(ps)] if per_instance else ps):
-            if g.area / px_area < min_area_px:
-                continue
-            geom = shapely.geometry.mapping(g)
-            area = shapely.geometry.shape(transform_geom(pred.crs, AREA_CRS, geom)).area
-            cid = 1 if per_instance else val
-            props = {"class_id": cid, "class": names.get(cid, str(cid)), "area_m2": round(float(area), 3)}
-            if per_instance:
-                props = {"instance_id": val, **props}
-            feats.append({"type": "Feature", "geometry": transform_geom(pred.crs, "EPSG:4326", geom),
-                          "properties": props})
+    for g, cid, props in found:
+        geom = shapely.geometry.mapping(g)
+        area = shapely.geometry.shape(transform_geom(pred.crs, AREA_CRS, geom)).area
+        props = {**props, "class_id": cid, "class": names.get(cid, str(cid)), "area_m2": round(float(area), 3)}
+        feats.append({"type": "Feature", "geometry": transform_geom(pred.crs, "EPSG:4326", geom), "properties": props})
     return {"type": "FeatureCollection", "features": feats}

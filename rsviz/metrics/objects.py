@@ -156,9 +156,9 @@ def instances_for(heads: dict, pp: dict) -> np.ndarray:
                            float(pp.get("merge_below", 0.0)), bool(pp.get("keep_edge_instances", False)))
 
 
-def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
-                          valid: np.ndarray | None = None) -> list[shapely.Geometry]:
-    """One (multi)polygon per instance id of an int32 instance map (0 = background).
+def instance_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
+                      valid: np.ndarray | None = None) -> dict[int, shapely.Geometry]:
+    """One (multi)polygon per instance id of an int32 instance map (0 = background), keyed by the id.
 
     Args:
         instances: ``(H, W)`` int instance ids.
@@ -167,7 +167,7 @@ def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None
         valid: Optional bool mask; invalid pixels count as background.
 
     Returns:
-        Shapely geometries, one per instance.
+        ``{instance id: geometry}`` in increasing id order; invalid rings are repaired (``buffer(0)``).
     """
     inst = np.asarray(instances).astype(np.int32)
     if valid is not None:
@@ -176,14 +176,20 @@ def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None
     parts: dict[int, list] = {}
     for geom, val in shapes(inst, mask=inst > 0, transform=t, connectivity=4):
         parts.setdefault(int(val), []).append(shape(geom))
-    out = []
-    for _, ps in sorted(parts.items()):
+    out = {}
+    for val, ps in sorted(parts.items()):
         g = ps[0] if len(ps) == 1 else shapely.union_all(ps)
         if not g.is_valid:
             g = g.buffer(0)
         if not g.is_empty and g.area >= min_area:
-            out.append(g)
+            out[val] = g
     return out
+
+
+def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
+                          valid: np.ndarray | None = None) -> list[shapely.Geometry]:
+    """The geometries of :func:`instance_polygons` (same arguments), in increasing id order."""
+    return list(instance_polygons(instances, transform, min_area=min_area, valid=valid).values())
 
 
 def mask_to_polygons(mask: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,

@@ -79,23 +79,17 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
     others = None
     for ref in scenes(dataset, split):
         s = ref.load()
-        r = _raster_of(s)
+        r = s.raster_data()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if margin > 0 and s.crs is not None:
                 if others is None:
-                    others = [(o.id, _raster_of(o.load_image())) for o in scenes(dataset)]
+                    others = [(o.id, o.load_image().raster_data()) for o in scenes(dataset)]
                 nbs = [o for oid, o in others if oid != s.id]
                 p = predict_with_context(lm, r, nbs, margin, tile=tile, overlap=overlap, precision="fp32", tta=tta)
             else:
                 p = predict(lm, r, tile=tile, overlap=overlap, precision="fp32", tta=tta)
         yield s, p
-
-
-def _raster_of(s):
-    from rsviz.raster import RasterData
-
-    return RasterData(s.image, s.transform, s.crs, s.valid, s.band_names, s.scale)
 
 
 #: Validation splits that instance post-processing (and the TTA setting) is chosen on: every held-out
@@ -136,8 +130,7 @@ def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE
                  for g in (0.0, 0.5)]
     best, best_f1 = grid[0], -1.0
     for g in grid:
-        tp, fp, fn = object_counts(preds, g).sum(0)
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        f1 = pooled_f1(object_counts(preds, g))
         if f1 > best_f1:
             best, best_f1 = g, f1
     return best, best_f1

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from rsviz.datasets.base import ClassInfo, Sample
 from rsviz.errors import ExtentError, GridMismatchError, RsvizError
-from rsviz.raster import RasterData, check_same_grid, grid_window_from_bounds, read_raster
+from rsviz.raster import check_same_grid, grid_window_from_bounds, read_raster
 
 #: Largest extent (pixels) run interactively, by device type.
 MAX_EXTENT_PX = {"cpu": 4_000_000, "mps": 16_000_000, "cuda": 64_000_000}
@@ -300,8 +300,8 @@ def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
     check_extent_size(extent, lm.device.type)
     sub = crop(scene, extent)
     t0 = time.perf_counter()
-    pred = predict(lm, RasterData(sub.image, sub.transform, sub.crs, sub.valid, sub.band_names, sub.scale),
-                   tile=options.tile, overlap=options.overlap, tta=options.tta, blend=options.blend, progress=progress)
+    pred = predict(lm, sub.raster_data(), tile=options.tile, overlap=options.overlap, tta=options.tta,
+                   blend=options.blend, progress=progress)
     res = RunResult(model, scene.key, extent, options, pred, time.perf_counter() - t0)
     cache.put(res)
     return res, False
