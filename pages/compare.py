@@ -1,5 +1,5 @@
 """Compare: prediction, errors, edges, reconstruction, height and uncertainty side by side."""
 
-from rsviz.ui.views import render_compare
+from rsviz.app.views import render_compare
 
 render_compare()

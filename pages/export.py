@@ -1,5 +1,5 @@
 """Export: COG, GeoJSON polygons, eval.json / CSV and a one-file HTML report."""
 
-from rsviz.ui.views import render_export
+from rsviz.app.views import render_export
 
 render_export()

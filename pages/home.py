@@ -3,7 +3,7 @@
 import streamlit as st
 from streamlit_folium import st_folium
 
-from rsviz.ui import home
+from rsviz.app import home
 
 st.title("rsviz — segmentation model QA on the map")
 home.render_intro()

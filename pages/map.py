@@ -2,6 +2,6 @@
 
 from streamlit_folium import st_folium
 
-from rsviz.ui.views import render_map
+from rsviz.app.views import render_map
 
 render_map(st_folium)

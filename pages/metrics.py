@@ -2,6 +2,6 @@
 
 from streamlit_folium import st_folium
 
-from rsviz.ui.views import render_metrics
+from rsviz.app.views import render_metrics
 
 render_metrics(st_folium)

@@ -1,5 +1,5 @@
 """Run: predict the extent with one or two bundled models."""
 
-from rsviz.ui.views import render_run
+from rsviz.app.views import render_run
 
 render_run()

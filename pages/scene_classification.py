@@ -1,5 +1,5 @@
 """Scene classification: Sentinel-2 multi-label patches."""
 
-from rsviz.ui.views import render_scene_classification
+from rsviz.app.views import render_scene_classification
 
 render_scene_classification()

@@ -1,4 +1,8 @@
-"""Command-line interface: ``python -m rsviz {data,models,predict,evaluate,train} ...``.
+"""Command-line interface: ``rsviz {data,models,predict,evaluate,train,package,select,promote} ...``.
+
+``rsviz`` (the console script) and ``python -m rsviz`` are the same program. ``train``, ``package``,
+``select`` and ``promote`` come from the repository's ``experiments`` package through the
+:data:`COMMAND_GROUP` entry points.
 
 Errors derived from :class:`~rsviz.errors.RsvizError` print one line to stderr and
 exit with status 2; no traceback for user mistakes.
@@ -81,21 +85,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from rsviz.train import RECIPES
+#: Entry-point group of commands defined outside the library (the repository's ``experiments``
+#: package registers ``train``, ``package``, ``select`` and ``promote``): each entry point is a
+#: function ``add(subparsers)`` that adds one sub-command.
+COMMAND_GROUP = "rsviz.commands"
 
-    if args.name not in RECIPES:
-        from rsviz.errors import unknown_name
 
-        raise unknown_name("training recipe", args.name, list(RECIPES))
-    out = RECIPES[args.name](args.config)
-    print(f"trained {args.name}: outputs in {out}")
-    return 0
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        try:
+            add = ep.load()
+        except ImportError:  # the experiments package is not importable (an installed wheel without the repository)
+            continue
+        add(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    p = argparse.ArgumentParser(prog="python -m rsviz", description="rsviz: QA of remote-sensing segmentation models")
+    p = argparse.ArgumentParser(prog="rsviz", description="rsviz: QA of remote-sensing segmentation models")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="sample-data catalog: list, fetch, verify")
@@ -107,17 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list"])
     m.set_defaults(func=cmd_models)
 
-    t = sub.add_parser("train", help="train a bundled model's recipe")
-    t.add_argument("name", help="recipe name, e.g. building-mtl")
-    t.add_argument("--config", help="JSON config overriding the recipe defaults")
-    t.set_defaults(func=cmd_train)
-
     from rsviz.cli_predict import add_predict_parser
 
     add_predict_parser(sub)
     from rsviz.cli_evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    _plugin_commands(sub)
     return p
 
 
@@ -129,3 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RsvizError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def main_exit() -> None:
+    """Console-script entry point (``rsviz``): :func:`main` with its status as the exit code."""
+    sys.exit(main())

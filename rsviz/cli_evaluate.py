@@ -22,11 +22,11 @@ def add_evaluate_parser(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rsviz.datasets.base import ClassInfo
     from rsviz.errors import RsvizError
     from rsviz.evaluation import evaluate, write_eval
     from rsviz.geo import gsd_metres
     from rsviz.raster import check_same_grid, read_raster
+    from rsviz.types import ClassInfo
 
     pred = read_raster(args.pred, bands=[1])
     gt = read_raster(args.gt, bands=[1])

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rsviz.datasets.base import ClassInfo
+from rsviz.types import ClassInfo
 
 
 def to_rgb8(image: np.ndarray, bands: Sequence[int] | None = None, *, percentiles: tuple[float, float] = (2, 98),

@@ -4,6 +4,8 @@
 * :func:`edges_from_mask`: boundary (edge) ground truth of a documented width.
 * :func:`colour_mask_to_ids`: RGB colour-coded masks to class ids.
 * :func:`threshold_mask`: anti-aliased 0-255 masks to binary.
+* :func:`rasterize_roads`: OpenStreetMap-style road centre lines buffered by road class into road
+  masks (pseudo-labels, as in PP-LinkNet's multi-stage training: Tran et al. 2020).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import rasterize
+from rasterio.transform import array_bounds
 from rasterio.warp import transform_geom
 from scipy import ndimage
+from shapely.geometry import mapping, shape
 from skimage.segmentation import find_boundaries
 
 from rsviz.errors import CRSError, RsvizError
-from rsviz.geo import WGS84
+from rsviz.geo import WGS84, reproject_bounds
 
 #: Width of boundary ground truth in pixels (see :func:`edges_from_mask`).
 DEFAULT_EDGE_WIDTH = 3
@@ -217,3 +221,63 @@ def threshold_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
     if m.ndim == 3:
         m = m[0]
     return (m >= threshold).astype(np.uint8)
+
+
+#: Half-width in metres by OSM ``highway`` value.
+ROAD_HALF_WIDTH_M = {"motorway": 7.0, "trunk": 6.0, "primary": 5.0, "secondary": 4.5, "tertiary": 4.0,
+                     "unclassified": 3.0, "residential": 3.0, "service": 2.0, "track": 1.5, "path": 1.0,
+                     "footway": 1.0, "cycleway": 1.0}
+#: SpaceNet 3 ``road_type`` codes -> OSM ``highway`` class.
+SPACENET_ROAD_TYPE = {"1": "motorway", "2": "primary", "3": "secondary", "4": "tertiary", "5": "residential",
+                      "6": "unclassified", "7": "track"}
+DEFAULT_HALF_WIDTH_M = 3.0
+
+
+def road_class(props: Mapping) -> str:
+    """OSM ``highway`` class of a feature (``highway`` tag, else SpaceNet ``road_type``; ``_link`` suffix dropped)."""
+    hw = props.get("highway")
+    if hw:
+        return str(hw).removesuffix("_link")
+    rt = props.get("road_type")
+    return SPACENET_ROAD_TYPE.get(str(rt), "unclassified") if rt is not None else "unclassified"
+
+
+def rasterize_roads(features: Iterable[Mapping], transform: Affine, shape_hw: tuple[int, int], dst_crs: CRS | None,
+                    src_crs: CRS = WGS84, *, half_widths: Mapping[str, float] | None = None,
+                    constant_half_width_m: float | None = None) -> np.ndarray:
+    """Road mask from line features buffered by road class.
+
+    Args:
+        features: GeoJSON features with LineString / MultiLineString geometries in ``src_crs``.
+        transform: Target grid transform.
+        shape_hw: Target ``(height, width)``.
+        dst_crs: Target grid CRS.
+        src_crs: CRS of the features (EPSG:4326 by default).
+        half_widths: Override of :data:`ROAD_HALF_WIDTH_M`.
+        constant_half_width_m: Use one half-width for every road instead.
+
+    Returns:
+        ``(height, width)`` uint8 road mask (1 = road).
+
+    Raises:
+        CRSError: If ``dst_crs`` is None.
+    """
+    if dst_crs is None:
+        raise CRSError("cannot rasterize roads onto an image without a CRS; georeference the image first")
+    hw = dict(ROAD_HALF_WIDTH_M, **(half_widths or {}))
+    h, w = shape_hw
+    lon0, lat0, lon1, lat1 = reproject_bounds(array_bounds(h, w, transform), dst_crs, WGS84)
+    lon, lat = (lon0 + lon1) / 2, (lat0 + lat1) / 2
+    utm = CRS.from_epsg((32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1)  # WGS 84 / UTM zone
+    polys = []
+    for f in features:
+        g = f.get("geometry")
+        if not g or g.get("type") not in ("LineString", "MultiLineString"):
+            continue
+        r = constant_half_width_m if constant_half_width_m is not None else hw.get(road_class(f.get("properties") or {}),
+                                                                                   DEFAULT_HALF_WIDTH_M)
+        buf = shape(transform_geom(src_crs, utm, g)).buffer(r, cap_style="flat")
+        polys.append(transform_geom(utm, dst_crs, mapping(buf)))
+    if not polys:
+        return np.zeros(shape_hw, np.uint8)
+    return rasterize(((p, 1) for p in polys), out_shape=shape_hw, transform=transform, fill=0, dtype="uint8")

@@ -1,7 +1,14 @@
-"""Typed aliases shared across rsviz (rio-tiler style)."""
+"""Typed aliases and vocabularies shared across rsviz (rio-tiler style).
+
+The task and head vocabularies are enums here, once: model cards, the evaluator
+(:mod:`rsviz.evaluation.tasks`), the inference engine and the app all use them. Both are
+``str`` enums, so ``Task.BUILDINGS == "buildings"`` and they serialise to JSON as their value.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Tuple
 
 import numpy as np
@@ -17,3 +24,70 @@ ImageArray = npt.NDArray[np.generic]
 MaskArray = npt.NDArray[np.generic]
 #: Progress callback: ``(done, total)``.
 ProgressCallback = Callable[[int, int], None]
+
+
+class Task(str, Enum):
+    """What a model predicts and how it is scored (one :class:`~rsviz.evaluation.tasks.TaskSpec` each).
+
+    ``BUILDINGS`` and ``ROADS`` are binary segmentation with object / graph metrics, ``LANDCOVER``
+    multiclass segmentation, ``HEIGHT`` per-pixel regression, ``SCENE`` image-level multi-label
+    classification.
+    """
+
+    BUILDINGS = "buildings"
+    ROADS = "roads"
+    LANDCOVER = "landcover"
+    HEIGHT = "height"
+    SCENE = "scene"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str | Task) -> Task:
+        """The task named ``value`` (``segmentation`` is accepted for ``landcover``).
+
+        Raises:
+            UnknownNameError: Not a task name; the message lists the valid ones.
+        """
+        if isinstance(value, Task):
+            return value
+        v = {"segmentation": "landcover"}.get(str(value), str(value))
+        try:
+            return cls(v)
+        except ValueError:
+            from rsviz.errors import unknown_name
+
+            raise unknown_name("task", str(value), [t.value for t in cls]) from None
+
+
+class HeadKind(str, Enum):
+    """Kind of a network output head (a card's ``heads[...].kind``)."""
+
+    BINARY = "binary"  #: one sigmoid channel per pixel
+    MULTICLASS = "multiclass"  #: softmax over channels per pixel
+    MULTILABEL = "multilabel"  #: one sigmoid per label, per image
+    REGRESSION = "regression"  #: a value per pixel (height)
+    RECONSTRUCTION = "reconstruction"  #: the input bands, in input units
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def dense(self) -> bool:
+        """True for per-pixel heads (everything but :attr:`MULTILABEL`)."""
+        return self is not HeadKind.MULTILABEL
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """A semantic class: id (pixel value), name and display colour (RGB 0-255)."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+    @property
+    def hex(self) -> str:
+        """``#rrggbb`` colour."""
+        return "#{:02x}{:02x}{:02x}".format(*self.color)

@@ -64,12 +64,12 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         shown = {m.label: m.value for m in at.metric}
         assert "IoU" in shown and "OA" in shown and "object F1 @ IoU 0.5" in shown
         # the IoU shown equals the library's own computation for that extent
+        from rsviz.app.workspace import crop, resolve_extent, scene_from_sample
         from rsviz.datasets import scenes
         from rsviz.inference import predict
         from rsviz.metrics import binary_metrics
         from rsviz.models.api import load_model
         from rsviz.raster import RasterData
-        from rsviz.ui.workspace import crop, resolve_extent, scene_from_sample
 
         sc = scene_from_sample([r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220245-19"][0].load())
         sub = crop(sc, resolve_extent(sc, b))

@@ -125,12 +125,12 @@ def test_draw_run_compare_metrics_iou_matches_library(browser, mirror):
     import numpy as np
     from rasterio.windows import Window
 
+    from rsviz.app.workspace import Extent, crop, scene_from_sample
     from rsviz.datasets import scenes
     from rsviz.inference import predict
     from rsviz.metrics import binary_metrics
     from rsviz.models.api import load_model
     from rsviz.raster import RasterData
-    from rsviz.ui.workspace import Extent, crop, scene_from_sample
 
     ART.mkdir(exist_ok=True)
     timings = {}

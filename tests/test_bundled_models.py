@@ -18,7 +18,7 @@ def test_bundled_models_exist():
 
 @pytest.mark.parametrize("name", _bundled("building-"))
 def test_building_card_figures_are_reproduced(mirror, name):
-    from rsviz.train.building_card import evaluate_building
+    from experiments.packaging.building import evaluate_building
 
     card = get_model_card(name)
     got = evaluate_building(load_model(name, "cpu"), "banepa-test")
@@ -28,8 +28,8 @@ def test_building_card_figures_are_reproduced(mirror, name):
 
 @pytest.mark.parametrize("name", _bundled("s2-"))
 def test_s2_card_figures_are_reproduced(mirror, name):
-    from rsviz.train.s2 import load_patches
-    from rsviz.train.s2_card import evaluate_variant
+    from experiments.packaging.s2 import evaluate_variant
+    from experiments.recipes.s2 import load_patches
 
     card = get_model_card(name)
     got = evaluate_variant(load_model(name, "cpu"), load_patches()["test"])
@@ -39,7 +39,7 @@ def test_s2_card_figures_are_reproduced(mirror, name):
 
 @pytest.mark.parametrize("name", _bundled("height-"))
 def test_height_card_figures_are_reproduced(mirror, name):
-    from rsviz.train.height_card import evaluate_height_model
+    from experiments.packaging.height import evaluate_height_model
 
     card = get_model_card(name)
     got = evaluate_height_model(load_model(name, "cpu"))
@@ -57,7 +57,7 @@ def test_weights_are_small_safetensors():
 
 @pytest.mark.parametrize("name", _bundled("landcover-"))
 def test_landcover_card_figures_are_reproduced(mirror, name):
-    from rsviz.train.semantic_card import evaluate_landcover
+    from experiments.packaging.semantic import evaluate_landcover
 
     card = get_model_card(name)
     assert card.ignore_index is not None and card.classes[card.ignore_index].name == "unlabelled"
@@ -67,7 +67,7 @@ def test_landcover_card_figures_are_reproduced(mirror, name):
 
 @pytest.mark.parametrize("name", _bundled("roads-"))
 def test_roads_card_figures_are_reproduced(mirror, name):
-    from rsviz.train.semantic_card import evaluate_roads
+    from experiments.packaging.semantic import evaluate_roads
 
     card = get_model_card(name)
     got = evaluate_roads(load_model(name, "cpu"), "test")
@@ -109,7 +109,7 @@ def test_predict_on_a_folder_writes_colour_pngs_and_class_id_geotiffs(mirror, na
 def test_refresh_metrics_is_for_road_models_only(tmp_path):
     import shutil
 
-    from rsviz.train.semantic_card import main, refresh_road_metrics
+    from experiments.packaging.semantic import main, refresh_road_metrics
 
     if not (BUNDLED_DIR / "building-mtl" / "card.json").exists():
         pytest.skip("building-mtl weights are not bundled")

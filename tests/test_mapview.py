@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from rsviz import mapview
+from rsviz.app import mapview
 from rsviz.errors import CRSError
 
 

@@ -21,7 +21,6 @@ from rsviz.metrics import (
     apls,
     binary_error_map,
     boundary_f1,
-    graph_from_lines,
     height_metrics,
     match_polygons,
     object_f1,
@@ -29,6 +28,7 @@ from rsviz.metrics import (
     relaxed_precision_recall,
 )
 from rsviz.metrics.multilabel import multilabel_metrics
+from rsviz.postprocess import graph_from_lines
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -207,7 +207,7 @@ def test_cli_evaluate_json_and_grid_mismatch(scene_dir, tmp_path):
 
 
 def test_split_instances_separates_touching_buildings_along_edges():
-    from rsviz.metrics import split_instances
+    from rsviz.postprocess import split_instances
 
     prob = np.zeros((20, 40), np.float32)
     prob[5:15, 5:35] = 0.9  # three buildings touching at columns 15 and 25
@@ -227,7 +227,7 @@ def test_split_instances_separates_touching_buildings_along_edges():
 
 
 def test_size_filter_can_spare_instances_cut_by_the_image_edge():
-    from rsviz.metrics import split_instances
+    from rsviz.postprocess import split_instances
 
     prob = np.zeros((30, 30), np.float32)
     prob[10:14, 10:14] = 0.9  # a 16 px speck inside
@@ -240,7 +240,7 @@ def test_size_filter_can_spare_instances_cut_by_the_image_edge():
 
 
 def test_weak_boundaries_merge_and_strong_ones_stay():
-    from rsviz.metrics.objects import merge_weak_boundaries, split_instances
+    from rsviz.postprocess import merge_weak_boundaries, split_instances
 
     inst = np.zeros((20, 40), np.int32)
     inst[5:15, 5:15], inst[5:15, 15:25], inst[5:15, 25:35] = 3, 7, 9
@@ -263,7 +263,8 @@ def test_weak_boundaries_merge_and_strong_ones_stay():
 
 
 def test_spur_pruning_and_mask_cleaning_for_road_graphs():
-    from rsviz.metrics.roads import apls_from_masks, clean_road_mask, graph_from_mask
+    from rsviz.metrics.roads import apls_from_masks
+    from rsviz.postprocess import clean_road_mask, graph_from_mask
 
     m = np.zeros((80, 80), np.uint8)
     m[38:43, 5:75] = 1  # a horizontal road
@@ -280,7 +281,8 @@ def test_spur_pruning_and_mask_cleaning_for_road_graphs():
 
 
 def test_bridge_gaps_joins_dead_ends_across_occlusions_only_where_they_point():
-    from rsviz.metrics.roads import apls_from_masks, bridge_gaps, graph_from_mask, road_graph_apls
+    from rsviz.metrics.roads import apls_from_masks, road_graph_apls
+    from rsviz.postprocess import bridge_gaps, graph_from_mask
 
     road = np.zeros((60, 200), np.uint8)
     road[28:33, 5:195] = 1
@@ -329,9 +331,9 @@ def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
 def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
     from matplotlib.figure import Figure
 
+    from rsviz.app.panels import road_graph_figure
     from rsviz.evaluation import evaluate, to_eval_json
-    from rsviz.metrics.roads import graph_lines
-    from rsviz.ui.panels import road_graph_figure
+    from rsviz.postprocess import graph_lines
 
     road = np.zeros((60, 200), np.uint8)
     road[28:33, 5:195] = 1

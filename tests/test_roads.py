@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from rsviz.roads import rasterize_roads, road_class
+from rsviz.labels import rasterize_roads, road_class
 
 
 def _line(x0, y0, x1, y1, **props):
@@ -38,7 +38,8 @@ def test_spacenet_vegas_rasterizer_and_apls(mirror):
     import shapely.wkt
 
     from rsviz.labels import read_geojson_features
-    from rsviz.metrics import apls, graph_from_lines
+    from rsviz.metrics import apls
+    from rsviz.postprocess import graph_from_lines
     from rsviz.raster import read_raster
 
     d = mirror / "spacenet-samples/apls/data"

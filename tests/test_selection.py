@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rsviz.train.selection import REPLACE_P, mean_score, p_better, pooled_f1
+from rsviz.evaluation.bootstrap import REPLACE_P, mean_score, p_better, pooled_f1
 
 
 def test_pooled_f1_pools_counts_over_images():

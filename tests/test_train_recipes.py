@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from experiments.recipes import RECIPES
 from rsviz.errors import UnknownNameError
-from rsviz.train import RECIPES
 
 
 def test_every_bundled_model_family_has_a_recipe():
@@ -15,7 +15,7 @@ def test_every_bundled_model_family_has_a_recipe():
 
 
 def test_semantic_recipe_rejects_unknown_names_and_keys(tmp_path):
-    from rsviz.train.semantic import train
+    from experiments.recipes.semantic import train
 
     with pytest.raises(UnknownNameError, match="roads-pplinknet"):
         train("roads-unet")
@@ -29,8 +29,8 @@ def test_semantic_recipe_rejects_unknown_names_and_keys(tmp_path):
 def test_roads_recipe_trains_and_writes_a_loadable_run(mirror, tmp_path):
     from safetensors.torch import load_file
 
+    from experiments.recipes.semantic import train
     from rsviz.models.architectures import build_model
-    from rsviz.train.semantic import train
 
     out = train("roads-pplinknet", None, {"steps": 2, "val_every": 2, "crop": 64, "batch_size": 2,
                                           "out": str(tmp_path / "run"), "threads": 2})
@@ -45,8 +45,8 @@ def test_roads_recipe_trains_and_writes_a_loadable_run(mirror, tmp_path):
 def test_roads_fine_tune_starts_from_init_weights_and_selects_by_apls(mirror, tmp_path):
     from safetensors.torch import load_file, save_file
 
+    from experiments.recipes.semantic import DEFAULTS, train
     from rsviz.models.architectures import build_model
-    from rsviz.train.semantic import DEFAULTS, train
 
     torch.manual_seed(3)
     net = build_model(DEFAULTS["roads-pplinknet"]["arch"])
@@ -64,7 +64,7 @@ def test_roads_fine_tune_starts_from_init_weights_and_selects_by_apls(mirror, tm
 
 
 def test_training_stages_follow_the_init_chain(tmp_path):
-    from rsviz.train.common import training_stages
+    from experiments.recipes.common import training_stages
 
     def run(name, init, precision=None):
         d = tmp_path / name
@@ -88,7 +88,7 @@ def test_training_stages_follow_the_init_chain(tmp_path):
 def test_training_stages_continue_into_a_bundled_card(tmp_path):
     """A stage fine-tuned from bundled weights (``init`` = ``weights/<name>/model.safetensors``) keeps the
     stages recorded in that folder's card."""
-    from rsviz.train.common import training_stages
+    from experiments.recipes.common import training_stages
 
     bundled = tmp_path / "weights" / "m"
     bundled.mkdir(parents=True)
@@ -112,7 +112,7 @@ def test_training_stages_continue_into_a_bundled_card(tmp_path):
 
 
 def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):
-    from rsviz.train.building import train
+    from experiments.recipes.building import train
 
     with pytest.raises(UnknownNameError, match="val_object_f1"):
         train(None, {"select_by": "val_loss", "out": str(tmp_path / "bad")})
@@ -129,8 +129,8 @@ def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):
 
 
 def test_fine_tuning_continues_the_learned_task_weighting(tmp_path):
+    from experiments.recipes.common import init_log_vars
     from rsviz.models.losses import UncertaintyWeightedLoss
-    from rsviz.train.common import init_log_vars
 
     run = tmp_path / "run"
     run.mkdir()
@@ -151,11 +151,11 @@ def test_fine_tuning_starts_from_bundled_int8_weights(tmp_path):
     """``init`` may name a bundled ``model.safetensors`` whose large convolutions are stored as int8."""
     from safetensors.torch import load_file
 
+    from experiments.recipes.common import load_init
+    from experiments.recipes.semantic import DEFAULTS
     from rsviz.models.api import dequantize_state, save_pretrained
     from rsviz.models.architectures import build_model
     from rsviz.models.card import HeadSpec, InputSpec, ModelCard
-    from rsviz.train.common import load_init
-    from rsviz.train.semantic import DEFAULTS
 
     arch = DEFAULTS["roads-pplinknet"]["arch"]
     torch.manual_seed(0)
@@ -175,7 +175,7 @@ def test_fine_tuning_starts_from_bundled_int8_weights(tmp_path):
 def test_building_batches_pad_chips_smaller_than_the_crop():
     import numpy as np
 
-    from rsviz.train.building import _batch
+    from experiments.recipes.building import _batch
 
     rng = np.random.default_rng(0)
     small = (np.full((3, 40, 50), 0.5, np.float32), np.ones((40, 50), np.uint8), np.zeros((40, 50), np.uint8),
@@ -192,7 +192,7 @@ def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch
 
     import numpy as np
 
-    import rsviz.train.building_card as bc
+    import experiments.packaging.building as bc
 
     def scene(prob, gt_inst):
         s = SimpleNamespace(targets={"buildings": (gt_inst > 0).astype(np.uint8), "instances": gt_inst},
@@ -234,7 +234,7 @@ def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch
 
 
 def test_weight_average_is_the_mean_of_due_snapshots_with_batchnorm_recomputed():
-    from rsviz.train.common import WeightAverage
+    from experiments.recipes.common import WeightAverage
 
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
     swa = WeightAverage(net, {"start": 2, "every": 2, "bn_batches": 3})
@@ -263,8 +263,8 @@ def test_weight_average_is_the_mean_of_due_snapshots_with_batchnorm_recomputed()
 def test_building_recipe_with_weight_averaging_outputs_the_average(mirror, tmp_path):
     from safetensors.torch import load_file, save_file
 
+    from experiments.recipes.building import train
     from rsviz.models.architectures import build_model
-    from rsviz.train.building import train
 
     torch.manual_seed(1)
     arch = {"arch": "mtl_unet", "encoder_name": "mobilenet_v2", "in_channels": 3,
@@ -290,7 +290,7 @@ def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatc
     import numpy as np
     from safetensors.torch import save_file
 
-    import rsviz.train.building_card as bc
+    import experiments.packaging.building as bc
     from rsviz.models.architectures import build_model
     from rsviz.models.card import ModelCard
 
@@ -324,8 +324,8 @@ def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatc
     d = bc.package(run, "building-seg", tmp_path / "out", choose_tta=True, settings_from=tmp_path / "ref")
     card = ModelCard.load(d / "card.json")
     assert card.input.tta is True and calls == [True] * len(bc.TUNE_SPLITS)
-    assert card.extra["instance_postprocess"]["method"] == "distance"
-    assert card.extra["instance_postprocess"]["min_distance"] == 40
+    assert card.postprocess.instances.method == "distance"
+    assert card.postprocess.instances.min_distance == 40
     assert card.extra["instance_postprocess_val_object_f1"] == 1.0
     assert card.extra["weight_averaging"] == {"snapshots": 4} and "copied from" in card.extra["tta_note"]
 
@@ -333,10 +333,10 @@ def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatc
 def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, tmp_path):
     from safetensors.torch import save_file
 
-    import rsviz.train.semantic_card as sc
+    import experiments.packaging.semantic as sc
+    from experiments.recipes.semantic import DEFAULTS
     from rsviz.models.architectures import build_model
     from rsviz.models.card import ModelCard, road_graph_of
-    from rsviz.train.semantic import DEFAULTS
 
     cfg = {**DEFAULTS["roads-pplinknet"], "out": str(tmp_path / "run")}
     run = tmp_path / "run"
@@ -352,7 +352,7 @@ def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, 
     seen = []
 
     def evaluate(lm, split):
-        seen.append((split, lm.card.input.tta, road_graph_of(lm.card)))
+        seen.append((split, lm.card.input.tta, road_graph_of(lm.card).to_dict()))
         return {"apls": 0.5, "apls_default_graph": 0.4}
 
     monkeypatch.setattr(sc, "evaluate_roads", evaluate)
@@ -361,7 +361,7 @@ def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, 
     d = sc.package(run, tmp_path / "out", choose_tta=True, choose_graph=True, settings_from=tmp_path / "ref")
     assert seen == [("val", True, graph), ("test", True, graph)]  # val scored once, with the copied settings
     card = ModelCard.load(d / "card.json")
-    assert card.input.tta is True and road_graph_of(card) == graph
+    assert card.input.tta is True and road_graph_of(card).to_dict() == graph
     assert card.extra["weight_averaging"] == {"snapshots": 2}
     assert card.extra["road_graph_choice"] == {"copied_from": str(tmp_path / "ref")}
 
@@ -369,8 +369,8 @@ def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, 
 def test_building_batches_carry_the_contact_zone_for_the_edge_loss():
     import numpy as np
 
+    from experiments.recipes.building import _batch
     from rsviz.labels import contact_mask
-    from rsviz.train.building import _batch
 
     inst = np.zeros((64, 64), np.int32)
     inst[10:30, 10:30], inst[10:30, 30:50] = 1, 2
@@ -385,7 +385,7 @@ def test_building_batches_carry_the_contact_zone_for_the_edge_loss():
 def test_road_batches_draw_the_configured_share_from_extra_data():
     import numpy as np
 
-    from rsviz.train.semantic import DEFAULTS, _batch
+    from experiments.recipes.semantic import DEFAULTS, _batch
 
     eth = [(np.zeros((3, 32, 32), np.float32), np.zeros((32, 32), np.int64))]
     dubai = [(np.ones((3, 32, 32), np.float32), np.ones((32, 32), np.int64))]

@@ -1,7 +1,7 @@
 import pytest
 
+from rsviz.app.workspace import RunCache, resolve_extent, scene_from_upload
 from rsviz.errors import GridMismatchError, RasterReadError
-from rsviz.ui.workspace import RunCache, resolve_extent, scene_from_upload
 
 
 def test_upload_with_ground_truth_on_another_grid_is_refused(scene_dir):

@@ -11,23 +11,12 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from rsviz.geo import gsd_metres
+from rsviz.types import ClassInfo
+
+__all__ = ["ClassInfo", "Sample", "SceneRef"]
 
 Split = Literal["train", "val", "test", "predict"]
 SPLITS: tuple[str, ...] = ("train", "val", "test", "predict")
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """A semantic class: id (pixel value), name and display colour (RGB 0-255)."""
-
-    id: int
-    name: str
-    color: tuple[int, int, int]
-
-    @property
-    def hex(self) -> str:
-        """``#rrggbb`` colour."""
-        return "#{:02x}{:02x}{:02x}".format(*self.color)
 
 
 @dataclass

@@ -65,8 +65,8 @@ def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.
     t = pred.transform
     px_area = abs(t.a * t.e)
     if binary and card.task == "buildings" and "probs" in pred.heads:
-        from rsviz.metrics.objects import instance_polygons, instances_for
         from rsviz.models.card import postprocess_of
+        from rsviz.postprocess import instance_polygons, instances_for
 
         instances = instances_for(pred.heads, postprocess_of(card))
         polys = instance_polygons(instances, t, min_area=min_area_px * px_area, valid=pred.valid).items()

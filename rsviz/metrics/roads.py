@@ -24,13 +24,14 @@ The snapping buffer of the definition is :data:`SPACENET_BUFFER_M` = 4 m (CosmiQ
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Mapping
 
 import networkx as nx
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.morphology import skeletonize
+
+from rsviz.postprocess.road_graph import RoadGraphSettings, mask_graphs, road_graphs
 
 
 def relaxed_precision_recall(pred: np.ndarray, target: np.ndarray, rho: float = 3.0,
@@ -68,211 +69,6 @@ def spacenet_buffer_px(gsd_m: float) -> float:
     if not gsd_m or not math.isfinite(gsd_m) or gsd_m <= 0:
         raise ValueError(f"the GSD must be a positive number of metres per pixel; got {gsd_m!r}")
     return SPACENET_BUFFER_M / gsd_m
-
-
-_NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-
-
-def clean_road_mask(mask: np.ndarray, *, closing_px: int = 2, max_hole_px: int = 100,
-                    max_object_px: int = 100) -> np.ndarray:
-    """Tidy a predicted road mask before it becomes a graph.
-
-    Morphological closing with a disk of radius ``closing_px`` (bridges 1-2 px breaks), then
-    holes of at most ``max_hole_px`` pixels are filled and blobs of at most ``max_object_px``
-    pixels removed (:mod:`skimage.morphology`), so the skeleton has fewer loops and orphan spurs.
-
-    Args:
-        mask: ``(H, W)`` {0, 1} road mask.
-
-    Returns:
-        ``(H, W)`` bool cleaned mask.
-    """
-    from skimage.morphology import closing, disk, remove_small_holes, remove_small_objects
-
-    m = np.asarray(mask, bool)
-    if closing_px > 0:
-        m = closing(m, disk(closing_px))
-    if max_hole_px > 0:
-        m = remove_small_holes(m, max_size=max_hole_px)
-    if max_object_px > 0:
-        m = remove_small_objects(m, max_size=max_object_px)
-    return m
-
-
-def prune_spurs(g: nx.Graph, min_spur: float) -> nx.Graph:
-    """Remove, repeatedly, terminal branches (end node up to the first junction) shorter than ``min_spur``.
-
-    Skeletons of thick or ragged masks grow short side branches that are not roads; every
-    such end point would otherwise be an APLS control node. Isolated paths (no junction)
-    are kept. Modifies and returns ``g``.
-    """
-    changed = min_spur > 0
-    while changed:
-        changed = False
-        for e in [n for n in g.nodes if g.degree(n) == 1]:
-            if e not in g or g.degree(e) != 1:
-                continue
-            path, length, cur, prev = [e], 0.0, e, None
-            while True:
-                nxt = [m for m in g.neighbors(cur) if m != prev]
-                if len(nxt) != 1:
-                    break
-                length += g.edges[cur, nxt[0]]["length"]
-                prev, cur = cur, nxt[0]
-                if g.degree(cur) != 2:
-                    break
-                path.append(cur)
-            if g.degree(cur) >= 3 and length < min_spur:
-                g.remove_nodes_from(path)
-                changed = True
-    return g
-
-
-def bridge_gaps(g: nx.Graph, max_gap: float, *, max_angle: float = 45.0, look_back: float = 10.0) -> nx.Graph:
-    """Join dead ends to the road they point at, across gaps of at most ``max_gap``.
-
-    A predicted road that is occluded by a tree or a car often breaks into pieces a few metres
-    apart; every break cuts all the shortest paths through it, which APLS punishes far more than
-    the missing pixels. Each end node (degree 1) gets a direction from the last ``look_back``
-    pixels of its branch; among the nodes within ``max_gap`` of it that lie within ``max_angle``
-    degrees of that direction and are not already reachable from it along the graph within
-    ``2 * max_gap + look_back`` (its own branch), the nearest is joined by a straight edge. This
-    is the dead-end linking used in SpaceNet 3 road-network entries (e.g. albu's ``skeleton``
-    post-processing) and, as a learned variant, Batra et al., "Improved Road Connectivity by
-    Joint Learning of Orientation and Segmentation", CVPR 2019. Modifies and returns ``g``.
-
-    Args:
-        g: Graph with node ``xy`` (pixels) and edge ``length``.
-        max_gap: Longest bridge, pixels; 0 disables.
-        max_angle: Largest angle between the branch direction and the bridge, degrees.
-        look_back: Branch length used for the direction, pixels.
-
-    Returns:
-        ``g`` with bridge edges (``length`` = their Euclidean length, ``bridge=True``).
-    """
-    ends = [n for n in g.nodes if g.degree(n) == 1]
-    if max_gap <= 0 or not ends:
-        return g
-    nodes = list(g.nodes)
-    xy = np.array([g.nodes[n]["xy"] for n in nodes], float)
-    tree = cKDTree(xy)
-    cos_min = math.cos(math.radians(max_angle))
-    bridges = []
-    for e in ends:
-        prev, cur, walked = None, e, 0.0
-        while walked < look_back:
-            nxt = [m for m in g.neighbors(cur) if m != prev]
-            if len(nxt) != 1:
-                break
-            walked += g.edges[cur, nxt[0]]["length"]
-            prev, cur = cur, nxt[0]
-        exy = np.asarray(g.nodes[e]["xy"], float)
-        d = exy - np.asarray(g.nodes[cur]["xy"], float)
-        norm = float(np.hypot(*d))
-        if norm == 0:
-            continue
-        d /= norm
-        own = nx.single_source_dijkstra_path_length(g, e, cutoff=2 * max_gap + look_back, weight="length")
-        best, best_d = None, math.inf
-        for i in tree.query_ball_point(exy, max_gap):
-            n = nodes[i]
-            if n in own:
-                continue
-            v = xy[i] - exy
-            dist = float(np.hypot(*v))
-            if 0 < dist < best_d and float(v @ d) / dist >= cos_min:
-                best, best_d = n, dist
-        if best is not None:
-            bridges.append((e, best, best_d))
-    for a, b, dist in bridges:
-        if not g.has_edge(a, b):
-            g.add_edge(a, b, length=dist, bridge=True)
-    return g
-
-
-def graph_from_mask(mask: np.ndarray, spacing: float = 20.0, min_length: float = 5.0, min_spur: float = 0.0) -> nx.Graph:
-    """Road graph from a binary road mask via its skeleton.
-
-    Nodes are skeleton pixels (``xy`` = (col, row) in pixels), 8-connected, edges weighted by
-    Euclidean step length. Control nodes (``control=True``): pixels with degree != 2
-    (intersections, end points) plus one pixel per ``spacing`` x ``spacing`` cell.
-    Connected components shorter than ``min_length`` pixels (spurs of noise) are dropped, and
-    terminal branches shorter than ``min_spur`` pixels pruned (:func:`prune_spurs`).
-
-    Args:
-        mask: ``(H, W)`` {0, 1}.
-        spacing: Control point spacing, pixels.
-        min_length: Minimum component length, pixels.
-        min_spur: Minimum terminal-branch length, pixels (0 keeps every branch).
-
-    Returns:
-        ``networkx.Graph``.
-    """
-    sk = skeletonize(np.asarray(mask, bool))
-    rr, cc = np.nonzero(sk)
-    g = nx.Graph()
-    idx = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(rr, cc))}
-    for (r, c), i in idx.items():
-        g.add_node(i, xy=(c + 0.5, r + 0.5), control=False)
-    for (r, c), i in idx.items():
-        for dr, dc in _NEIGHBOURS:
-            j = idx.get((r + dr, c + dc))
-            if j is not None and j > i:
-                g.add_edge(i, j, length=math.hypot(dr, dc))
-    for comp in list(nx.connected_components(g)):
-        if g.subgraph(comp).size(weight="length") < min_length:
-            g.remove_nodes_from(comp)
-    prune_spurs(g, min_spur)
-    seen: set[tuple[int, int]] = set()
-    for n, d in g.nodes(data=True):
-        x, y = d["xy"]
-        cell = (int(y // spacing), int(x // spacing))
-        if g.degree(n) != 2 or cell not in seen:
-            d["control"] = True
-            seen.add(cell)
-    return g
-
-
-def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6, node_spacing: float | None = None) -> nx.Graph:
-    """Road graph from line geometries (shapely LineString / MultiLineString, one CRS).
-
-    Lines are densified with nodes at most ``node_spacing`` apart (default ``spacing / 4``), so
-    control points of the other graph snap onto roads, not only onto sparse vertices (APLS
-    inserts snapped points into edges to the same effect). Control nodes are the line vertices
-    plus one node every ``spacing`` along each segment. Vertices closer than ``snap`` are merged
-    (shared intersections).
-
-    Returns:
-        ``networkx.Graph`` with node ``xy`` and ``control``, edge ``length``.
-    """
-    g = nx.Graph()
-    index: dict[tuple[int, int], int] = {}
-    step = node_spacing or spacing / 4.0
-
-    def node(x: float, y: float, control: bool) -> int:
-        key = (round(x / snap), round(y / snap))
-        if key not in index:
-            index[key] = len(index)
-            g.add_node(index[key], xy=(x, y), control=control)
-        elif control:
-            g.nodes[index[key]]["control"] = True
-        return index[key]
-
-    for geom in lines:
-        parts = getattr(geom, "geoms", [geom])
-        for line in parts:
-            coords = list(line.coords)
-            for (x0, y0, *_), (x1, y1, *_) in zip(coords, coords[1:]):
-                seg = math.hypot(x1 - x0, y1 - y0)
-                k = max(1, int(math.ceil(seg / step)))
-                every = max(1, int(round(spacing / (seg / k)))) if seg > 0 else 1
-                prev = node(x0, y0, True)
-                for s_ in range(1, k + 1):
-                    cur = node(x0 + (x1 - x0) * s_ / k, y0 + (y1 - y0) * s_ / k, s_ == k or s_ % every == 0)
-                    if cur != prev:
-                        g.add_edge(prev, cur, length=seg / k)
-                    prev = cur
-    return g
 
 
 def _apls_one_way(g_src: nx.Graph, g_dst: nx.Graph, buffer: float, max_nodes: int, rng: np.random.Generator) -> tuple[float, int]:
@@ -358,67 +154,11 @@ def apls_from_masks(pred: np.ndarray, target: np.ndarray, *, spacing: float = 20
     Returns:
         See :func:`apls`.
     """
-    return apls(*_mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
+    return apls(*mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
                 buffer=buffer, max_nodes=max_nodes)
 
 
-def _mask_graphs(pred, target, spacing: float, min_spur: float, clean: bool, closing_px: int, bridge_px: float,
-                 bridge_angle: float) -> tuple[nx.Graph, nx.Graph]:
-    """``(g_gt, g_prop)`` of :func:`apls_from_masks` (arguments as there)."""
-    p = clean_road_mask(pred, closing_px=closing_px) if clean else pred
-    g_prop = bridge_gaps(graph_from_mask(p, spacing, min_spur=min_spur), bridge_px, max_angle=bridge_angle)
-    return graph_from_mask(target, spacing, min_spur=min_spur), g_prop
-
-
-def road_graphs(prob: np.ndarray, target: np.ndarray, params: dict) -> tuple[nx.Graph, nx.Graph]:
-    """Ground-truth and proposal graphs as :func:`road_graph_apls` scores them (pixel coordinates).
-
-    Args:
-        prob: ``(H, W)`` float road probability in [0, 1] (a {0, 1} mask works with threshold <= 1).
-        target: ``(H, W)`` {0, 1} ground-truth road mask.
-        params: A card's ``extra.road_graph`` (missing keys: :data:`rsviz.models.card.ROAD_GRAPH_DEFAULTS`).
-
-    Returns:
-        ``(g_gt, g_prop)``; proposal bridge edges carry ``bridge=True``.
-    """
-    from rsviz.models.card import ROAD_GRAPH_DEFAULTS
-
-    q = {**ROAD_GRAPH_DEFAULTS, **params}
-    return _mask_graphs(np.asarray(prob) >= q["threshold"], target, 20.0, q["min_spur"], True, int(q["closing_px"]),
-                        q["bridge_px"], q["bridge_angle"])
-
-
-def graph_lines(g: nx.Graph) -> list[tuple[list[tuple[float, float]], bool]]:
-    """The graph as polylines: chains of degree-2 nodes between end points / junctions (pixel ``xy``).
-
-    Returns:
-        ``[(coords, is_bridge)]``; a bridge edge is its own two-point line.
-    """
-    lines, seen = [], set()
-    for a, b, d in g.edges(data=True):
-        if d.get("bridge"):
-            lines.append(([g.nodes[a]["xy"], g.nodes[b]["xy"]], True))
-            seen.add(frozenset((a, b)))
-    plain = [n for n in g.nodes if g.degree(n) != 2 or any(g.edges[n, m].get("bridge") for m in g.neighbors(n))]
-    starts = plain + list(g.nodes)  # loops without an end point start anywhere
-    for s in starts:
-        for m in g.neighbors(s):
-            if frozenset((s, m)) in seen:
-                continue
-            path, prev, cur = [s, m], s, m
-            seen.add(frozenset((s, m)))
-            while g.degree(cur) == 2 and not any(g.edges[cur, k].get("bridge") for k in g.neighbors(cur)):
-                nxt = next(k for k in g.neighbors(cur) if k != prev)
-                if frozenset((cur, nxt)) in seen:
-                    break
-                seen.add(frozenset((cur, nxt)))
-                path.append(nxt)
-                prev, cur = cur, nxt
-            lines.append(([g.nodes[n]["xy"] for n in path], False))
-    return lines
-
-
-def road_graph_apls(prob: np.ndarray, target: np.ndarray, params: dict, *, buffer: float = 4.0) -> dict:
+def road_graph_apls(prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any], *, buffer: float = 4.0) -> dict:
     """APLS of a road probability map under a card's graph parameters (``extra.road_graph``).
 
     Args:

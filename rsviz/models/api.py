@@ -21,8 +21,10 @@ from torch import nn
 from rsviz.errors import RsvizError, unknown_name
 from rsviz.models.architectures import build_model
 from rsviz.models.card import ModelCard
+from rsviz.resources import weights_dir
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "weights"
+#: The bundled model store as resolved at import (see :func:`rsviz.resources.weights_dir`).
+BUNDLED_DIR = weights_dir()
 ENV_VAR = "RSVIZ_MODELS_PATH"
 _EXTRA_DIRS: list[Path] = []
 
@@ -36,7 +38,7 @@ def register_model_dir(path: str | os.PathLike) -> None:
 
 def _search_dirs() -> list[Path]:
     env = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    return [BUNDLED_DIR, *env, *_EXTRA_DIRS]
+    return [weights_dir(), *env, *_EXTRA_DIRS]
 
 
 def _model_dirs() -> dict[str, Path]:

@@ -12,11 +12,13 @@ A bundled model lives in ``weights/<name>/`` (segmentation_models.pytorch
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rsviz.datasets.base import ClassInfo
+from rsviz.postprocess.instances import InstanceSettings
+from rsviz.postprocess.road_graph import RoadGraphSettings
+from rsviz.types import ClassInfo, HeadKind, Task
 
 
 @dataclass
@@ -69,6 +71,42 @@ class HeadSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class PostprocessSpec:
+    """Post-processing a card's figures are measured with (chosen on val), typed.
+
+    Attributes:
+        instances: Building-instance splitting (:class:`~rsviz.postprocess.InstanceSettings`), or None.
+        road_graph: APLS proposal-graph extraction (:class:`~rsviz.postprocess.RoadGraphSettings`), or None.
+    """
+
+    instances: InstanceSettings | None = None
+    road_graph: RoadGraphSettings | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; absent settings are left out."""
+        out: dict[str, Any] = {}
+        if self.instances is not None:
+            out["instances"] = self.instances.to_dict()
+        if self.road_graph is not None:
+            out["road_graph"] = self.road_graph.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PostprocessSpec:
+        """From the card's ``postprocess`` dict.
+
+        Raises:
+            ValueError: Unknown keys (the message names them and the valid ones).
+        """
+        d = dict(d or {})
+        bad = sorted(set(d) - {"instances", "road_graph"})
+        if bad:
+            raise ValueError(f"unknown postprocess key(s) {bad} in card.json; valid: instances, road_graph")
+        return cls(InstanceSettings.from_dict(d["instances"]) if d.get("instances") is not None else None,
+                   RoadGraphSettings.from_dict(d["road_graph"]) if d.get("road_graph") is not None else None)
+
+
 @dataclass
 class ModelCard:
     """Machine-readable model card.
@@ -87,8 +125,10 @@ class ModelCard:
         training_data: ``[{"dataset", "splits", "licence", "attribution"}]``.
         recipe: Training recipe (config as run).
         metrics: Measured metrics per split, e.g. ``{"banepa-test": {"iou": 0.71}}``.
-        extra: Anything else (learned task weights, speed, baseline comparison).
+        extra: Anything else (learned task weights, speed, baseline comparison); nothing that changes
+            what the model outputs or how it is scored.
         licence: Licence of the weights.
+        postprocess: Typed post-processing the card's figures use (:class:`PostprocessSpec`).
     """
 
     name: str
@@ -105,6 +145,27 @@ class ModelCard:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     licence: str = "CC-BY-4.0"
+    postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
+
+    def __post_init__(self) -> None:
+        # settings that older cards (and callers) keep in ``extra`` move to the typed ``postprocess``
+        self.extra = dict(self.extra)  # the caller's dict is left as it is
+        moved = {new: self.extra.pop(old) for old, new in (("instance_postprocess", "instances"),
+                                                             ("road_graph", "road_graph")) if old in self.extra}
+        if moved:
+            self.postprocess = replace(self.postprocess, **{
+                k: (InstanceSettings if k == "instances" else RoadGraphSettings).from_dict(v) if isinstance(v, dict) else v
+                for k, v in moved.items() if v is not None})
+
+    @property
+    def task_kind(self) -> Task:
+        """:attr:`task` as a :class:`~rsviz.types.Task`."""
+        return Task.parse(self.task)
+
+    def head_kind(self, head: str = "seg") -> HeadKind | None:
+        """Kind of head ``head`` as a :class:`~rsviz.types.HeadKind`, or None when the card has no such head."""
+        h = self.heads.get(head)
+        return HeadKind(h.kind) if h is not None else None
 
     @property
     def in_channels(self) -> int:
@@ -115,12 +176,18 @@ class ModelCard:
         """JSON-able dict."""
         d = asdict(self)
         d["classes"] = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in self.classes]
+        d["postprocess"] = self.postprocess.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        """Build a card from its JSON dict (unknown keys raise TypeError naming them)."""
+        """Build a card from its JSON dict (unknown keys raise TypeError naming them).
+
+        Cards written before :class:`PostprocessSpec` kept the settings in ``extra.instance_postprocess``
+        and ``extra.road_graph``; they are read from there.
+        """
         d = dict(d)
+        d["postprocess"] = PostprocessSpec.from_dict(d.get("postprocess"))
         d["heads"] = {k: HeadSpec(**v) for k, v in d["heads"].items()}
         d["input"] = InputSpec(**d["input"])
         d["classes"] = [ClassInfo(int(c["id"]), c["name"], tuple(c["color"])) for c in d.get("classes", [])]
@@ -136,22 +203,11 @@ class ModelCard:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-#: Building-instance post-processing used when a card states none (see rsviz.metrics.objects.split_instances).
-DEFAULT_POSTPROCESS = {"method": "auto", "threshold": 0.5, "edge_threshold": 0.5, "min_seed_px": 8, "min_distance": 10,
-                      "min_instance_px": 0, "merge_below": 0.0, "keep_edge_instances": False}
+def postprocess_of(card: ModelCard) -> InstanceSettings:
+    """The card's building-instance post-processing, or the defaults when it states none."""
+    return card.postprocess.instances or InstanceSettings()
 
 
-def postprocess_of(card: ModelCard) -> dict:
-    """The card's instance post-processing parameters (``extra.instance_postprocess``) or the defaults."""
-    return {**DEFAULT_POSTPROCESS, **(card.extra.get("instance_postprocess") or {})}
-
-
-#: Road-graph extraction for APLS when a card states none (``extra.road_graph``; see
-#: rsviz.metrics.roads.road_graph_apls): road where probability >= ``threshold``, closing radius
-#: ``closing_px``, spurs under ``min_spur`` px pruned, no gap bridging.
-ROAD_GRAPH_DEFAULTS = {"threshold": 0.5, "closing_px": 2, "min_spur": 20.0, "bridge_px": 0.0, "bridge_angle": 30.0}
-
-
-def road_graph_of(card: ModelCard) -> dict:
-    """The card's road-graph parameters (``extra.road_graph``) or the defaults."""
-    return {**ROAD_GRAPH_DEFAULTS, **(card.extra.get("road_graph") or {})}
+def road_graph_of(card: ModelCard) -> RoadGraphSettings:
+    """The card's APLS road-graph extraction, or the defaults when it states none."""
+    return card.postprocess.road_graph or RoadGraphSettings()

@@ -6,20 +6,20 @@ from typing import Callable
 
 
 def _building_mtl(config: str | None):
-    from rsviz.train.building import train
+    from experiments.recipes.building import train
 
     return train(config, None)
 
 
 def _building_seg(config: str | None):
-    from rsviz.train.building import train
+    from experiments.recipes.building import train
 
     return train(config, {"name": "building-seg", "heads": {"seg": 1}, "out": "runs/building-seg"} if config is None else None)
 
 
 def _s2(variant: str):
     def run(config: str | None):
-        from rsviz.train.s2 import train
+        from experiments.recipes.s2 import train
 
         return train(config, None if config else {"variant": variant, "out": f"runs/s2-{variant}"})
 
@@ -27,14 +27,14 @@ def _s2(variant: str):
 
 
 def _height(config: str | None):
-    from rsviz.train.height import train
+    from experiments.recipes.height import train
 
     return train(config, None)
 
 
 def _semantic(recipe: str):
     def run(config: str | None):
-        from rsviz.train.semantic import train
+        from experiments.recipes.semantic import train
 
         return train(recipe, config)
 

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from experiments.recipes.common import CurveLogger, augment, optimise, save_weights, start_run
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss
-from rsviz.train.common import CurveLogger, augment, optimise, save_weights, start_run
 
 DEFAULTS: dict[str, Any] = {"name": "height-mtl", "seed": 0, "encoder_name": "mobilenet_v2",
                             "decoder_channels": [128, 64, 32, 16, 16], "num_classes": 5, "crop": 256, "batch_size": 8,

@@ -1,6 +1,6 @@
 """Evaluate the land-cover and road models on their held-out tiles and bundle them.
 
-``python -m rsviz.train.semantic_card runs/landcover-deeplabv3plus runs/roads-pplinknet``
+``python -m experiments.packaging.semantic runs/landcover-deeplabv3plus runs/roads-pplinknet``
 writes ``weights/landcover-deeplabv3plus`` and ``weights/roads-pplinknet`` (config, fp16
 safetensors, ``card.json``, ``README.md``, training curves).
 
@@ -21,21 +21,26 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments.packaging.building import cpu_speed
+from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ETH_GSD_M, ROAD_CLASSES
 from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
 from rsviz.metrics.roads import spacenet_buffer_px
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
+from rsviz.models.api import LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
-from rsviz.models.card import ROAD_GRAPH_DEFAULTS, HeadSpec, InputSpec, ModelCard, road_graph_of
-from rsviz.train.building_card import cpu_speed
-from rsviz.train.common import training_stages, tta_note
+from rsviz.models.card import HeadSpec, InputSpec, ModelCard, road_graph_of
+from rsviz.postprocess import RoadGraphSettings
+
+#: The default APLS graph extraction as a dict (the grid of :func:`choose_road_graph` varies its keys).
+ROAD_GRAPH_DEFAULTS = RoadGraphSettings().to_dict()
 
 #: Weights with at least this many elements ship as int8 (PP-LinkNet's 3x3 pyramid projection and the
 #: ResNet-18 layer4 convolutions), which keeps the road model under the 30 MB budget.
@@ -81,7 +86,8 @@ def _road_probs(lm: LoadedModel, split: str) -> list[tuple[np.ndarray, np.ndarra
 def tile_apls(preds, graph: dict, buffers: tuple[float, ...] = (4.0,)) -> np.ndarray:
     """``(N, len(buffers))`` APLS per tile of ``preds`` (as :func:`_road_probs` returns them) with the road-graph
     parameters ``graph``, at each snapping buffer in pixels (graphs are built once per tile)."""
-    from rsviz.metrics.roads import apls, road_graphs
+    from rsviz.metrics.roads import apls
+    from rsviz.postprocess import road_graphs
 
     out = []
     for _, prob, gt in preds:
@@ -200,7 +206,7 @@ def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> Mod
         licence="research use only (training imagery is Google-derived and carries no licence)")
 
 
-def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = False, choose_graph: bool = False,
+def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_graph: bool = False,
             settings_from: Path | None = None) -> Path:
     """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder.
 
@@ -211,7 +217,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
 
     With ``settings_from`` (a model folder, e.g. the bundled ``weights/roads-pplinknet``), the TTA setting and
     the road-graph extraction are copied from that card instead (``choose_tta`` and ``choose_graph`` are then
-    ignored), so the candidate's val tiles stay unused until :mod:`rsviz.train.selection` compares it.
+    ignored), so the candidate's val tiles stay unused until :mod:`experiments.selection` compares it.
 
     Raises:
         FileNotFoundError: If ``settings_from`` has no ``card.json``.
@@ -233,7 +239,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
     if settings_from is not None:
         ref = ModelCard.load(Path(settings_from) / "card.json")
         tta, choose_tta, choose_graph = bool(ref.input.tta), False, False
-        copied = {"road_graph": road_graph_of(ref)} if cfg["task"] == "roads" else {}
+        copied = {"road_graph": road_graph_of(ref).to_dict()} if cfg["task"] == "roads" else {}
         tta_choice = {"copied_from": str(settings_from), "tta": tta}
     lm = LoadedModel(cfg["name"], make(cfg, {}, copied or {}, tta=tta), net, torch.device("cpu"))
     val = evaluate(lm, "val")
@@ -248,7 +254,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
         graph, graph_val = choose_road_graph(lm, "val")
         graph_choice = {"val_apls_default_graph": val["apls_default_graph"], "val_apls_chosen": graph_val,
                         "grid": {k: list(v) for k, v in ROAD_GRAPH_GRID.items()}}
-        lm.card.extra["road_graph"] = graph
+        lm.card.postprocess = replace(lm.card.postprocess, road_graph=RoadGraphSettings.from_dict(graph))
         val = evaluate(lm, "val")
     metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): val}
     extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
@@ -266,7 +272,7 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
     if "swa" in summary:
         extra["weight_averaging"] = summary["swa"]
     if graph_choice is not None:
-        extra["road_graph"] = lm.card.extra["road_graph"]
+        extra["road_graph"] = road_graph_of(lm.card).to_dict()
         extra["road_graph_choice"] = graph_choice
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
@@ -274,9 +280,9 @@ def package(run_dir: Path, out_root: Path = BUNDLED_DIR, choose_tta: bool = Fals
         extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
                                   "road, vegetation, water from one confusion matrix pooled over the split")
     else:
-        extra["metric_policy"] = road_metric_policy(road_graph_of(lm.card))
+        extra["metric_policy"] = road_metric_policy(road_graph_of(lm.card).to_dict())
         extra["osm_rasterizer_check"] = (
-            "rsviz.roads.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
+            "rsviz.labels.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
             "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)")
     card = make(cfg, metrics, extra, tta=tta)
@@ -308,7 +314,7 @@ def refresh_road_metrics(model_dir: Path) -> dict:
         raise ValueError(f"{model_dir} holds a {lm.card.task!r} model; --refresh-metrics is for road models")
     card = lm.card
     card.metrics = {**card.metrics, "eth-test": evaluate_roads(lm, "test"), "eth-val": evaluate_roads(lm, "val")}
-    card.extra["metric_policy"] = road_metric_policy(road_graph_of(card))
+    card.extra["metric_policy"] = road_metric_policy(road_graph_of(card).to_dict())
     card.save(model_dir / "card.json")
     (model_dir / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
     return card.metrics
@@ -320,18 +326,26 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*", type=Path, help="training run folders")
     p.add_argument("--refresh-metrics", type=Path, metavar="MODEL_DIR",
-                   help="re-measure a packaged road model's metrics (card.json, README.md) without touching weights")
+                   help="re-measure a packaged road model's metrics (card.json, README.md) into a copy under --out; the "
+                        "weights are copied unchanged")
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
     p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
     p.add_argument("--settings-from", type=Path,
                    help="model folder whose card's TTA setting and road-graph extraction are copied instead of "
                         "chosen on val (e.g. weights/roads-pplinknet)")
-    p.add_argument("--out", type=Path, default=BUNDLED_DIR,
-                   help="parent folder of the model folders written (default: the bundled weights/); write "
-                        "candidates elsewhere and compare them with python -m rsviz.train.selection")
+    p.add_argument("--out", type=Path,
+                   help="parent folder of the model folders written (required with training runs; never weights/: "
+                        "promote a candidate with `rsviz promote`)")
     a = p.parse_args(argv)
+    if a.out is None:
+        p.error("--out is required")
     if a.refresh_metrics is not None:
-        print(json.dumps(refresh_road_metrics(a.refresh_metrics), indent=1))
+        import shutil
+
+        dst = a.out / a.refresh_metrics.name
+        if dst.resolve() != a.refresh_metrics.resolve():
+            shutil.copytree(a.refresh_metrics, dst, dirs_exist_ok=True)
+        print(json.dumps(refresh_road_metrics(dst), indent=1))
     elif not a.runs:
         p.error("give training run folders, or --refresh-metrics MODEL_DIR")
     for run in a.runs:

@@ -13,9 +13,8 @@ import math
 import numpy as np
 import streamlit as st
 
-from rsviz.errors import RsvizError
-from rsviz.ui import state
-from rsviz.ui.workspace import (
+from rsviz.app import state
+from rsviz.app.workspace import (
     RUN_CACHE,
     RunOptions,
     crop,
@@ -29,14 +28,15 @@ from rsviz.ui.workspace import (
     scene_from_upload,
     target_for,
 )
+from rsviz.errors import RsvizError
 
 # --------------------------------------------------------------------------- Map
 
 
 def render_map(st_folium) -> None:
     """Scene picker (samples, upload, local path), map with overlays, extent drawing."""
-    from rsviz.mapview import drawn_bounds, legend_html
-    from rsviz.ui.home import load_sample, scene_option_list
+    from rsviz.app.home import load_sample, scene_option_list
+    from rsviz.app.mapview import drawn_bounds, legend_html
 
     st.title("Map")
     src = st.radio("Scene source", ["Sample data", "Upload", "Local path"], horizontal=True, key="map-source")
@@ -93,7 +93,7 @@ def render_map(st_folium) -> None:
             state.set_bounds(None)
     with left:
         if scene.georeferenced:
-            from rsviz.ui.scenes import scene_map
+            from rsviz.app.scenes import scene_map
 
             m = scene_map(s, show_gt=show_gt, basemap=basemap, gt_opacity=gt_op, image_opacity=img_op,
                           extent=state.bounds(), height=560)
@@ -116,7 +116,7 @@ def render_map(st_folium) -> None:
     area = extent_area_m2(scene, ext)
     import torch
 
-    from rsviz.ui.workspace import MAX_EXTENT_PX
+    from rsviz.app.workspace import MAX_EXTENT_PX
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     if ext.pixels > MAX_EXTENT_PX[dev]:
@@ -235,8 +235,8 @@ def _choose_run(key: str):
 
 def render_compare() -> None:
     """Side-by-side panels per run, a swipe view of prediction vs ground truth."""
+    from rsviz.app.panels import panels_for, swipe
     from rsviz.models.api import get_model_card
-    from rsviz.ui.panels import panels_for, swipe
 
     st.title("Compare")
     scene, ext, runs = _pick_runs("compare")
@@ -249,7 +249,7 @@ def render_compare() -> None:
         card = get_model_card(r.model)
         task, _ = target_for(scene, card)
         all_panels.append((r, panels_for(sub, r.prediction.heads, card, task)))
-    from rsviz.mapview import legend_html
+    from rsviz.app.mapview import legend_html
 
     for r, _ in all_panels:
         c = get_model_card(r.model)
@@ -287,8 +287,8 @@ def render_compare() -> None:
 
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
+    from rsviz.app.panels import confusion_figure
     from rsviz.evaluation import metric_label, per_class_rows
-    from rsviz.ui.panels import confusion_figure
 
     st.title("Metrics")
     chosen = _choose_run("metrics")
@@ -330,8 +330,8 @@ def render_metrics(st_folium) -> None:
                   key=f"objects-{r.key}")
     graphs = res.get("_graphs")
     if graphs is not None:
+        from rsviz.app.panels import road_graph_figure
         from rsviz.display import to_rgb8
-        from rsviz.ui.panels import road_graph_figure
 
         st.subheader("APLS road graphs: ground truth (green) · prediction (red) · bridged gaps (yellow)")
         st.caption("Paths between control nodes are compared on these skeleton graphs; a break in the red graph "
@@ -353,8 +353,8 @@ def _objects_map(scene, ext, match):
     import folium
     import shapely
 
+    from rsviz.app.mapview import add_overlay, fit_bounds, make_map, rgb_to_rgba
     from rsviz.display import to_rgb8
-    from rsviz.mapview import add_overlay, fit_bounds, make_map, rgb_to_rgba
     from rsviz.metrics.objects import match_to_geojson
 
     sub = crop(scene, ext)
@@ -384,9 +384,9 @@ def render_export() -> None:
     import tempfile
     from pathlib import Path
 
+    from rsviz.app.panels import confusion_figure, panels_for
     from rsviz.evaluation import eval_csv, to_eval_json
     from rsviz.report import extent_feature, html_report
-    from rsviz.ui.panels import confusion_figure, panels_for
 
     st.title("Export")
     chosen = _choose_run("export")
@@ -501,8 +501,8 @@ def render_scene_classification() -> None:
 
 @st.cache_data(show_spinner="Scoring the sample patches…", max_entries=8)
 def _s2_set_metrics(name: str) -> dict:
+    from experiments.packaging.s2 import evaluate_variant
+    from experiments.recipes.s2 import load_patches
     from rsviz.models.api import load_model_cached
-    from rsviz.train.s2 import load_patches
-    from rsviz.train.s2_card import evaluate_variant
 
     return evaluate_variant(load_model_cached(name, "cpu"), load_patches()["test"])

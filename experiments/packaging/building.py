@@ -1,6 +1,6 @@
 """Evaluate trained building models on the held-out splits and package them with a model card.
 
-``python -m rsviz.train.building_card --mtl runs/building-mtl --baseline runs/building-seg``
+``python -m experiments.packaging.building --mtl runs/building-mtl --baseline runs/building-seg``
 evaluates both runs on the Banepa test chips, the Kampala test cluster and Joplin
 (out-of-domain), times CPU inference, and writes ``weights/building-mtl`` (and
 ``weights/building-seg``) with ``config.json``, fp16 ``model.safetensors``, ``card.json``
@@ -17,20 +17,24 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
 from rsviz.datasets.buildings import BUILDING_CLASSES
+from rsviz.evaluation.bootstrap import pooled_f1
 from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics
-from rsviz.metrics.objects import instances_for
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, resolve_device, save_pretrained
+from rsviz.models.api import LoadedModel, as_stored, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
-from rsviz.models.card import DEFAULT_POSTPROCESS, HeadSpec, InputSpec, ModelCard, postprocess_of
-from rsviz.train.common import training_stages, tta_note
-from rsviz.train.selection import pooled_f1
+from rsviz.models.card import HeadSpec, InputSpec, ModelCard, postprocess_of
+from rsviz.postprocess import InstanceSettings, instances_for
+
+#: The default instance post-processing as a dict (the grid of :func:`tune_postprocess` varies its keys).
+DEFAULT_POSTPROCESS = InstanceSettings().to_dict()
 
 SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
           "joplin-ood": ("joplin-buildings", "test")}
@@ -246,7 +250,7 @@ def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict,
     )
 
 
-def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str = "cpu",
+def package(run_dir: Path, name: str, out_root: Path, device: str = "cpu",
             choose_tta: bool = False, settings_from: Path | None = None) -> Path:
     """Evaluate a training run and write ``weights/<name>``.
 
@@ -256,7 +260,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
 
     With ``settings_from`` (a model folder, e.g. the bundled ``weights/building-mtl``), the post-processing and
     TTA setting are copied from that card instead of chosen on val, so that the val splits stay unused by the
-    candidate and :mod:`rsviz.train.selection` compares the two on equal terms (``choose_tta`` is then ignored).
+    candidate and :mod:`experiments.selection` compares the two on equal terms (``choose_tta`` is then ignored).
 
     Raises:
         FileNotFoundError: If ``settings_from`` has no ``card.json``.
@@ -277,7 +281,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     tta, tta_choice = False, None
     if settings_from is not None:
         ref = ModelCard.load(Path(settings_from) / "card.json")
-        pp, tta = postprocess_of(ref), bool(ref.input.tta)
+        pp, tta = postprocess_of(ref).to_dict(), bool(ref.input.tta)
         val_f1 = pooled_f1(object_counts(val_predictions(lm, tta=tta), pp))
         tta_choice = {"copied_from": str(settings_from), "tta": tta}
     else:
@@ -289,7 +293,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
         if tta:
             pp, val_f1 = pp_tta, val_f1_tta
     card.input.tta = tta
-    card.extra["instance_postprocess"] = pp
+    card.postprocess = replace(card.postprocess, instances=InstanceSettings.from_dict(pp))
     metrics = {split: evaluate_building(lm, split) for split in SPLITS}
     speed = cpu_speed(net)
     extra = {"best_val_iou": summary["best_val_iou"], "best_step": summary["best_step"],
@@ -321,7 +325,7 @@ def package(run_dir: Path, name: str, out_root: Path = BUNDLED_DIR, device: str 
     return d
 
 
-def add_comparison(out_root: Path = BUNDLED_DIR) -> dict | None:
+def add_comparison(out_root: Path) -> dict | None:
     """Put the multi-task vs single-task comparison into both cards (when both are bundled)."""
     from rsviz.models.api import render_card_markdown
 
@@ -344,7 +348,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mtl", type=Path, help="training run of the multi-task model")
     p.add_argument("--baseline", type=Path, help="training run of the single-task baseline")
-    p.add_argument("--out", type=Path, default=BUNDLED_DIR)
+    p.add_argument("--out", type=Path, required=True,
+                   help="parent folder of the model folders written (never weights/: promote a candidate with "
+                        "`rsviz promote`)")
     p.add_argument("--choose-tta", action="store_true",
                    help="turn test-time augmentation on in a card where it raises the val object F1")
     p.add_argument("--settings-from", type=Path,

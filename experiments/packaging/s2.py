@@ -1,6 +1,6 @@
 """Evaluate the three Sentinel-2 fusion variants on the held-out patches and bundle them.
 
-``python -m rsviz.train.s2_card runs/s2-resize runs/s2-intermediate runs/s2-late`` writes
+``python -m experiments.packaging.s2 runs/s2-resize runs/s2-intermediate runs/s2-late`` writes
 ``weights/s2-<variant>/`` each with a card holding its own test metrics and, under
 ``extra.variants``, the comparison of all three.
 """
@@ -8,20 +8,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from rsviz.datasets.base import ClassInfo
+from experiments.recipes.s2 import load_patches
 from rsviz.datasets.bigearthnet import BANDS, LABELS_19
 from rsviz.metrics.multilabel import multilabel_metrics
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, save_pretrained
+from rsviz.models.api import LoadedModel, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
-from rsviz.train.s2 import load_patches
+from rsviz.types import ClassInfo
 
 _TAB20 = [(31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44), (152, 223, 138),
           (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213), (140, 86, 75), (196, 156, 148),
@@ -57,7 +56,16 @@ def card_for(variant: str, train_cfg: dict, metrics: dict, extra: dict) -> Model
         recipe=train_cfg, metrics=metrics, extra=extra, licence="CDLA-Permissive-1.0 (as the training data)")
 
 
-def main(run_dirs: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="rsviz package s2", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="training run folders (one per fusion variant)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="parent folder of the model folders written (never weights/: promote a candidate with "
+                         "`rsviz promote`)")
+    a = ap.parse_args(argv)
+    run_dirs = a.runs
     test = load_patches()["test"]
     results = {}
     for d in map(Path, run_dirs):
@@ -77,9 +85,9 @@ def main(run_dirs: list[str]) -> None:
                  "demo_scale": "trained and tested on the ~30 BigEarthNet patches shipped in PyPI packages; "
                                "not representative of BigEarthNet-scale accuracy"}
         card = card_for(v, tcfg, {"bigearthnet-test": {k: m[k] for k in ("micro_f1", "macro_f1", "map", "patches")}}, extra)
-        save_pretrained(net, cfg, card, BUNDLED_DIR / f"s2-{v}", half=False)
+        save_pretrained(net, cfg, card, a.out / f"s2-{v}", half=False)
     print(json.dumps(comparison, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -10,70 +10,19 @@ least :data:`REPLACE_P` (:func:`p_better`).
 
 from __future__ import annotations
 
-import warnings
-from typing import Callable, Sequence
-
 import numpy as np
 
-#: Bootstrap probability a candidate needs before it replaces the bundled weights.
-REPLACE_P = 0.9
+from rsviz.evaluation.bootstrap import REPLACE_P, mean_score, p_better, pooled_f1
 
-
-def pooled_f1(counts: np.ndarray) -> float:
-    """F1 ``2 TP / (2 TP + FP + FN)`` of ``(N, 3)`` per-image ``(tp, fp, fn)`` counts pooled over images."""
-    tp, fp, fn = np.asarray(counts, float).sum(0)
-    return float(2 * tp / max(2 * tp + fp + fn, 1.0))
-
-
-def mean_score(scores: np.ndarray) -> float:
-    """Mean of per-image scores, NaN ignored (APLS of a tile without ground-truth roads)."""
-    return float(np.nanmean(scores))
-
-
-def p_better(bundled: Sequence, candidate: Sequence, statistic: Callable[[np.ndarray], float], *,
-             n: int = 2000, seed: int = 0) -> float:
-    """Probability that ``candidate`` beats ``bundled`` on the split the images come from.
-
-    Both are per-image items in the same image order (e.g. ``(tp, fp, fn)`` rows, or per-tile APLS).
-    Images are resampled with replacement ``n`` times (seeded); each draw scores both models on the
-    same images (paired), and the result is the share of draws where the candidate's statistic is
-    higher (ties count half; draws where a statistic is NaN are left out).
-
-    Args:
-        bundled: ``N`` per-image items of the bundled model.
-        candidate: ``N`` per-image items of the candidate, same images.
-        statistic: Split score of an ``(N, ...)`` array, e.g. :func:`pooled_f1` or :func:`mean_score`.
-        n: Bootstrap draws.
-        seed: Seed of the draws.
-
-    Returns:
-        Probability in [0, 1].
-
-    Raises:
-        ValueError: If the two lists differ in length or are empty.
-    """
-    a, b = np.asarray(bundled, float), np.asarray(candidate, float)
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"need the same non-zero number of images for both models, got {len(a)} and {len(b)}")
-    rng = np.random.default_rng(seed)
-    wins, used = 0.0, 0
-    for _ in range(n):
-        i = rng.integers(0, len(a), len(a))
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a draw of NaN tiles only: skipped below
-            d = statistic(b[i]) - statistic(a[i])
-        if np.isnan(d):
-            continue
-        used += 1
-        wins += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
-    return wins / used if used else 0.5
+__all__ = ["REPLACE_P", "building_val_counts", "compare", "main", "mean_score", "p_better", "pooled_f1",
+           "road_val_apls"]
 
 
 def building_val_counts(lm) -> np.ndarray:
     """``(N, 3)`` int per-image object ``(tp, fp, fn)`` of a building model on the val splits
-    (:data:`rsviz.train.building_card.TUNE_SPLITS`), with its card's post-processing and TTA setting."""
+    (:data:`experiments.packaging.building.TUNE_SPLITS`), with its card's post-processing and TTA setting."""
+    from experiments.packaging.building import object_counts, val_predictions
     from rsviz.models.card import postprocess_of
-    from rsviz.train.building_card import object_counts, val_predictions
 
     return object_counts(val_predictions(lm), postprocess_of(lm.card))
 
@@ -81,8 +30,8 @@ def building_val_counts(lm) -> np.ndarray:
 def road_val_apls(lm) -> np.ndarray:
     """``(N,)`` per-tile APLS (4 px buffer) of a road model on the ETH val tiles, with its card's
     graph extraction (``extra.road_graph``) and TTA setting."""
+    from experiments.packaging.semantic import _road_probs, tile_apls
     from rsviz.models.card import road_graph_of
-    from rsviz.train.semantic_card import _road_probs, tile_apls
 
     return tile_apls(_road_probs(lm, "val"), road_graph_of(lm.card))[:, 0]
 

@@ -156,7 +156,7 @@ def road_graph_figure(rgb: np.ndarray, g_gt, g_prop) -> Figure:
     """
     from matplotlib.collections import LineCollection
 
-    from rsviz.metrics.roads import graph_lines
+    from rsviz.postprocess import graph_lines
 
     h, w = rgb.shape[:2]
     fig = Figure(figsize=(6, 6 * h / max(w, 1)), dpi=100)

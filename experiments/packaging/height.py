@@ -1,6 +1,6 @@
 """Evaluate the semantics + height model on held-out data and bundle it as ``weights/height-mtl``.
 
-``python -m rsviz.train.height_card runs/height-mtl``
+``python -m experiments.packaging.height runs/height-mtl``
 
 Metrics: height RMSE / MAE / bias / delta<1.25 on the Potsdam test patches (relative units,
 ``dsm / 255``), pooled over pixels, beside the RMSE / MAE of predicting the training mean
@@ -11,7 +11,6 @@ folder (``Tile 8``; ``unlabelled`` excluded), from one pooled confusion matrix.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from safetensors.torch import load_file
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.metrics import ConfusionMatrix, height_metrics
-from rsviz.models.api import BUNDLED_DIR, LoadedModel, as_stored, save_pretrained
+from rsviz.models.api import LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 
@@ -82,8 +81,16 @@ def card_for(train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:
         licence="CC BY-NC-SA 4.0 (inherits the Potsdam terms: non-commercial)")
 
 
-def main(run_dir: str) -> None:
-    d = Path(run_dir)
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="rsviz package height", description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="training run folder")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="parent folder of the model folder written (never weights/: promote a candidate with "
+                         "`rsviz promote`)")
+    a = ap.parse_args(argv)
+    d = a.run
     cfg = json.loads((d / "config.json").read_text())
     tcfg = json.loads((d / "train_config.json").read_text())
     summary = json.loads((d / "summary.json").read_text())
@@ -99,9 +106,9 @@ def main(run_dir: str) -> None:
                                           "sets differ in bands (IR-R-G vs R-G-B) and place; the height output on "
                                           "RGB imagery is an extrapolation."}
     card = card_for(tcfg, metrics, extra)
-    save_pretrained(net, cfg, card, BUNDLED_DIR / "height-mtl", half=True)
+    save_pretrained(net, cfg, card, a.out / "height-mtl", half=True)
     print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from experiments.recipes.common import CurveLogger, start_run
 from rsviz.datasets.bigearthnet import LABELS_19, bigearthnet_scenes, lmdb_patches
 from rsviz.models.architectures import build_model
-from rsviz.train.common import CurveLogger, start_run
 
 DEFAULTS: dict[str, Any] = {"variant": "resize", "seed": 0, "width": 24, "epochs": 120, "batch_size": 8, "lr": 2e-3,
                             "weight_decay": 1e-4, "threads": 2, "out": "runs/s2-resize", "bigearthnet_root": None}

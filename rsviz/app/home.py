@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from rsviz.app.mapview import assets_installed
+from rsviz.app.scenes import find_scene, scene_map, scene_options
 from rsviz.data import catalog
 from rsviz.datasets import Sample
 from rsviz.errors import RsvizError
-from rsviz.mapview import assets_installed
-from rsviz.ui.scenes import find_scene, scene_map, scene_options
 
 
 def device_label() -> str:

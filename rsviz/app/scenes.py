@@ -8,11 +8,11 @@ import folium
 import numpy as np
 from rasterio.warp import Resampling
 
+from rsviz.app.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
 from rsviz.data import catalog
 from rsviz.datasets import Sample, SceneRef, scenes
 from rsviz.display import palette_rgba, to_rgb8
 from rsviz.errors import DataMissingError
-from rsviz.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
 
 #: Datasets offered in the app's scene picker (imagery with ground truth; all georeferenced but the ETH
 #: road tiles, which open as whole images).

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import folium
@@ -26,11 +25,12 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from rsviz.errors import CRSError
 from rsviz.geo import WEB_MERCATOR, reproject_bounds
+from rsviz.resources import static_dir
 from rsviz.types import BBox
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+STATIC_DIR = static_dir()
 STATIC_URL = "app/static/node_modules"
 
 #: folium asset name -> path below ``static/node_modules``.

@@ -23,7 +23,6 @@ from typing import Sequence
 
 import numpy as np
 
-from rsviz.datasets.base import ClassInfo
 from rsviz.metrics import (
     ConfusionMatrix,
     apls,
@@ -32,7 +31,9 @@ from rsviz.metrics import (
     object_f1,
     relaxed_precision_recall,
 )
-from rsviz.metrics.roads import SPACENET_BUFFER_M, road_graphs, spacenet_buffer_px
+from rsviz.metrics.roads import SPACENET_BUFFER_M, spacenet_buffer_px
+from rsviz.postprocess import road_graphs
+from rsviz.types import ClassInfo
 
 TASKS = ("segmentation", "buildings", "roads", "height")
 

@@ -8,14 +8,14 @@
 ``roads-pplinknet``
     PP-LinkNet (Tran et al., 2020): LinkNet with a pyramid-pooling module, binary focal
     loss (Lin et al., ICCV 2017) plus soft Dice, on the ETH road tiles (001-080 train,
-    081-090 val, 091-100 test). A second stage (``configs/roads-pplinknet-finetune.json``)
+    081-090 val, 091-100 test). A second stage (``experiments/configs/roads-pplinknet-finetune.json``)
     starts from the first stage's weights (``init``), adds the clDice topology loss
     (Shit et al., CVPR 2021; ``cldice_weight``) and keeps the checkpoint with the best
     validation APLS (``select_by``).
 
 Both use AdamW with the poly learning-rate schedule ``(1 - step / steps) ** 0.9`` after a
 linear warm-up, flips / rot90 / colour augmentation, bf16 autocast where the hardware
-runs it natively (:func:`rsviz.train.common.mixed_precision`), and keep the checkpoint
+runs it natively (:func:`experiments.recipes.common.mixed_precision`), and keep the checkpoint
 with the best validation score (``select_by``: mIoU, road IoU or APLS).
 
 Run: ``python -m rsviz train landcover-deeplabv3plus`` / ``python -m rsviz train roads-pplinknet``
@@ -33,12 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rsviz.datasets import scenes
-from rsviz.metrics.roads import road_graph_apls
-from rsviz.models.architectures import build_model
-from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_loss
-from rsviz.models.pplinknet import poly_lr_lambda
-from rsviz.train.common import (
+from experiments.recipes.common import (
     CurveLogger,
     WeightAverage,
     augment,
@@ -49,6 +44,11 @@ from rsviz.train.common import (
     start_run,
     swa_lr_lambda,
 )
+from rsviz.datasets import scenes
+from rsviz.metrics.roads import road_graph_apls
+from rsviz.models.architectures import build_model
+from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_loss
+from rsviz.models.pplinknet import poly_lr_lambda
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -202,7 +202,7 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     steps, warm = int(cfg["steps"]), int(cfg["warmup"])
     poly = poly_lr_lambda(steps)
     # "swa" ({"start", "every", "bn_batches"}): the run's output is the mean of the weights from step "start" on
-    # (rsviz.train.common.WeightAverage) under a constant learning rate after warm-up, not a val-chosen checkpoint
+    # (experiments.recipes.common.WeightAverage) under a constant learning rate after warm-up, not a val-chosen checkpoint
     swa = WeightAverage(net, cfg["swa"]) if cfg.get("swa") else None
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, swa_lr_lambda(warm) if swa is not None else (lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s)))

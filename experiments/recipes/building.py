@@ -7,7 +7,7 @@ baseline with the same backbone and budget.
 
 Data: Banepa (train split) and Kampala zoom-20 tiles (train split), see
 :mod:`rsviz.datasets.buildings`; model selection on their val splits.
-Run: ``python -m rsviz train building-mtl --config configs/building-mtl.json``.
+Run: ``python -m rsviz train building-mtl --config experiments/configs/building-mtl.json``.
 """
 
 from __future__ import annotations
@@ -21,15 +21,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
-from rsviz.errors import unknown_name
-from rsviz.labels import contact_mask
-from rsviz.metrics.objects import instances_for
-from rsviz.models.architectures import build_model
-from rsviz.models.card import DEFAULT_POSTPROCESS
-from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
-from rsviz.train.building_card import object_scores
-from rsviz.train.common import (
+from experiments.packaging.building import object_scores
+from experiments.recipes.common import (
     CurveLogger,
     WeightAverage,
     augment,
@@ -41,6 +34,12 @@ from rsviz.train.common import (
     start_run,
     swa_lr_lambda,
 )
+from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
+from rsviz.errors import unknown_name
+from rsviz.labels import contact_mask
+from rsviz.models.architectures import build_model
+from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
+from rsviz.postprocess import InstanceSettings, instances_for
 
 DEFAULTS: dict[str, Any] = {
     "name": "building-mtl",
@@ -67,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     # pooled Banepa val only)
     "select_by": "val_iou",
     "postprocess": None,
-    # stochastic weight averaging ({"start", "every", "bn_batches"}, rsviz.train.common.WeightAverage): the run's
+    # stochastic weight averaging ({"start", "every", "bn_batches"}, experiments.recipes.common.WeightAverage): the run's
     # output is then the mean of the weights from step "start" on, under a constant learning rate after "warmup"
     # steps, instead of the checkpoint chosen by "select_by" (which val then only plots)
     "swa": None,
@@ -189,7 +188,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     select = cfg["select_by"]
     if select not in SELECT:
         raise unknown_name("select_by", select, SELECT)
-    pp = {**DEFAULT_POSTPROCESS, **(cfg["postprocess"] or {})} if select == "val_object_f1" else None
+    pp = InstanceSettings.from_dict(cfg["postprocess"]) if select == "val_object_f1" else None
     train_data = _load_split("train", cfg["kampala_zoom"])
     val_data = _load_split("val", cfg["kampala_zoom"])
     log = CurveLogger(out)

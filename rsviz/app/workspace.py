@@ -336,8 +336,8 @@ def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
     pred = heads["height"] if task == "height" else heads["classes"]
     inst = {}
     if task == "buildings":
-        from rsviz.metrics.objects import instances_for
         from rsviz.models.card import postprocess_of
+        from rsviz.postprocess import instances_for
 
         inst["pred_instances"] = instances_for(heads, postprocess_of(card))
         inst["gt_instances"] = sub.targets.get("instances")

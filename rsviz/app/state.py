@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rsviz.ui.workspace import Extent, RunResult, Scene
+from rsviz.app.workspace import Extent, RunResult, Scene
 
 K_SCENE, K_BOUNDS, K_RUNS = "rsviz.scene", "rsviz.bounds", "rsviz.runs"
 

@@ -1,0 +1,33 @@
+"""Where rsviz finds what does not live inside the Python package: the model store and the Leaflet assets.
+
+Both resolve like the data catalog (:func:`rsviz.data.catalog.data_dir`): an environment variable
+first, then the repository checkout the package was imported from (an editable install or a source
+tree). A non-editable install has no checkout beside it, so it needs the variables.
+
+* :func:`weights_dir`: ``RSVIZ_WEIGHTS_DIR``, else ``<repository>/weights`` (the bundled models; more
+  model folders are added with ``RSVIZ_MODELS_PATH``, see :mod:`rsviz.models.api`).
+* :func:`static_dir`: ``RSVIZ_STATIC_DIR``, else ``<repository>/static`` (``npm ci --prefix static``
+  installs Leaflet and its plugins under ``node_modules``; Streamlit serves the folder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The repository root when the package is imported from a checkout (``rsviz/`` is one level below).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_ENV_VAR = "RSVIZ_WEIGHTS_DIR"
+STATIC_ENV_VAR = "RSVIZ_STATIC_DIR"
+
+
+def weights_dir() -> Path:
+    """Folder of the bundled models: ``$RSVIZ_WEIGHTS_DIR``, else ``<repository>/weights``."""
+    env = os.environ.get(WEIGHTS_ENV_VAR)
+    return Path(env).expanduser() if env else REPO_ROOT / "weights"
+
+
+def static_dir() -> Path:
+    """Folder Streamlit serves as ``app/static``: ``$RSVIZ_STATIC_DIR``, else ``<repository>/static``."""
+    env = os.environ.get(STATIC_ENV_VAR)
+    return Path(env).expanduser() if env else REPO_ROOT / "static"
