@@ -26,6 +26,7 @@ PACKAGERS = {
     "semantic": "experiments.packaging.semantic",
     "height": "experiments.packaging.height",
     "s2": "experiments.packaging.s2",
+    "refresh": "experiments.packaging.refresh",
 }
 
 
@@ -85,6 +86,16 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_select)
 
 
+def same_weights(a: Path, b: Path) -> bool:
+    """True when two model folders hold byte-identical ``model.safetensors`` and ``config.json``."""
+    import hashlib
+
+    def digest(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else ""
+
+    return all(digest(a / f) == digest(b / f) != "" for f in ("model.safetensors", "config.json"))
+
+
 def promote(candidate: Path, store: Path, *, name: str | None = None) -> dict:
     """Copy a candidate model folder into the model store if it beats the model it would replace.
 
@@ -94,7 +105,9 @@ def promote(candidate: Path, store: Path, *, name: str | None = None) -> dict:
         name: Name in the store; the candidate folder's name by default.
 
     Returns:
-        The comparison of :func:`experiments.selection.compare` (``{"new": True}`` for a new name).
+        The comparison of :func:`experiments.selection.compare`; ``{"new": True}`` for a new name, or
+        ``{"metrics_refresh": True}`` when the weights are byte-identical (a card re-measured by
+        ``rsviz package refresh``).
 
     Raises:
         PromotionRefused: The bundled model is not beaten at ``P(better) >= REPLACE_P`` on val.
@@ -102,8 +115,13 @@ def promote(candidate: Path, store: Path, *, name: str | None = None) -> dict:
     from experiments.selection import compare
 
     dst = store / (name or candidate.name)
-    result = {"new": True} if not (dst / "card.json").exists() else compare(dst, candidate)
-    if not result.get("new") and not result["replace"]:
+    if not (dst / "card.json").exists():
+        result: dict = {"new": True}
+    elif same_weights(dst, candidate):
+        result = {"metrics_refresh": True, "note": "weights and config byte-identical; only the card changes"}
+    else:
+        result = compare(dst, candidate)
+    if "replace" in result and not result["replace"]:
         raise PromotionRefused(
             f"{candidate} does not replace {dst}: {result['statistic']} {result['candidate']:.4f} vs "
             f"{result['bundled']:.4f}, P(better) {result['p_better']:.3f} < {result['replace_p']}; keep the bundled "

@@ -14,7 +14,8 @@ def add_evaluate_parser(sub) -> None:
                                    "is positive, 255 is nodata.")
     p.add_argument("--pred", required=True, help="prediction raster (band 1 used)")
     p.add_argument("--gt", required=True, help="ground-truth raster on the same grid")
-    p.add_argument("--task", required=True, choices=["segmentation", "buildings", "roads", "height"])
+    p.add_argument("--task", required=True, choices=["landcover", "segmentation", "buildings", "roads", "height"],
+                   help="what is scored (segmentation = landcover: multiclass)")
     p.add_argument("--classes", help='JSON file: [{"id": 0, "name": "building", "color": [r, g, b]}, ...]')
     p.add_argument("--ignore-index", type=int, help="ground-truth id not evaluated (segmentation)")
     p.add_argument("--out", required=True, help="eval.json path; a CSV is written beside it")
@@ -45,7 +46,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                    gsd=gsd)
     out = Path(args.out)
     write_eval(res, out, out.with_suffix(".csv"), meta={"pred": str(args.pred), "gt": str(args.gt)})
-    s = res["summary"]
-    print(", ".join(f"{k}={v:.4f}" for k, v in s.items() if isinstance(v, float)))
+    print(", ".join(f"{k}={v:.4f}" for k, v in res.values.items() if isinstance(v, float)))
     print(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0

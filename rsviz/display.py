@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Sequence
 
 import numpy as np
@@ -91,3 +93,36 @@ def colormap_rgba(values: np.ndarray, cmap: str = "viridis", vmin: float | None 
     out = (matplotlib.colormaps[cmap](norm) * 255).astype(np.uint8)
     out[~ok, 3] = 0
     return out
+
+
+class PanelKind(str, Enum):
+    """What a display panel shows (the Compare page and the report pick panels by kind, never by caption)."""
+
+    INPUT = "input"
+    GROUND_TRUTH = "ground_truth"
+    PREDICTION = "prediction"
+    ERRORS = "errors"
+    EDGES = "edges"
+    EDGE_PROBABILITY = "edge_probability"
+    RECONSTRUCTION = "reconstruction"
+    RESIDUAL = "residual"
+    HEIGHT_TRUTH = "height_truth"
+    HEIGHT = "height"
+    HEIGHT_ERROR = "height_error"
+    ENTROPY = "entropy"
+    TTA_VARIANCE = "tta_variance"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One captioned image of a run over an extent.
+
+    Attributes:
+        kind: What it shows.
+        caption: Human caption (may carry figures, e.g. the mean residual).
+        image: ``(H, W, 3)`` uint8 RGB.
+    """
+
+    kind: PanelKind
+    caption: str
+    image: np.ndarray = field(repr=False)

@@ -7,8 +7,12 @@ import html
 import io
 import json
 from datetime import datetime, timezone
+from typing import Sequence
 
 import numpy as np
+
+from rsviz.display import Panel
+from rsviz.evaluation import EvalResult, fmt, metric_label
 
 
 def _png(img: np.ndarray) -> str:
@@ -25,16 +29,16 @@ def _fig_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, panels: list[tuple[str, np.ndarray]],
-                metrics: dict | None, figures: list | None, card: dict, options: dict, attribution: str = "") -> str:
+def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, panels: Sequence[Panel],
+                metrics: EvalResult | None, figures: list | None, card: dict, options: dict, attribution: str = "") -> str:
     """Self-contained HTML (images inlined as base64 PNG; no external resources).
 
     Args:
         title: Report title.
         scene_name: Scene shown.
         extent_geojson: The extent as a GeoJSON Feature (EPSG:4326) or None.
-        panels: ``[(caption, (H, W, 3) uint8)]``.
-        metrics: ``evaluate()`` result (summary and per-class rows) or None.
+        panels: :class:`~rsviz.display.Panel` images ((H, W, 3) uint8) with their captions.
+        metrics: :func:`~rsviz.evaluation.evaluate` result or None.
         figures: Matplotlib Figures (e.g. confusion matrices).
         card: Model card dict.
         options: Inference options.
@@ -53,20 +57,23 @@ def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, pan
              f"<p>Scene: <b>{e(scene_name)}</b> · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · "
              f"options: {e(json.dumps(options))}</p>"]
     if metrics:
-        parts.append("<h2>Metrics (inside the extent)</h2><table><tr><th>metric</th><th>value</th></tr>")
-        for k, v in metrics.get("summary", {}).items():
-            parts.append(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>")
+        parts.append("<h2>Metrics (inside the extent)</h2><table><tr><th>metric</th><th>value</th><th>definition</th></tr>")
+        for k, v in metrics.values.items():
+            name, definition = metric_label(k)
+            parts.append(f"<tr><td>{e(name)}</td><td>{e(fmt(v, 4))}</td><td>{e(definition)}</td></tr>")
         parts.append("</table>")
-        pix = metrics.get("pixel")
-        if pix:
-            parts.append("<h3>Per class</h3><table><tr><th>class</th><th>IoU</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>")
-            for c in pix["per_class"]:
-                parts.append("<tr>" + "".join(f"<td>{e(_fmt(c.get(k)))}</td>" for k in ("name", "iou", "precision", "recall", "f1", "support")) + "</tr>")
+        if metrics.per_class:
+            parts.append("<h3>Per class</h3><table><tr><th>class</th><th>IoU</th><th>precision</th><th>recall</th>"
+                         "<th>F1</th><th>support</th></tr>")
+            for c in metrics.per_class:
+                parts.append("<tr>" + "".join(f"<td>{e(fmt(v, 4))}</td>" for v in (c.name, c.iou, c.precision,
+                                                                                    c.recall, c.f1, c.support)) + "</tr>")
             parts.append("</table>")
     if panels:
         parts.append("<h2>Panels</h2><div class='grid'>")
-        for cap, img in panels:
-            parts.append(f"<figure><img src='data:image/png;base64,{_png(img)}'><figcaption>{e(cap)}</figcaption></figure>")
+        for pnl in panels:
+            parts.append(f"<figure><img src='data:image/png;base64,{_png(pnl.image)}'><figcaption>{e(pnl.caption)}"
+                         "</figcaption></figure>")
         parts.append("</div>")
     for fig in figures or []:
         parts.append(f"<p><img src='data:image/png;base64,{_fig_png(fig)}'></p>")
@@ -77,12 +84,6 @@ def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, pan
         parts.append(f"<p><small>{e(attribution)}</small></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "—" if np.isnan(v) else f"{v:.4f}"
-    return str(v)
 
 
 def extent_feature(bounds) -> dict | None:

@@ -23,16 +23,16 @@ def test_building_card_figures_are_reproduced(mirror, name):
     card = get_model_card(name)
     got = evaluate_building(load_model(name, "cpu"), "banepa-test")
     assert got["iou"] == pytest.approx(card.metrics["banepa-test"]["iou"], abs=0.02)
-    assert got["object_f1"] == pytest.approx(card.metrics["banepa-test"]["object_f1"], abs=0.02)
+    assert got["object_f1_iou50"] == pytest.approx(card.metrics["banepa-test"]["object_f1_iou50"], abs=0.02)
 
 
 @pytest.mark.parametrize("name", _bundled("s2-"))
 def test_s2_card_figures_are_reproduced(mirror, name):
-    from experiments.packaging.s2 import evaluate_variant
-    from experiments.recipes.s2 import load_patches
+    from rsviz.datasets.bigearthnet import patches_by_split
+    from rsviz.evaluation import evaluate_patches
 
     card = get_model_card(name)
-    got = evaluate_variant(load_model(name, "cpu"), load_patches()["test"])
+    got = evaluate_patches(load_model(name, "cpu"), patches_by_split()["test"])
     assert got["micro_f1"] == pytest.approx(card.metrics["bigearthnet-test"]["micro_f1"], abs=0.02)
     assert got["map"] == pytest.approx(card.metrics["bigearthnet-test"]["map"], abs=0.02)
 
@@ -72,7 +72,7 @@ def test_roads_card_figures_are_reproduced(mirror, name):
     card = get_model_card(name)
     got = evaluate_roads(load_model(name, "cpu"), "test")
     assert got["iou"] == pytest.approx(card.metrics["eth-test"]["iou"], abs=0.02)
-    assert got["apls"] == pytest.approx(card.metrics["eth-test"]["apls"], abs=0.02)
+    assert got["apls_4px"] == pytest.approx(card.metrics["eth-test"]["apls_4px"], abs=0.02)
     assert got["apls_4m"] == pytest.approx(card.metrics["eth-test"]["apls_4m"], abs=0.02)  # SpaceNet's 4 m buffer
 
 

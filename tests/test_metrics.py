@@ -198,7 +198,7 @@ def test_cli_evaluate_json_and_grid_mismatch(scene_dir, tmp_path):
                         str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
-    assert doc["summary"]["iou"] == 1.0 and doc["summary"]["object_f1"] == 1.0
+    assert doc["values"]["iou"] == 1.0 and doc["values"]["object_f1_iou50"] == 1.0
     assert doc["overall"][1]["class_name"] == "buildings" and doc["overall"][-1]["class_name"] == "average"
     assert out.with_suffix(".csv").read_text().startswith("class_id,class_name,iou")
     bad = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt_shifted.tif"), "--gt",
@@ -322,10 +322,14 @@ def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
     prob = road * 0.9
     prob[28:33, 90:110] = 0.35  # weak under an occlusion
     pred = (prob >= 0.5).astype(np.uint8)
-    plain = evaluate(pred, road, "roads")["summary"]
-    graph = evaluate(pred, road, "roads", road_prob=prob, road_graph={"threshold": 0.3})["summary"]
+    from rsviz.models.card import PostprocessSpec
+    from rsviz.postprocess import RoadGraphSettings
+
+    plain = evaluate(pred, road, "roads")
+    graph = evaluate(pred, road, "roads", heads={"probs": prob[None]},
+                     postprocess=PostprocessSpec(road_graph=RoadGraphSettings(threshold=0.3)))
     assert plain["iou"] == graph["iou"]  # pixel metrics keep the class map
-    assert graph["apls"] == pytest.approx(1.0, abs=0.05) and plain["apls"] < 0.8
+    assert graph["apls_4px"] == pytest.approx(1.0, abs=0.05) and plain["apls_4px"] < 0.8
 
 
 def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
@@ -340,14 +344,17 @@ def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
     road[5:28, 100:104] = 1  # a T junction
     broken = road.copy()
     broken[28:33, 140:160] = 0
-    res = evaluate(broken, road, "roads", with_polygons=True, road_prob=broken * 0.9,
-                   road_graph={"bridge_px": 30.0})
-    g_gt, g_prop = res["_graphs"]
+    from rsviz.models.card import PostprocessSpec
+    from rsviz.postprocess import RoadGraphSettings
+
+    res = evaluate(broken, road, "roads", with_artifacts=True, heads={"probs": (broken * 0.9)[None]},
+                   postprocess=PostprocessSpec(road_graph=RoadGraphSettings(bridge_px=30.0)))
+    g_gt, g_prop = res.artifacts.graphs
     for g in (g_gt, g_prop):
         lines = graph_lines(g)
         assert sum(len(c) - 1 for c, _ in lines) == g.number_of_edges()
     assert [len(c) for c, b in graph_lines(g_prop) if b] == [2]  # the one bridged gap
-    assert "_graphs" not in json.dumps(to_eval_json(res))
+    assert "graphs" not in json.dumps(to_eval_json(res)) and "graphs" not in json.dumps(res.to_json())
     fig = road_graph_figure(np.zeros((60, 200, 3), np.uint8), g_gt, g_prop)
     assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 4
 
@@ -357,11 +364,13 @@ def test_metric_labels_use_the_field_terms_and_state_their_parameters():
 
     gt = np.zeros((32, 32), np.uint8)
     gt[8:24, 8:24] = 1
-    s = evaluate(gt, gt, "buildings")["summary"]
-    assert metric_label("iou", s)[0] == "IoU" and metric_label("overall_accuracy", s)[0] == "OA"
-    assert metric_label("object_f1", s)[0] == "object F1 @ IoU 0.5"
-    assert metric_label("boundary_f1", s)[0] == "boundary F1 (2 px)"
-    assert metric_label("boundary_f1")[0] == "boundary F1"  # no summary: no parameters
+    res = evaluate(gt, gt, "buildings")
+    assert {"iou", "overall_accuracy", "object_f1_iou50", "boundary_f1_2px"} <= set(res.values)
+    assert metric_label("iou")[0] == "IoU" and metric_label("overall_accuracy")[0] == "OA"
+    assert metric_label("object_f1_iou50")[0] == "object F1 @ IoU 0.5"
+    assert metric_label("boundary_f1_2px")[0] == "boundary F1 (2 px)"
+    assert metric_label("apls_4m")[0] == "APLS (4 m buffer)" and metric_label("apls_4px")[0] == "APLS (4 px buffer)"
+    assert metric_label("relaxed_f1_3px")[0] == "relaxed F1 (ρ 3 px)" and metric_label("delta_1.25")[0] == "δ < 1.25"
     assert metric_label("iou")[1] and metric_label("no_such_key") == ("no such key", "")
 
 
@@ -374,7 +383,7 @@ def test_per_class_rows_carry_the_binary_boundary_f1_on_the_positive_class():
     res = evaluate(pred, gt, "buildings")
     rows = per_class_rows(res)
     assert [r["class"] for r in rows] == ["background", "buildings"]
-    assert rows[0]["boundary F1"] is None and rows[1]["boundary F1"] == res["summary"]["boundary_f1"]
+    assert rows[0]["boundary F1"] is None and rows[1]["boundary F1"] == res["boundary_f1_2px"]
     assert rows[1]["support"] == 256
     seg = evaluate(np.array([[0, 1], [2, 2]], np.uint8), np.array([[0, 1], [2, 1]], np.uint8), "segmentation")
     assert all("boundary F1" in r for r in per_class_rows(seg))

@@ -71,8 +71,8 @@ def test_apls_buffer_is_the_spacenet_4_m_in_pixels_of_the_gsd():
     gt = np.zeros((120, 120), np.uint8)
     gt[58:62, 5:115] = 1  # a straight road
     pred = np.roll(gt, 6, axis=0)  # found 6 px off: 3 m at 0.5 m GSD, inside SpaceNet's 4 m
-    strict = evaluate(pred, gt, "roads")["summary"]
-    spec = evaluate(pred, gt, "roads", gsd=0.5)["summary"]
-    assert strict["apls_buffer_px"] == 4.0 and "apls_buffer_m" not in strict
-    assert spec["apls_buffer_px"] == 8.0 and spec["apls_buffer_m"] == 4.0
-    assert strict["apls"] == 0.0 and spec["apls"] > 0.9
+    strict = evaluate(pred, gt, "roads")
+    spec = evaluate(pred, gt, "roads", gsd=0.5)
+    assert "apls_4m" not in strict.values and strict.params["apls_buffers_px"] == {"apls_4px": 4.0, "apls_8px": 8.0}
+    assert spec.params["apls_buffers_px"]["apls_4m"] == 8.0
+    assert strict["apls_4px"] == 0.0 and spec["apls_4m"] > 0.9

@@ -26,12 +26,14 @@ import torch
 from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
 from rsviz.datasets.buildings import BUILDING_CLASSES
+from rsviz.evaluation import evaluate_sample, pool
 from rsviz.evaluation.bootstrap import pooled_f1
-from rsviz.metrics import ConfusionMatrix, boundary_f1, object_f1, reconstruction_metrics
+from rsviz.metrics import object_f1
 from rsviz.models.api import LoadedModel, as_stored, resolve_device, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard, postprocess_of
 from rsviz.postprocess import InstanceSettings, instances_for
+from rsviz.types import Task
 
 #: The default instance post-processing as a dict (the grid of :func:`tune_postprocess` varies its keys).
 DEFAULT_POSTPROCESS = InstanceSettings().to_dict()
@@ -157,48 +159,18 @@ _OAM = "Imagery Â© OpenAerialMap contributors (CC-BY-4.0); building footprints Â
 
 def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25,
                       tta: bool | None = None) -> dict:
-    """Metrics of a building model on one named split of :data:`SPLITS` (post-processing, and test-time
-    augmentation unless ``tta`` is given, from its card)."""
+    """Figures of a building model on one named split of :data:`SPLITS`, through the one evaluator.
+
+    Each image is scored by :func:`rsviz.evaluation.evaluate_sample` (the card's post-processing,
+    test-time augmentation unless ``tta`` is given) and the split by :func:`rsviz.evaluation.pool`:
+    pixel metrics from one confusion matrix, object counts summed, boundary F1 and reconstruction
+    figures means over images. Returns the pooled values plus ``images``.
+    """
     ds, sp = SPLITS[split]
-    pp = postprocess_of(lm.card)
-    cm = ConfusionMatrix(2)
-    tp = fp = fn = lonely = 0
-    bfs, edge_bfs, psnrs = [], [], []
-    for s, p in _predictions(lm, ds, sp, tile, overlap, tta):
-        pred = p.heads["classes"] == 1
-        gt = s.targets["buildings"] > 0
-        v = s.valid
-        cm.update(pred.astype(np.uint8), gt.astype(np.uint8), v)
-        bfs.append(boundary_f1(pred & v, gt & v, 2.0, valid=v)["f1"])
-        sc, match = object_scores(instances_for(p.heads, pp), gt, s.targets.get("instances"), v)
-        tp, fp, fn = tp + sc["tp"], fp + sc["fp"], fn + sc["fn"]
-        lonely += _false_positives_off_labels(match)
-        if "edge" in p.heads:
-            edge_bfs.append(boundary_f1(p.heads["edge"] >= 0.5, gt, 2.0, valid=v, is_boundary=True)["f1"])
-        if "recon" in p.heads:
-            psnrs.append(reconstruction_metrics(p.heads["recon"], s.image)["psnr_db"])
-    r = cm.compute()["per_class"][1]
-    out = {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
-           "boundary_f1": float(np.nanmean(bfs)), "object_f1": 2 * tp / max(2 * tp + fp + fn, 1),
-           "object_tp": tp, "object_fp": fp, "object_fn": fn, "object_fp_touching_no_label": lonely,
-           "images": len(bfs)}
-    if edge_bfs:
-        out["edge_head_boundary_f1"] = float(np.nanmean(edge_bfs))
-    if psnrs:
-        out["recon_psnr_db"] = float(np.mean(psnrs))
-    return out
-
-
-def _false_positives_off_labels(match) -> int:
-    """False-positive instances that touch no ground-truth footprint at all (with OSM labels these are
-    often buildings nobody mapped; a diagnostic of label completeness, not a metric)."""
-    from shapely.strtree import STRtree
-
-    gts = [g for _, g, _ in match.tp] + list(match.fn)
-    if not gts:
-        return len(match.fp)
-    tree = STRtree(gts)
-    return sum(1 for q in match.fp if not any(q.intersects(gts[int(i)]) for i in tree.query(q)))
+    results = [evaluate_sample(lm.card, p.heads, s, task=Task.BUILDINGS, min_area_px=MIN_OBJECT_PX)
+               for s, p in _predictions(lm, ds, sp, tile, overlap, tta)]
+    r = pool(results)
+    return {**r.values, "images": r.images}
 
 
 def cpu_speed(lm_net, in_channels: int = 3, size: int = 512, repeats: int = 5) -> float:
@@ -333,9 +305,8 @@ def add_comparison(out_root: Path) -> dict | None:
     if not (a.exists() and b.exists()):
         return None
     mtl, base = ModelCard.load(a), ModelCard.load(b)
-    cmp = {s: {"mtl_iou": mtl.metrics[s]["iou"], "baseline_iou": base.metrics[s]["iou"],
-               "mtl_object_f1": mtl.metrics[s]["object_f1"], "baseline_object_f1": base.metrics[s]["object_f1"],
-               "mtl_boundary_f1": mtl.metrics[s]["boundary_f1"], "baseline_boundary_f1": base.metrics[s]["boundary_f1"]}
+    cmp = {s: {f"{who}_{k}": card.metrics[s][k] for k in ("iou", "object_f1_iou50", "boundary_f1_2px")
+               for who, card in (("mtl", mtl), ("baseline", base))}
            for s in SPLITS if s in mtl.metrics and s in base.metrics}
     for card, path in ((mtl, a), (base, b)):
         card.extra["mtl_vs_single_task"] = cmp

@@ -20,39 +20,40 @@ from safetensors.torch import load_file
 
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
-from rsviz.metrics import ConfusionMatrix, height_metrics
+from rsviz.evaluation import evaluate_sample, pool
 from rsviz.models.api import LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+from rsviz.types import Task
 
 
 def evaluate_height_model(lm: LoadedModel) -> dict:
-    """``{"potsdam-test": height metrics, "dubai-test": {"miou", per-class IoU}}``."""
+    """``{"potsdam-test": height figures, "dubai-test": land-cover figures}`` through the one evaluator.
+
+    Height errors are pooled over every pixel of the Potsdam test patches; ``constant_train_mean_*``
+    scores predicting the mean training height everywhere (the trivial baseline).
+    """
     from rsviz.inference import predict
     from rsviz.raster import RasterData
 
-    preds, tgts = [], []
+    height, const, seg = [], [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        train_mean = float(np.mean([r.load().targets["height"].mean() for r in scenes("potsdam-height", "train")]))
         for r in scenes("potsdam-height", "test"):
             s = r.load()
             p = predict(lm, RasterData(s.image), tile=256, overlap=0.25, precision="fp32")
-            preds.append(p.heads["height"].ravel())
-            tgts.append(s.targets["height"].ravel())
-        h = height_metrics(np.concatenate(preds), np.concatenate(tgts))
-        train_mean = float(np.mean([r.load().targets["height"].mean() for r in scenes("potsdam-height", "train")]))
-        const = height_metrics(np.full_like(np.concatenate(tgts), train_mean), np.concatenate(tgts))
-        cm = ConfusionMatrix(6, ignore_index=DUBAI_IGNORE, class_names=[c.name for c in DUBAI_CLASSES])
+            height.append(evaluate_sample(lm.card, p.heads, s, task=Task.HEIGHT))
+            const.append(evaluate_sample(lm.card, {"height": np.full_like(p.heads["height"], train_mean)}, s,
+                                         task=Task.HEIGHT))
         for r in scenes("dubai-landcover", "test"):
             s = r.load()
             p = predict(lm, RasterData(s.image), tile=512, overlap=0.25, precision="fp32")
-            cm.update(p.heads["classes"], s.targets["classes"])
-    res = cm.compute()
-    per = {c["name"]: c["iou"] for c in res["per_class"]}
-    return {"potsdam-test": {**{k: h[k] for k in ("rmse", "mae", "bias", "delta_1.25")}, "units": "relative",
-                             "constant_train_mean_rmse": const["rmse"], "constant_train_mean_mae": const["mae"]},
-            "dubai-test": {"miou": res["macro"]["iou"], "overall_accuracy": res["overall_accuracy"],
-                           **{f"iou_{k}": v for k, v in per.items()}}}
+            seg.append(evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER))
+    h, c, d = pool(height), pool(const), pool(seg)
+    return {"potsdam-test": {**h.values, "units": "relative", "constant_train_mean_rmse": c["rmse"],
+                             "constant_train_mean_mae": c["mae"], "images": h.images},
+            "dubai-test": {**d.values, "images": d.images}}
 
 
 def card_for(train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:

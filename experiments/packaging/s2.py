@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from experiments.recipes.s2 import load_patches
 from rsviz.datasets.bigearthnet import BANDS, LABELS_19
-from rsviz.metrics.multilabel import multilabel_metrics
+from rsviz.evaluation import evaluate_patches, multilabel_rows
 from rsviz.models.api import LoadedModel, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
@@ -29,14 +28,10 @@ _TAB20 = [(31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44,
 
 
 def evaluate_variant(lm: LoadedModel, patches) -> dict:
-    """Multi-label metrics of a loaded S2 model on ``[(id, image, labels19)]``."""
-    from rsviz.inference.classify import classify_patch
-
-    probs = np.stack([classify_patch(lm, p[1]) for p in patches])
-    labels = np.stack([p[2] for p in patches])
-    r = multilabel_metrics(probs, labels, LABELS_19)
-    return {"micro_f1": r["micro_f1"], "macro_f1": r["macro_f1"], "map": r["map"], "patches": len(patches),
-            "per_label": r["per_label"]}
+    """Multi-label figures of a loaded S2 model on ``[(id, image, labels19)]`` through the one evaluator
+    (:func:`rsviz.evaluation.evaluate_patches`); ``per_label`` is the per-label table."""
+    r = evaluate_patches(lm, patches)
+    return {**r.values, "per_label": multilabel_rows(r)}
 
 
 def card_for(variant: str, train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:

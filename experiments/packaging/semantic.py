@@ -32,12 +32,13 @@ from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.datasets.roads import ETH_GSD_M, ROAD_CLASSES
-from rsviz.metrics import ConfusionMatrix, relaxed_precision_recall
+from rsviz.evaluation import evaluate_sample, pool
 from rsviz.metrics.roads import spacenet_buffer_px
 from rsviz.models.api import LoadedModel, as_stored, save_pretrained
 from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard, road_graph_of
 from rsviz.postprocess import RoadGraphSettings
+from rsviz.types import Task
 
 #: The default APLS graph extraction as a dict (the grid of :func:`choose_road_graph` varies its keys).
 ROAD_GRAPH_DEFAULTS = RoadGraphSettings().to_dict()
@@ -59,17 +60,11 @@ def _predict_all(lm: LoadedModel, dataset: str, split: str):
 
 
 def evaluate_landcover(lm: LoadedModel, split: str = "test") -> dict:
-    """Pooled land-cover metrics on a Dubai split (``unlabelled`` excluded)."""
-    cm = ConfusionMatrix(len(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE, class_names=[c.name for c in DUBAI_CLASSES])
-    n = 0
-    for s, p in _predict_all(lm, "dubai-landcover", split):
-        cm.update(p.heads["classes"], s.targets["classes"])
-        n += 1
-    r = cm.compute()
-    per = {c["name"]: {"iou": c["iou"], "f1": c["f1"]} for c in r["per_class"] if c["id"] != DUBAI_IGNORE}
-    return {"miou": float(np.mean([v["iou"] for v in per.values()])), "overall_accuracy": r["overall_accuracy"],
-            "kappa": r["kappa"], **{f"iou_{k}": v["iou"] for k, v in per.items()},
-            **{f"f1_{k}": v["f1"] for k, v in per.items()}, "images": n}
+    """Land-cover figures on a Dubai split through the one evaluator (``unlabelled`` excluded): pixel metrics
+    from one confusion matrix pooled over the split, boundary F1 a mean over images; plus ``images``."""
+    r = pool([evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER)
+              for s, p in _predict_all(lm, "dubai-landcover", split)])
+    return {**r.values, "images": r.images}
 
 
 #: Road-graph grid searched on the val tiles by :func:`choose_road_graph` (values of ``extra.road_graph``).
@@ -123,35 +118,21 @@ def choose_road_graph(lm: LoadedModel, split: str = "val") -> tuple[dict, float]
 
 
 def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
-    """Road IoU (pooled), relaxed F1 at rho = 3 px and APLS (means over tiles) on an ETH split.
+    """Road figures on an ETH split through the one evaluator: IoU / F1 pooled over the split's pixels,
+    relaxed F1 (rho 3 px) and APLS means over tiles.
 
-    APLS is reported at three snapping buffers: ``apls`` at 4 px (1.5 m, stricter than the
-    definition), ``apls_buffer_8px`` and ``apls_4m``, the SpaceNet definition's 4 m
+    APLS is reported at three snapping buffers: ``apls_4px`` (1.5 m, stricter than the definition),
+    ``apls_8px`` and ``apls_4m``, the SpaceNet definition's 4 m
     (:data:`rsviz.metrics.roads.SPACENET_BUFFER_M`) at the measured ETH GSD
-    (:data:`rsviz.datasets.roads.ETH_GSD_M`, 0.372 m: 10.75 px).
-
-    APLS graphs follow the card's ``extra.road_graph`` (:func:`rsviz.models.card.road_graph_of`);
-    ``apls_default_graph`` is APLS with the default extraction (threshold 0.5, no bridging), for
-    comparison with cards that had none.
+    (:data:`rsviz.datasets.roads.ETH_GSD_M`, 0.372 m: 10.75 px), on graphs extracted with the card's
+    road-graph settings; ``apls_default_graph`` is the 4 px APLS with the default extraction (threshold
+    0.5, no bridging), for comparison with cards that had none.
     """
-    cm = ConfusionMatrix(2)
-    graph = road_graph_of(lm.card)
-    preds = _road_probs(lm, split)
-    rel = []
-    for cls, _, gt in preds:
-        pred = cls == 1
-        cm.update(pred.astype(np.uint8), gt.astype(np.uint8))
-        rel.append(relaxed_precision_recall(pred, gt, 3.0))
-    r = cm.compute()["per_class"][1]
-    b4m = spacenet_buffer_px(ETH_GSD_M)
-    ap = np.nanmean(tile_apls(preds, graph, (4.0, 8.0, b4m)), axis=0)
-    return {"iou": r["iou"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
-            "relaxed_precision": float(np.nanmean([x["precision"] for x in rel])),
-            "relaxed_recall": float(np.nanmean([x["recall"] for x in rel])),
-            "relaxed_f1": float(np.nanmean([x["f1"] for x in rel])), "relaxed_rho_px": 3.0,
-            "apls": float(ap[0]), "apls_buffer_px": 4.0, "apls_buffer_8px": float(ap[1]),
-            "apls_4m": float(ap[2]), "apls_4m_buffer_px": round(b4m, 2), "gsd_m": ETH_GSD_M,
-            "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "images": len(preds)}
+    pairs = list(_predict_all(lm, "eth-roads", split))
+    r = pool([evaluate_sample(lm.card, p.heads, s, task=Task.ROADS) for s, p in pairs])
+    preds = [(p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0) for s, p in pairs]
+    return {**r.values, "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "gsd_m": ETH_GSD_M,
+            "images": r.images}
 
 
 def _landcover_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
@@ -184,7 +165,7 @@ def road_metric_policy(g: dict) -> str:
         + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
         f"bridging. Snapping buffers: apls_4m is the SpaceNet definition's 4 m = {spacenet_buffer_px(ETH_GSD_M):.2f} px "
         f"at the ETH GSD of {ETH_GSD_M} m, measured from regulation tennis-court lines (rsviz.datasets.roads); "
-        "apls uses a stricter 4 px (1.5 m) and apls_buffer_8px 8 px (3.0 m)")
+        "apls_4px uses a stricter 4 px (1.5 m) and apls_8px 8 px (3.0 m)")
 
 
 def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
@@ -234,7 +215,7 @@ def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_grap
     make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
                              else (_roads_card, evaluate_roads, "eth-test"))
     as_stored(net, half=True, int8_min_numel=INT8_MIN_NUMEL).eval()  # evaluate the weights as shipped
-    key = "miou" if cfg["task"] == "landcover" else "apls"
+    key = "miou" if cfg["task"] == "landcover" else "apls_4px"
     tta, tta_choice, copied = False, None, None
     if settings_from is not None:
         ref = ModelCard.load(Path(settings_from) / "card.json")

@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from experiments.recipes.common import CurveLogger, start_run
-from rsviz.datasets.bigearthnet import LABELS_19, bigearthnet_scenes, lmdb_patches
+from rsviz.datasets.bigearthnet import LABELS_19, patches_by_split
 from rsviz.models.architectures import build_model
 
 DEFAULTS: dict[str, Any] = {"variant": "resize", "seed": 0, "width": 24, "epochs": 120, "batch_size": 8, "lr": 2e-3,
@@ -32,21 +32,8 @@ DEFAULTS: dict[str, Any] = {"variant": "resize", "seed": 0, "width": 24, "epochs
 
 
 def load_patches(root: str | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
-    """All patches by split: ``{split: [(id, image (12,120,120) uint16, labels19)]}``."""
-    out: dict[str, list] = {"train": [], "val": [], "test": []}
-    if root:
-        from rsviz.datasets.bigearthnet import load_patch, patch_split
-
-        for i, f in enumerate(sorted(p for p in Path(root).iterdir() if p.is_dir())):
-            s = load_patch(f, patch_split(i))
-            out[s.split].append((s.id, s.image, s.extra["labels19"]))
-        return out
-    for ref in bigearthnet_scenes():
-        s = ref.load()
-        out[s.split].append((s.id, s.image, s.extra["labels19"]))
-    for pid, split, img, lab in lmdb_patches():
-        out[split].append((pid, img, lab))
-    return out
+    """All patches by split (:func:`rsviz.datasets.bigearthnet.patches_by_split`)."""
+    return patches_by_split(root)
 
 
 def band_stats(patches) -> tuple[list[float], list[float]]:

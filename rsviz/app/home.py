@@ -9,6 +9,7 @@ from rsviz.app.scenes import find_scene, scene_map, scene_options
 from rsviz.data import catalog
 from rsviz.datasets import Sample
 from rsviz.errors import RsvizError
+from rsviz.evaluation import fmt, metric_label, task_spec
 
 
 def device_label() -> str:
@@ -38,10 +39,11 @@ def render_intro() -> None:
         rows = []
         for n in names:
             c = get_model_card(n)
-            main = next(iter(c.metrics.values()), {})
+            split, main = next(iter(c.metrics.items()), ("", {}))
+            keys = [k for k in task_spec(c.task).headline if isinstance(main.get(k), (int, float))][:2]
             rows.append({"model": n, "task": c.task, "title": c.title, "bands": ", ".join(c.input.bands),
-                         "key metric": ", ".join(f"{k} {v:.3f}" for k, v in list(main.items())[:2]
-                                                 if isinstance(v, (int, float)))})
+                         "key metric": (f"{split}: " if keys else "")
+                         + ", ".join(f"{metric_label(k)[0]} {fmt(main[k])}" for k in keys)})
         st.dataframe(rows, hide_index=True, width="stretch")
 
 

@@ -6,7 +6,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rsviz.datasets.base import ClassInfo, Sample
-from rsviz.display import colormap_rgba, palette_rgba, to_rgb8
+from rsviz.display import Panel, colormap_rgba, palette_rgba, to_rgb8
+from rsviz.display import PanelKind as P
+from rsviz.evaluation.tasks import task_spec
 from rsviz.metrics.errormaps import binary_error_map, error_map_rgba
 
 
@@ -16,7 +18,7 @@ def _over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     return (rgb.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a).astype(np.uint8)
 
 
-def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> list[tuple[str, np.ndarray]]:
+def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> list[Panel]:
     """Captioned panels for one run over an extent.
 
     Args:
@@ -26,27 +28,28 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
         task: Evaluation task (``buildings``, ``roads``, ``segmentation``, ``height``, ``none``).
 
     Returns:
-        ``[(caption, (H, W, 3) uint8)]``: input, ground truth, prediction, error map, edges,
-        reconstruction and residual, height and its error, uncertainty -- as available.
+        :class:`~rsviz.display.Panel` s ((H, W, 3) uint8): input, ground truth, prediction, error map,
+        edges, reconstruction and residual, height and its error, uncertainty -- as available.
     """
     rgb = to_rgb8(sub.image, valid=sub.valid)
     classes = list(card.classes) or [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "positive", (230, 25, 75))]
-    out = [("input", rgb)]
+    out = [(P.INPUT, "input", rgb)]
     cls = heads.get("classes")
     binary = card.heads.get("seg") is not None and card.heads["seg"].kind == "binary"
-    gt = sub.targets.get({"buildings": "buildings", "roads": "roads", "segmentation": "classes"}.get(task, ""), None)
+    spec = task_spec(task) if task != "none" else None
+    gt = sub.targets.get(spec.target) if spec is not None and spec.prediction == "classes" else None
     transparent = (0, 255) if binary else (255,)
     if gt is not None:
-        out.append(("ground truth", _over(rgb, palette_rgba(gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid))))
+        out.append((P.GROUND_TRUTH, "ground truth", _over(rgb, palette_rgba(gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid))))
     if cls is not None:
-        out.append((f"prediction ({card.name})", _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent))))
+        out.append((P.PREDICTION, f"prediction ({card.name})", _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent))))
     if cls is not None and gt is not None:
         if binary:
             codes = binary_error_map(cls == 1, gt > 0, sub.valid & (cls != 255))
-            out.append(("errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
+            out.append((P.ERRORS, "errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
         else:
             wrong = (cls != gt) & sub.valid & (cls != 255)
-            out.append(("misclassified pixels (red)", _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8))))
+            out.append((P.ERRORS, "misclassified pixels (red)", _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8))))
     if "edge" in heads:
         e_gt = sub.targets.get("edges")
         base = np.zeros_like(rgb)
@@ -55,30 +58,30 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
         pe = heads["edge"] >= 0.5
         base[pe & (base[..., 0] == 0)] = (255, 60, 60)
         base[pe & (e_gt > 0 if e_gt is not None else False)] = (60, 255, 60)
-        out.append(("edges: ground truth white · predicted red · agreement green", base))
-        out.append(("edge probability", colormap_rgba(heads["edge"], "magma", 0, 1)[..., :3]))
+        out.append((P.EDGES, "edges: ground truth white · predicted red · agreement green", base))
+        out.append((P.EDGE_PROBABILITY, "edge probability", colormap_rgba(heads["edge"], "magma", 0, 1)[..., :3]))
     if "recon" in heads:
         r = np.clip(heads["recon"], 0, 255)
-        out.append(("reconstruction", to_rgb8(r.astype(np.uint8))))
+        out.append((P.RECONSTRUCTION, "reconstruction", to_rgb8(r.astype(np.uint8))))
         res = np.abs(r - sub.image[: r.shape[0]].astype(np.float32)).mean(0)
-        out.append((f"residual |recon − input| (mean {res.mean():.1f})", colormap_rgba(res, "inferno", 0, max(float(np.percentile(res, 99)), 1))[..., :3]))
+        out.append((P.RESIDUAL, f"residual |recon − input| (mean {res.mean():.1f})", colormap_rgba(res, "inferno", 0, max(float(np.percentile(res, 99)), 1))[..., :3]))
     if "height" in heads:
         units = card.heads["height"].units or ""
         hp = heads["height"]
         ht = sub.targets.get("height")
         vmax = float(np.percentile(np.concatenate([hp[sub.valid].ravel(), ht[sub.valid].ravel() if ht is not None else []]), 99)) if sub.valid.any() else 1.0
         if ht is not None:
-            out.append((f"height ground truth ({units})", colormap_rgba(ht, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
-        out.append((f"height prediction ({units})", colormap_rgba(hp, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
+            out.append((P.HEIGHT_TRUTH, f"height ground truth ({units})", colormap_rgba(ht, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
+        out.append((P.HEIGHT, f"height prediction ({units})", colormap_rgba(hp, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
         if ht is not None:
             err = hp - ht
             lim = max(float(np.percentile(np.abs(err[sub.valid]), 98)) if sub.valid.any() else 1.0, 1e-6)
-            out.append((f"height error pred − truth (±{lim:.2f} {units})", colormap_rgba(err, "RdBu_r", -lim, lim, valid=sub.valid)[..., :3]))
+            out.append((P.HEIGHT_ERROR, f"height error pred − truth (±{lim:.2f} {units})", colormap_rgba(err, "RdBu_r", -lim, lim, valid=sub.valid)[..., :3]))
     if "entropy" in heads:
-        out.append(("uncertainty: predictive entropy", colormap_rgba(heads["entropy"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+        out.append((P.ENTROPY, "uncertainty: predictive entropy", colormap_rgba(heads["entropy"], "viridis", 0, None, valid=sub.valid)[..., :3]))
     if "tta_var" in heads:
-        out.append(("uncertainty: TTA variance", colormap_rgba(heads["tta_var"], "viridis", 0, None, valid=sub.valid)[..., :3]))
-    return out
+        out.append((P.TTA_VARIANCE, "uncertainty: TTA variance", colormap_rgba(heads["tta_var"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+    return [Panel(k, c, img) for k, c, img in out]
 
 
 def swipe(left: np.ndarray, right: np.ndarray, fraction: float) -> np.ndarray:

@@ -20,7 +20,6 @@ from rsviz.app.workspace import (
     crop,
     evaluate_run,
     extent_area_m2,
-    fmt,
     resolve_extent,
     run_model,
     scene_from_path,
@@ -28,7 +27,9 @@ from rsviz.app.workspace import (
     scene_from_upload,
     target_for,
 )
+from rsviz.display import PanelKind
 from rsviz.errors import RsvizError
+from rsviz.evaluation.export import fmt
 
 # --------------------------------------------------------------------------- Map
 
@@ -259,27 +260,25 @@ def render_compare() -> None:
         r, panels = all_panels[0]
         st.subheader(r.model)
         for i in range(0, len(panels), 3):
-            for col, (cap, img) in zip(st.columns(3), panels[i:i + 3]):
-                col.image(img, caption=cap, width="stretch")
+            for col, p in zip(st.columns(3), panels[i:i + 3]):
+                col.image(p.image, caption=p.caption, width="stretch")
     else:
         (ra, pa), (rb, pb) = all_panels
-        da, db = dict(pa), dict(pb)
+        da, db = {p.kind: p for p in pa}, {p.kind: p for p in pb}
         c1, c2 = st.columns(2)
         c1.subheader(ra.model)
         c2.subheader(rb.model)
-        for cap in list(dict.fromkeys([c for c, _ in pa] + [c for c, _ in pb])):
+        for kind in dict.fromkeys([p.kind for p in pa] + [p.kind for p in pb]):
             c1, c2 = st.columns(2)
             for col, d in ((c1, da), (c2, db)):
-                key = cap if cap in d else next((k for k in d if k.split(" (")[0] == cap.split(" (")[0]), None)
-                if key is not None:
-                    col.image(d[key], caption=key, width="stretch")
+                if kind in d:
+                    col.image(d[kind].image, caption=d[kind].caption, width="stretch")
     r, panels = all_panels[0]
-    d = dict(panels)
-    pred = next((v for k, v in d.items() if k.startswith("prediction")), None)
-    if pred is not None and "ground truth" in d:
+    d = {p.kind: p.image for p in panels}
+    if PanelKind.PREDICTION in d and PanelKind.GROUND_TRUTH in d:
         st.subheader("Swipe: prediction (left) vs ground truth (right)")
         f = st.slider("divider", 0.0, 1.0, 0.5, 0.01, key="compare-swipe")
-        st.image(swipe(pred, d["ground truth"], f), width="stretch")
+        st.image(swipe(d[PanelKind.PREDICTION], d[PanelKind.GROUND_TRUTH], f), width="stretch")
 
 
 # --------------------------------------------------------------------------- Metrics
@@ -288,7 +287,7 @@ def render_compare() -> None:
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
     from rsviz.app.panels import confusion_figure
-    from rsviz.evaluation import metric_label, per_class_rows
+    from rsviz.evaluation import metric_label, per_class_rows, task_spec
 
     st.title("Metrics")
     chosen = _choose_run("metrics")
@@ -299,36 +298,33 @@ def render_metrics(st_folium) -> None:
     if res is None:
         st.warning("This scene has no ground truth that fits this model's task, so no metrics can be computed.")
         return
-    s = res["summary"]
     st.caption(f"Computed over the {int(ext.window.width)} × {int(ext.window.height)} px extent only "
-               f"({res['pixel']['pixels'] if res.get('pixel') else s.get('pixels', 0):,} evaluated pixels; nodata excluded).")
-    main = [(k, s[k]) for k in ("iou", "miou", "f1", "mean_f1", "overall_accuracy", "kappa", "boundary_f1", "object_f1",
-                                "relaxed_f1", "apls", "rmse", "mae", "bias") if k in s]
+               f"({_evaluated_pixels(res):,} evaluated pixels; nodata excluded).")
+    main = [k for k in task_spec(res.task).headline if k in res.values] + [
+        k for k in ("precision", "recall", "overall_accuracy", "kappa", "bias") if k in res.values]
     cols = st.columns(min(len(main), 6) or 1)
-    for i, (k, v) in enumerate(main):
-        label, help_ = metric_label(k, s)
-        cols[i % len(cols)].metric(label, fmt(v), help=help_ or None)
-    st.session_state["rsviz.last_metrics"] = {"model": r.model, "summary": s}
-    if res.get("pixel"):
+    for i, k in enumerate(main):
+        label, help_ = metric_label(k)
+        cols[i % len(cols)].metric(label, fmt(res[k]), help=help_ or None)
+    st.session_state["rsviz.last_metrics"] = {"model": r.model, "values": dict(res.values)}
+    if res.per_class:
         st.subheader("Per class")
         rows = per_class_rows(res)
         num = st.column_config.NumberColumn(format="%.3f")
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={k: num for k in ("IoU", "precision", "recall", "F1", "boundary F1")})
-        cm = np.array(res["pixel"]["confusion_matrix"])
-        ids = [c["id"] for c in res["pixel"]["per_class"]]
-        nm = [c["name"] for c in res["pixel"]["per_class"]]
+        cm, nm = _class_confusion(res)
         c1, c2 = st.columns(2)
-        c1.pyplot(confusion_figure(cm[np.ix_(ids, ids)], nm, False))
-        c2.pyplot(confusion_figure(cm[np.ix_(ids, ids)], nm, True))
+        c1.pyplot(confusion_figure(cm, nm, False))
+        c2.pyplot(confusion_figure(cm, nm, True))
     with st.expander("All figures"):
-        st.json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()})
-    match = res.get("_match")
+        st.json(res.to_json()["values"])
+    match = res.artifacts.match
     if match is not None and scene.georeferenced:
         st.subheader(f"Objects: {len(match.tp)} TP (green) · {len(match.fp)} FP (red) · {len(match.fn)} FN (blue)")
         st_folium(_objects_map(scene, ext, match), height=480, use_container_width=True, returned_objects=[],
                   key=f"objects-{r.key}")
-    graphs = res.get("_graphs")
+    graphs = res.artifacts.graphs
     if graphs is not None:
         from rsviz.app.panels import road_graph_figure
         from rsviz.display import to_rgb8
@@ -338,6 +334,18 @@ def render_metrics(st_folium) -> None:
                    "cuts every path through it. The prediction's graph follows the model card's road_graph.")
         sub = crop(scene, ext)
         st.pyplot(road_graph_figure(to_rgb8(sub.image, valid=sub.valid), *graphs))
+
+
+def _evaluated_pixels(res) -> int:
+    if res.confusion is not None:
+        return int(np.asarray(res.confusion).sum())
+    return int(res.get("pixels") or 0)
+
+
+def _class_confusion(res) -> tuple[np.ndarray, list[str]]:
+    """The confusion matrix of the evaluated classes (ignore class left out) and their names."""
+    ids = [c.id for c in res.per_class]
+    return np.asarray(res.confusion)[np.ix_(ids, ids)], [c.name for c in res.per_class]
 
 
 @st.cache_data(show_spinner="Computing metrics…", max_entries=32)
@@ -408,9 +416,10 @@ def render_export() -> None:
                                help="Cloud-optimised uint8 GeoTIFF on the scene's grid and CRS: class ids in band 1 (255 = "
                                     "nodata), then probabilities, entropy, edges and reconstruction x 255 as the "
                                     "model has them (band descriptions name each)")
+        from rsviz.evaluation.tasks import specs_for_card
         from rsviz.inference.export import prediction_polygons_geojson
 
-        buildings = card.task == "buildings" and card.heads["seg"].kind == "binary"
+        buildings = any(sp.vectors == "instances" for sp in specs_for_card(card)[:1])
         st.download_button("Building footprints (GeoJSON, one polygon per building, EPSG:4326)" if buildings
                            else "Predicted polygons (GeoJSON, EPSG:4326)",
                            json.dumps(prediction_polygons_geojson(pred, card)), f"{stem}.geojson",
@@ -429,10 +438,8 @@ def render_export() -> None:
                            help="Every figure of the Metrics page with the confusion matrix, machine-readable")
         st.download_button("Metrics CSV (per class)", eval_csv(res), f"{stem}-metrics.csv", "text/csv", key="dl-csv",
                            icon=icon)
-        if res.get("pixel"):
-            ids = [c["id"] for c in res["pixel"]["per_class"]]
-            cm = np.array(res["pixel"]["confusion_matrix"])[np.ix_(ids, ids)]
-            figs = [confusion_figure(cm, [c["name"] for c in res["pixel"]["per_class"]], True)]
+        if res.per_class:
+            figs = [confusion_figure(*_class_confusion(res), True)]
     task, _ = target_for(scene, card)
     sub = crop(scene, ext)
     from rsviz.data import catalog
@@ -456,6 +463,7 @@ def render_scene_classification() -> None:
     from rsviz.datasets.bigearthnet import BANDS, LABELS_19
     from rsviz.display import colormap_rgba, to_rgb8
     from rsviz.errors import DataMissingError
+    from rsviz.evaluation.export import multilabel_rows
     from rsviz.models.api import get_model_card, list_models
 
     st.title("Scene classification (Sentinel-2)")
@@ -494,15 +502,15 @@ def render_scene_classification() -> None:
     c1.metric("micro F1", fmt(res["micro_f1"]))
     c2.metric("macro F1", fmt(res["macro_f1"]))
     c3.metric("mAP", fmt(res["map"]))
-    st.dataframe([r for r in res["per_label"] if r["support"] or not math.isnan(r["f1"])], hide_index=True,
+    st.dataframe([r for r in multilabel_rows(res) if r["support"] or not math.isnan(r["f1"])], hide_index=True,
                  width="stretch")
     st.caption(f"{res['patches']} test patches (demo scale: BigEarthNet samples shipped in PyPI packages).")
 
 
 @st.cache_data(show_spinner="Scoring the sample patches…", max_entries=8)
-def _s2_set_metrics(name: str) -> dict:
-    from experiments.packaging.s2 import evaluate_variant
-    from experiments.recipes.s2 import load_patches
+def _s2_set_metrics(name: str):
+    from rsviz.datasets.bigearthnet import patches_by_split
+    from rsviz.evaluation import evaluate_patches
     from rsviz.models.api import load_model_cached
 
-    return evaluate_variant(load_model_cached(name, "cpu"), load_patches()["test"])
+    return evaluate_patches(load_model_cached(name, "cpu"), patches_by_split()["test"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 import time
 from collections import OrderedDict
@@ -308,64 +307,19 @@ def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
 
 
 def target_for(scene: Scene, card) -> tuple[str, np.ndarray | None]:
-    """The evaluation task and ground-truth array that fit a model card and a scene."""
-    t = scene.sample.targets
-    if card.task == "buildings" and "buildings" in t:
-        return "buildings", t["buildings"]
-    if card.task == "roads" and "roads" in t:
-        return "roads", t["roads"]
-    if card.task in ("landcover", "height") and "classes" in t and card.heads.get("seg", None) is not None \
-            and card.heads["seg"].kind == "multiclass":
-        return "segmentation", t["classes"]
-    if card.task == "height" and "height" in t:
-        return "height", t["height"]
-    return "none", None
+    """The evaluation task (its name, ``none`` when nothing fits) and ground-truth array for a model and a scene."""
+    from rsviz.evaluation import target_spec
+
+    spec = target_spec(card, scene.sample.targets)
+    return (spec.task.value, scene.sample.targets[spec.target]) if spec is not None else ("none", None)
 
 
-def evaluate_run(scene: Scene, result: RunResult, card) -> dict | None:
-    """Metrics of a run inside its extent (None when the scene has no matching ground truth)."""
-    from rsviz.evaluation import evaluate
+def evaluate_run(scene: Scene, result: RunResult, card):
+    """Metrics of a run inside its extent (an :class:`~rsviz.evaluation.EvalResult` with the object matching
+    and road graphs kept for display), or None when the scene has no ground truth this model fits."""
+    from rsviz.evaluation import evaluate_sample
 
-    sub = crop(scene, result.extent)
-    task, gt = target_for(scene, card)
-    if gt is None:
-        return None
-    gt = gt[int(result.extent.window.row_off):int(result.extent.window.row_off + result.extent.window.height),
-            int(result.extent.window.col_off):int(result.extent.window.col_off + result.extent.window.width)]
-    heads = result.prediction.heads
-    pred = heads["height"] if task == "height" else heads["classes"]
-    inst = {}
-    if task == "buildings":
-        from rsviz.models.card import postprocess_of
-        from rsviz.postprocess import instances_for
-
-        inst["pred_instances"] = instances_for(heads, postprocess_of(card))
-        inst["gt_instances"] = sub.targets.get("instances")
-    elif task == "roads" and "probs" in heads:
-        from rsviz.models.card import road_graph_of
-
-        inst["road_prob"], inst["road_graph"] = heads["probs"][-1], road_graph_of(card)
-    out = evaluate(pred, gt, task, classes=card.classes or None, valid=sub.valid, ignore_index=card.ignore_index,
-                   gsd=sub.gsd, with_polygons=task in ("buildings", "roads"), **inst)
-    if "edge" in heads and "edges" in sub.targets:
-        from rsviz.metrics import boundary_f1
-
-        out["summary"]["edge_head_boundary_f1"] = boundary_f1(heads["edge"] >= 0.5, gt > 0 if task != "segmentation" else gt,
-                                                              2.0, valid=sub.valid, is_boundary=True)["f1"]
-    if "recon" in heads:
-        from rsviz.metrics import reconstruction_metrics
-
-        out["summary"].update({f"recon_{k}": v for k, v in reconstruction_metrics(heads["recon"], sub.image[: heads["recon"].shape[0]]).items()})
-    return out
-
-
-def fmt(v) -> str:
-    """Format a metric for display (3 decimals, ``—`` for NaN/None)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
+    return evaluate_sample(card, result.prediction.heads, crop(scene, result.extent), with_artifacts=True)
 
 
 __all__ = ["Scene", "Extent", "RunOptions", "RunResult", "RunCache", "RUN_CACHE", "scene_from_sample",

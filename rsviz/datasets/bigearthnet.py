@@ -163,3 +163,27 @@ def bigearthnet_scenes() -> list[SceneRef]:
                       if re.search(r"tests/datasets/tiny/.+_B02\.tif$", e.path)})
     return [SceneRef(BIGEARTHNET, f.name, patch_split(i), f, (lambda f=f, s=patch_split(i): load_patch(f, s)), task="scene")
             for i, f in enumerate(folders)]
+
+
+def patches_by_split(root: str | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """Every labelled BigEarthNet patch by split.
+
+    Args:
+        root: A full BigEarthNet-S2 folder (``<patch>/<patch>_<band>.tif``) to read instead of the
+            sample data; split by :func:`patch_split`.
+
+    Returns:
+        ``{split: [(patch id, (12, 120, 120) uint16 image in :data:`BANDS` order, (19,) {0, 1} labels)]}``.
+    """
+    out: dict[str, list] = {"train": [], "val": [], "test": []}
+    if root:
+        for i, f in enumerate(sorted(p for p in Path(root).iterdir() if p.is_dir())):
+            s = load_patch(f, patch_split(i))
+            out[s.split].append((s.id, s.image, s.extra["labels19"]))
+        return out
+    for ref in bigearthnet_scenes():
+        s = ref.load()
+        out[s.split].append((s.id, s.image, s.extra["labels19"]))
+    for pid, split, img, lab in lmdb_patches():
+        out[split].append((pid, img, lab))
+    return out

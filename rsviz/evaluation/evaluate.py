@@ -1,281 +1,210 @@
-"""Task-level evaluation of a prediction against ground truth, and its export.
+"""The one evaluator: an image or extent with :func:`evaluate`, a split with :func:`pool`.
 
-``evaluate(pred, gt, task=...)`` combines the metrics of :mod:`rsviz.metrics` for one of
-four tasks:
+The app's Metrics page, ``rsviz evaluate``, the batch exports and every model card's figures go
+through these two functions, so a key means the same everywhere. Keys carry their parameters
+(``boundary_f1_2px``, ``object_f1_iou50``, ``relaxed_f1_3px``, ``apls_4px``, ``apls_4m``); which
+measures a task uses is its :class:`~rsviz.evaluation.tasks.TaskSpec`'s business.
 
-* ``segmentation``: multiclass confusion matrix metrics and per-class boundary F1;
-* ``buildings``: binary pixel metrics, boundary F1, SpaceNet object F1 at IoU 0.5;
-* ``roads``: binary pixel metrics, relaxed precision / recall / F1 (rho = 3 px), APLS;
-* ``height``: RMSE, MAE, bias, delta < 1.25.
+Typical use::
 
-The JSON layout follows raster-vision's ``eval.json`` (``overall``: one item per class
-with counts, metrics and confusion-matrix row, then an ``average`` item; ``per_scene``:
-the same per scene), with rsviz's task-specific summaries under ``summary``.
+    from rsviz.evaluation import evaluate_sample, pool
+    results = [evaluate_sample(card, predict(lm, s.raster_data()).heads, s) for s in samples]
+    split = pool(results)            # counts summed, per-image figures averaged
+    split["object_f1_iou50"], split.to_json()
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from pathlib import Path
-from typing import Sequence
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rsviz.metrics import (
-    ConfusionMatrix,
-    apls,
-    boundary_f1,
-    height_metrics,
-    object_f1,
-    relaxed_precision_recall,
-)
-from rsviz.metrics.roads import SPACENET_BUFFER_M, spacenet_buffer_px
-from rsviz.postprocess import road_graphs
-from rsviz.types import ClassInfo
+from rsviz.evaluation.measures import BoundaryF1, EvalInput, Measure, PixelMetrics
+from rsviz.evaluation.results import Artifacts, EvalResult
+from rsviz.evaluation.tasks import EvalConfig, TaskSpec, specs_for_card, task_spec
+from rsviz.types import ClassInfo, Task
 
-TASKS = ("segmentation", "buildings", "roads", "height")
-
-#: APLS snapping buffer, pixels, for images without a GSD (4 m at 1 m/px).
-APLS_BUFFER_PX_NO_GSD = 4.0
+#: Class id of "no prediction" in class maps (the engine's nodata).
+NODATA_CLASS = 255
 
 
-def _clean(x):
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return _clean(x.item())
-    return x
+def _result(spec: TaskSpec, ms: Sequence[Measure], stats: dict[str, dict[str, Any]], params: dict[str, Any],
+            images: int, artifacts: Artifacts, cfg: EvalConfig) -> EvalResult:
+    values: dict[str, Any] = {}
+    rows: tuple = ()
+    confusion, names = None, ()
+    pixel = next((x for x in ms if isinstance(x, PixelMetrics) and x.name in stats), None)
+    boundary = next((x for x in ms if isinstance(x, BoundaryF1) and x.name in stats), None)
+    for x in ms:
+        if x.name in stats:
+            values.update(x.values(stats[x.name]))
+    if pixel is not None:
+        bf = boundary.per_class(stats[boundary.name]) if boundary is not None else None
+        rows = pixel.rows(stats[pixel.name], bf)
+        confusion = tuple(tuple(int(v) for v in r) for r in np.asarray(stats[pixel.name]["confusion"]))
+        names = tuple(pixel.class_names)
+    return EvalResult(spec.task, values, params, rows, confusion, names, images, stats, artifacts, cfg)
 
 
-def evaluate(pred: np.ndarray, gt: np.ndarray, task: str, *, classes: Sequence[ClassInfo] | None = None,
+def _config(spec: TaskSpec, classes: Sequence[ClassInfo] | None, ignore_index: int | None, gsd: float | None,
+            kw: Mapping[str, Any]) -> EvalConfig:
+    return EvalConfig(classes=spec.classes_for(classes), ignore_index=ignore_index, gsd=gsd or None, **kw)
+
+
+def evaluate(pred: np.ndarray, gt: np.ndarray, task: Task | str, *, classes: Sequence[ClassInfo] | None = None,
              valid: np.ndarray | None = None, ignore_index: int | None = None, gsd: float | None = None,
-             boundary_tolerance_px: float = 2.0, iou_threshold: float = 0.5, min_area_px: float = 10.0,
-             rho: float = 3.0, with_polygons: bool = False, pred_instances: np.ndarray | None = None,
-             gt_instances: np.ndarray | None = None, road_prob: np.ndarray | None = None,
-             road_graph: dict | None = None) -> dict:
-    """Evaluate one prediction.
+             heads: Mapping[str, np.ndarray] | None = None, image: np.ndarray | None = None,
+             gt_instances: np.ndarray | None = None, postprocess: Any = None, with_artifacts: bool = False,
+             **params: Any) -> EvalResult:
+    """Evaluate one prediction (an image or an extent) against its ground truth.
 
     Args:
-        pred: ``(H, W)`` class ids (segmentation / buildings / roads; 255 = nodata) or heights.
-        gt: ``(H, W)`` ground truth on the same grid.
-        task: One of :data:`TASKS`.
-        classes: Class legend (ids and names); binary tasks default to background / positive.
-        valid: ``(H, W)`` bool evaluated pixels (nodata excluded); pred == 255 is also excluded.
-        ignore_index: Ground-truth id not evaluated.
-        gsd: Metres per pixel: reported with the boundary tolerance, and the APLS snapping buffer is
-            the SpaceNet definition's 4 m in pixels of it (without a GSD: :data:`APLS_BUFFER_PX_NO_GSD`).
-        boundary_tolerance_px: BF-score tolerance, pixels.
-        iou_threshold: Object matching IoU (buildings).
-        min_area_px: Minimum object area in pixels (buildings).
-        rho: Relaxed road metric slack, pixels.
-        with_polygons: Also return the object :class:`~rsviz.metrics.objects.ObjectMatch` (buildings)
-            under ``"_match"``, or the APLS ``(ground truth, proposal)`` road graphs (roads, pixel
-            coordinates of the extent) under ``"_graphs"`` (neither is JSON-able; :func:`to_eval_json`
-            leaves them out).
-        pred_instances: Optional ``(H, W)`` int predicted building instances
-            (:func:`~rsviz.metrics.objects.split_instances`); connected components otherwise.
-        gt_instances: Optional ``(H, W)`` int ground-truth instances (one id per footprint).
-        road_prob: Optional ``(H, W)`` float road probability in [0, 1] (roads): the APLS graph is then
-            extracted from it with ``road_graph`` (a card's ``extra.road_graph``, see
-            :func:`~rsviz.metrics.roads.road_graph_apls`); otherwise from ``pred == 1`` with the defaults.
-        road_graph: Road-graph parameters (threshold, closing_px, min_spur, bridge_px, bridge_angle).
+        pred: ``(H, W)`` class ids (255 = nodata; binary tasks: 1 = positive) or heights (height task);
+            ``(L,)`` label probabilities (scene task).
+        gt: Ground truth on the same grid: ``(H, W)`` class ids / positive > 0 / heights, or ``(L,)`` {0, 1}.
+        task: A registered task (:class:`~rsviz.types.Task` or its name; ``segmentation`` = ``landcover``).
+        classes: Class legend (multiclass ids = channels); binary tasks default to background / positive.
+        valid: ``(H, W)`` bool pixels that count (nodata excluded); ``pred == 255`` is excluded too.
+        ignore_index: Ground-truth id left out of pixel metrics.
+        gsd: Metres per pixel; when given, APLS also snaps at the SpaceNet definition's 4 m (``apls_4m``).
+        heads: Prediction heads (``probs`` ``(C, H, W)``, ``edge``, ``recon``): building instances and the
+            APLS proposal graph are extracted from the probabilities with ``postprocess``, the edge and
+            reconstruction heads are scored when present.
+        image: ``(bands, H, W)`` input imagery, for the reconstruction head.
+        gt_instances: ``(H, W)`` int ground-truth instance ids (buildings: one per footprint).
+        postprocess: The card's :class:`~rsviz.models.card.PostprocessSpec` (None: the defaults).
+        with_artifacts: Keep the object matching (buildings) and road graphs (roads) in ``result.artifacts``.
+        **params: Fields of :class:`~rsviz.evaluation.tasks.EvalConfig` (``boundary_tolerance_px``,
+            ``iou_threshold``, ``min_area_px``, ``rho_px``, ``apls_buffers_px``).
 
     Returns:
-        ``{"task", "pixel": ConfusionMatrix.compute() | None, "summary": {...}, ...}``.
+        :class:`~rsviz.evaluation.results.EvalResult` with ``images == 1``.
 
     Raises:
-        ValueError: Unknown task or shape mismatch.
+        UnknownNameError: Unknown task.
+        ValueError: ``pred`` and ``gt`` differ in shape, or an unknown parameter.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    spec = task_spec(task)
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; put both on one grid")
+    bad = sorted(set(params) - set(EvalConfig.__dataclass_fields__) - {"classes", "ignore_index", "gsd"})
+    if bad:
+        raise ValueError(f"unknown evaluation parameter(s) {bad}; valid: "
+                         f"{', '.join(k for k in EvalConfig.__dataclass_fields__ if k not in ('classes', 'ignore_index', 'gsd'))}")
     v = np.ones(gt.shape, bool) if valid is None else np.asarray(valid, bool).copy()
-    if task == "height":
-        return {"task": task, "pixel": None, "summary": height_metrics(pred, gt, v)}
-    v &= pred != 255
-    if task in ("buildings", "roads"):
-        classes = list(classes) if classes else [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, task, (255, 0, 0))]
-        p, t = (pred == 1), (gt > 0)
-        cm = ConfusionMatrix(2, None, [c.name for c in classes[:2]]).update(p.astype(np.uint8), t.astype(np.uint8), v)
-        pix = cm.compute()
-        pos = pix["per_class"][1]
-        summary = {"iou": pos["iou"], "precision": pos["precision"], "recall": pos["recall"], "f1": pos["f1"],
-                   "overall_accuracy": pix["overall_accuracy"], "kappa": pix["kappa"]}
-        bf = boundary_f1(p & v, t & v, boundary_tolerance_px, valid=v)
-        summary["boundary_f1"] = bf["f1"]
-        summary["boundary_tolerance_px"] = boundary_tolerance_px
-        if gsd:
-            summary["boundary_tolerance_m"] = boundary_tolerance_px * gsd
-        out = {"task": task, "pixel": pix, "summary": summary}
-        if task == "buildings":
-            scores, match = object_f1(p, t, valid=v, iou_threshold=iou_threshold, min_area=min_area_px,
-                                      pred_instances=pred_instances, gt_instances=gt_instances)
-            summary.update({f"object_{k}": val for k, val in scores.items()})
-            summary["object_iou_threshold"] = iou_threshold
-            if with_polygons:
-                out["_match"] = match
-        else:
-            rel = relaxed_precision_recall(p, t, rho, valid=v)
-            summary.update({f"relaxed_{k}": val for k, val in rel.items()})
-            if road_prob is None:  # graphs from the class map, extracted with the defaults
-                road_prob, road_graph = p.astype(np.float32), None
-            graphs = road_graphs(np.where(v, road_prob, 0.0), t & v, road_graph or {})
-            buffer = spacenet_buffer_px(gsd) if gsd else APLS_BUFFER_PX_NO_GSD
-            summary.update(apls(*graphs, buffer=buffer))
-            summary["apls_buffer_px"] = buffer
-            if gsd:
-                summary["apls_buffer_m"] = SPACENET_BUFFER_M
-            if with_polygons:
-                out["_graphs"] = graphs
-        return out
-    n = max(int(gt[v].max(initial=0)), int(pred[v].max(initial=0))) + 1
-    if classes:
-        n = max(n, max(c.id for c in classes) + 1)
-    names = [str(i) for i in range(n)]
-    for c in classes or []:
-        names[c.id] = c.name
-    cm = ConfusionMatrix(n, ignore_index, names).update(pred, gt, v)
-    pix = cm.compute()
-    eval_mask = v if ignore_index is None else v & (gt != ignore_index)
-    for item in pix["per_class"]:
-        c = item["id"]
-        item["boundary_f1"] = boundary_f1((pred == c) & eval_mask, (gt == c) & eval_mask, boundary_tolerance_px,
-                                          valid=eval_mask)["f1"]
-    summary = {"miou": pix["macro"]["iou"], "mean_f1": pix["macro"]["f1"], "overall_accuracy": pix["overall_accuracy"],
-               "kappa": pix["kappa"], "boundary_tolerance_px": boundary_tolerance_px}
-    return {"task": task, "pixel": pix, "summary": summary}
+    if spec.dense and spec.prediction == "classes":
+        v &= pred != NODATA_CLASS
+        if not spec.binary:  # every id in the data gets a row, named ones by the legend
+            n = max(int(gt[v].max(initial=0)), int(pred[v].max(initial=0)), *(c.id for c in classes or ())) + 1
+            named = {c.id: c for c in classes or ()}
+            classes = [named.get(i, ClassInfo(i, str(i), (128, 128, 128))) for i in range(n)]
+    cfg = _config(spec, classes, ignore_index, gsd, params)
+    x = EvalInput(pred, gt, v, cfg.classes, ignore_index, cfg.gsd, dict(heads or {}), image, gt_instances,
+                  postprocess, with_artifacts)
+    ms = spec.measures(cfg)
+    stats: dict[str, dict[str, Any]] = {}
+    found: dict[str, Any] = {}
+    prm: dict[str, Any] = {"gsd_m": cfg.gsd} if cfg.gsd else {}
+    for meas in ms:
+        if meas.applies(x):
+            out = meas.measure(x)
+            stats[meas.name] = out.stats
+            found.update(out.artifacts)
+            prm.update(meas.params())
+    return _result(spec, ms, stats, prm, 1, Artifacts(**found), cfg)
 
 
-def _class_items(pix: dict) -> list[dict]:
-    items = []
-    cm = np.array(pix["confusion_matrix"])
-    for c in pix["per_class"]:
-        i = c["id"]
-        items.append({"class_id": i, "class_name": c["name"], "gt_count": int(cm[i].sum()), "pred_count": int(cm[:, i].sum()),
-                      "count_error": int(abs(cm[:, i].sum() - cm[i].sum())),
-                      "metrics": {k: c[k] for k in ("iou", "precision", "recall", "f1", "boundary_f1") if k in c},
-                      "conf_mat": cm[i].tolist()})
-    items.append({"class_name": "average", "metrics": pix["macro"], "weighted": pix["weighted"], "micro": pix["micro"]})
-    return items
+def evaluate_sample(card: Any, heads: Mapping[str, np.ndarray], sample: Any, *, task: Task | str | None = None,
+                    with_artifacts: bool = False, **params: Any) -> EvalResult | None:
+    """Evaluate a model's prediction of a :class:`~rsviz.datasets.base.Sample` (or a crop of one).
 
-
-def to_eval_json(result: dict, per_scene: dict[str, dict] | None = None, meta: dict | None = None) -> dict:
-    """raster-vision style ``eval.json`` content (NaN -> null)."""
-    doc = {"task": result["task"], "overall": _class_items(result["pixel"]) if result.get("pixel") else [],
-           "summary": result["summary"],
-           "confusion_matrix": result["pixel"]["confusion_matrix"] if result.get("pixel") else None,
-           "class_names": result["pixel"]["class_names"] if result.get("pixel") else None,
-           "per_scene": {k: {"overall": _class_items(r["pixel"]) if r.get("pixel") else [], "summary": r["summary"]}
-                         for k, r in (per_scene or {}).items()}}
-    if meta:
-        doc["meta"] = meta
-    return _clean(doc)
-
-
-def write_eval(result: dict, json_path: str | Path, csv_path: str | Path | None = None, meta: dict | None = None) -> None:
-    """Write ``eval.json`` and (optionally) a CSV with one row per class plus summary rows."""
-    doc = to_eval_json(result, meta=meta)
-    Path(json_path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if csv_path is not None:
-        Path(csv_path).write_text(eval_csv(result), encoding="utf-8")
-
-
-def eval_csv(result: dict) -> str:
-    """CSV text: per-class rows (``class_id,class_name,iou,precision,recall,f1,support``) then ``metric,value`` rows."""
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    if result.get("pixel"):
-        w.writerow(["class_id", "class_name", "iou", "precision", "recall", "f1", "boundary_f1", "support"])
-        for c in result["pixel"]["per_class"]:
-            w.writerow([c["id"], c["name"], *(_fmt(c.get(k)) for k in ("iou", "precision", "recall", "f1", "boundary_f1")),
-                        c["support"]])
-        w.writerow([])
-    w.writerow(["metric", "value"])
-    for k, val in result["summary"].items():
-        w.writerow([k, _fmt(val)])
-    return buf.getvalue()
-
-
-def _fmt(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:.6f}" if isinstance(v, float) else v
-
-
-#: Display names and one-line definitions of the summary keys (field-standard abbreviations).
-_METRIC_NAMES: dict[str, tuple[str, str]] = {
-    "iou": ("IoU", "Intersection over union of the positive class, pixels in the extent"),
-    "miou": ("mIoU", "Mean IoU over the classes present (ignore class excluded)"),
-    "f1": ("F1", "Pixel F1 (Dice) of the positive class"),
-    "mean_f1": ("mean F1", "Mean per-class pixel F1"),
-    "overall_accuracy": ("OA", "Overall accuracy: share of evaluated pixels classified correctly"),
-    "kappa": ("kappa", "Cohen's kappa: agreement beyond chance, from the confusion matrix"),
-    "boundary_f1": ("boundary F1", "BF score (Csurka et al. 2013): boundary pixels matched within the tolerance"),
-    "object_f1": ("object F1", "Instances matched one-to-one at IoU >= the threshold; F1 of TP / FP / FN"),
-    "relaxed_f1": ("relaxed F1", "Road pixels matched within rho pixels (Mnih & Hinton 2010)"),
-    "apls": ("APLS", "Average Path Length Similarity of the road graphs (Van Etten et al. 2018)"),
-    "rmse": ("RMSE", "Root-mean-square height error, in the height units"),
-    "mae": ("MAE", "Mean absolute height error, in the height units"),
-    "bias": ("bias", "Mean of prediction minus ground truth, in the height units"),
-}
-
-
-def metric_label(key: str, summary: dict | None = None) -> tuple[str, str]:
-    """Display name and definition of a summary key of :func:`evaluate`.
+    The task is the first of :func:`~rsviz.evaluation.tasks.specs_for_card` whose ground truth the
+    sample has, unless given; legend, ignore class and post-processing come from the card, GSD,
+    valid mask, imagery and footprint instances from the sample.
 
     Args:
-        key: Summary key, e.g. ``"iou"``, ``"object_f1"``, ``"apls"``.
-        summary: The summary it belongs to; adds its parameters (boundary tolerance, object IoU
-            threshold, relaxed slack) to the name.
+        card: The model's :class:`~rsviz.models.card.ModelCard`.
+        heads: Prediction heads on the sample's grid (``classes``, ``probs``, ``height``, ``edge``...).
+        sample: The sample (``targets``, ``valid``, ``image``, ``gsd``).
+        task: Evaluate this task instead of choosing one.
+        with_artifacts: See :func:`evaluate`.
+        **params: See :func:`evaluate`.
 
     Returns:
-        ``(name, definition)``; unknown keys give the key with spaces and an empty definition.
+        The result, or None when the sample has no ground truth this model can be scored on.
     """
-    name, help_ = _METRIC_NAMES.get(key, (key.replace("_", " "), ""))
-    s = summary or {}
-    if key == "boundary_f1" and "boundary_tolerance_px" in s:
-        name += f" ({s['boundary_tolerance_px']:g} px)"
-    elif key == "object_f1" and "object_iou_threshold" in s:
-        name += f" @ IoU {s['object_iou_threshold']:g}"
-    elif key == "apls" and "apls_buffer_m" in s:
-        name += f" ({s['apls_buffer_m']:g} m buffer)"
-    elif key == "apls" and "apls_buffer_px" in s:
-        name += f" ({s['apls_buffer_px']:g} px buffer)"
-    elif key == "relaxed_f1" and "relaxed_rho_px" in s:
-        name += f" (ρ {s['relaxed_rho_px']:g} px)"
-    return name, help_
+    spec = task_spec(task) if task is not None else target_spec(card, sample.targets)
+    if spec is None or spec.target not in sample.targets:
+        return None
+    return evaluate(heads[spec.prediction], sample.targets[spec.target], spec.task, classes=card.classes or None,
+                    valid=sample.valid, ignore_index=card.ignore_index, gsd=sample.gsd, heads=heads,
+                    image=sample.image, gt_instances=sample.targets.get("instances") if spec.task is Task.BUILDINGS
+                    else None, postprocess=card.postprocess, with_artifacts=with_artifacts, **params)
 
 
-def per_class_rows(result: dict) -> list[dict]:
-    """Per-class table of an :func:`evaluate` result, one dict per class.
+def target_spec(card: Any, targets: Mapping[str, Any]) -> TaskSpec | None:
+    """The task a model is scored on against these ground-truth targets (None when none fits)."""
+    return next((s for s in specs_for_card(card) if s.target in targets), None)
 
-    Keys: ``class``, ``IoU``, ``precision``, ``recall``, ``F1``, ``boundary F1`` (only when some class
-    has it; for binary tasks the positive class takes the summary's boundary F1), ``support`` (pixels).
+
+def pool(results: Sequence[EvalResult]) -> EvalResult:
+    """Pool image results into a split result, as each metric's definition requires.
+
+    Confusion matrices, object counts and height error sums are summed; boundary F1, relaxed F1,
+    APLS and reconstruction figures are means over images (NaN images left out); multi-label
+    scores are computed over all patches together. ``images`` is the number of results.
 
     Raises:
-        ValueError: The result has no pixel metrics (height task).
+        ValueError: No results, or results of different tasks or parameters.
     """
-    if not result.get("pixel"):
-        raise ValueError(f"a {result.get('task', 'height')} result has no per-class pixel metrics")
-    per = result["pixel"]["per_class"]
-    bf = [c.get("boundary_f1") for c in per]
-    if result.get("task") in ("buildings", "roads") and len(per) == 2 and all(b is None for b in bf):
-        bf = [None, result["summary"].get("boundary_f1")]
-    rows = []
-    for c, b in zip(per, bf):
-        row = {"class": c["name"], "IoU": c["iou"], "precision": c["precision"], "recall": c["recall"], "F1": c["f1"]}
-        if any(x is not None for x in bf):
-            row["boundary F1"] = b
-        row["support"] = c["support"]
-        rows.append(row)
-    return rows
+    if not results:
+        raise ValueError("nothing to pool: give at least one result")
+    tasks = {r.task for r in results}
+    if len(tasks) > 1:
+        raise ValueError(f"cannot pool results of different tasks: {sorted(t.value for t in tasks)}")
+    first = results[0]
+    spec = task_spec(first.task)
+    cfg: EvalConfig = first.config
+    others = {replace(r.config, gsd=None) for r in results}
+    if len(others) > 1:
+        raise ValueError("cannot pool results measured with different parameters or legends; evaluate them alike")
+    if len({r.config.gsd for r in results}) > 1:  # the 4 m APLS buffer is in each image's own pixels
+        cfg = replace(cfg, gsd=next((r.config.gsd for r in results if r.config.gsd), None))
+    ms = spec.measures(cfg)
+    stats: dict[str, dict[str, Any]] = {}
+    for meas in ms:
+        parts = [r.stats[meas.name] for r in results if meas.name in r.stats]
+        if parts:
+            stats[meas.name] = meas.combine(parts)
+    params: dict[str, Any] = {}
+    for r in results:
+        params.update(r.params)
+    if len({r.params.get("gsd_m") for r in results}) > 1:
+        params.pop("gsd_m", None)
+    return _result(spec, ms, stats, params, len(results), Artifacts(), cfg)
+
+
+def evaluate_patches(model: Any, patches: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> EvalResult:
+    """Score a multi-label scene classifier on labelled patches (the scene task), pooled over them.
+
+    Args:
+        model: :class:`~rsviz.models.api.LoadedModel` (or registry name) with a multilabel ``labels`` head.
+        patches: ``[(id, (bands, h, w) image in the card's band order, (L,) {0, 1} labels)]``.
+
+    Returns:
+        The pooled :class:`EvalResult` (``micro_f1``, ``macro_f1``, ``map``, ``patches``).
+
+    Raises:
+        ValueError: No patches.
+        BandCountError: A patch has other bands than the model.
+    """
+    from rsviz.inference.classify import classify_patch
+    from rsviz.models.api import LoadedModel, load_model_cached
+
+    lm = model if isinstance(model, LoadedModel) else load_model_cached(model, "cpu")
+    if not patches:
+        raise ValueError("no patches to score")
+    return pool([evaluate(classify_patch(lm, img), np.asarray(lab), Task.SCENE, classes=lm.card.classes or None)
+                 for _, img, lab in patches])

@@ -1,0 +1,82 @@
+"""Re-measure a packaged model's card figures through the one evaluator, weights untouched.
+
+``rsviz package refresh weights/NAME [weights/NAME ...] --out DIR`` copies each model folder into
+``DIR`` and rewrites its ``card.json`` metrics (and ``README.md``) from the stored weights, with the
+card's own post-processing, TTA and splits: nothing is chosen, nothing is trained. The previous
+figures are kept under ``extra.metrics_before_refresh`` so every change can be read beside its
+cause. ``rsviz promote DIR/NAME`` then accepts the folder because its weights are byte-identical to
+the bundled ones (a metrics refresh, not a new model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from rsviz.models.api import from_pretrained, render_card_markdown
+
+
+def measure(model_dir: Path) -> dict[str, dict]:
+    """The card's metrics re-measured by task (the splits each packager reports).
+
+    Raises:
+        ValueError: A task with no card evaluation here.
+    """
+    lm = from_pretrained(model_dir, "cpu")
+    task = lm.card.task
+    if task == "buildings":
+        from experiments.packaging.building import SPLITS, evaluate_building
+
+        return {split: evaluate_building(lm, split) for split in SPLITS}
+    if task == "roads":
+        from experiments.packaging.semantic import evaluate_roads
+
+        return {"eth-test": evaluate_roads(lm, "test"), "eth-val": evaluate_roads(lm, "val")}
+    if task == "landcover":
+        from experiments.packaging.semantic import evaluate_landcover
+
+        return {"dubai-test": evaluate_landcover(lm, "test"), "dubai-val": evaluate_landcover(lm, "val")}
+    if task == "height":
+        from experiments.packaging.height import evaluate_height_model
+
+        return evaluate_height_model(lm)
+    if task == "scene":
+        from experiments.packaging.s2 import evaluate_variant
+        from rsviz.datasets.bigearthnet import patches_by_split
+
+        m = evaluate_variant(lm, patches_by_split()["test"])
+        return {"bigearthnet-test": {k: m[k] for k in ("micro_f1", "macro_f1", "map", "patches")}}
+    raise ValueError(f"no card evaluation for task {task!r}; valid: buildings, roads, landcover, height, scene")
+
+
+def refresh(model_dir: Path, out: Path) -> Path:
+    """Copy ``model_dir`` into ``out`` and re-measure the copy's card; returns the copy's folder."""
+    dst = out / model_dir.name
+    if dst.resolve() != model_dir.resolve():
+        shutil.copytree(model_dir, dst, dirs_exist_ok=True)
+    lm = from_pretrained(dst, "cpu")
+    card = lm.card
+    before = card.extra.get("metrics_before_refresh") or card.metrics
+    card.metrics = measure(dst)
+    card.extra["metrics_before_refresh"] = before
+    if card.task == "roads":
+        from experiments.packaging.semantic import road_metric_policy
+        from rsviz.models.card import road_graph_of
+
+        card.extra["metric_policy"] = road_metric_policy(road_graph_of(card).to_dict())
+    card.save(dst / "card.json")
+    (dst / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
+    return dst
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="rsviz package refresh", description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path, help="model folders, e.g. weights/building-mtl")
+    ap.add_argument("--out", type=Path, required=True, help="folder the refreshed copies are written into")
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for m in a.models:
+        d = refresh(m, a.out)
+        print(d.name, json.dumps(json.loads((d / "card.json").read_text())["metrics"], indent=1))
