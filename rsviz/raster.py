@@ -19,6 +19,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.transform import array_bounds
 from rasterio.windows import Window, from_bounds
 
 from rsviz.errors import ExtentError, GridMismatchError, RasterReadError
@@ -74,9 +75,10 @@ class RasterData:
 
 
 def _bounds(transform: Affine, height: int, width: int) -> BBox:
-    xs = [transform.c, transform.c + transform.a * width]
-    ys = [transform.f, transform.f + transform.e * height]
-    return (min(xs), min(ys), max(xs), max(ys))
+    """``(west, south, east, north)`` of a grid, rotation included (:func:`rasterio.transform.array_bounds`);
+    ordered min/max, so south < north also for row-up grids (positive ``e``, e.g. the identity)."""
+    w, s, e, n = (float(v) for v in array_bounds(height, width, transform))
+    return (min(w, e), min(s, n), max(w, e), max(s, n))
 
 
 @contextlib.contextmanager

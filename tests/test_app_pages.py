@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import toy_models
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = "banepa-buildings / OAM-386694-220245-19 (test)"
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, block_internet, streamlit_app
 
-pytestmark = [pytest.mark.browser, pytest.mark.realdata]
+pytestmark = [pytest.mark.browser, pytest.mark.realdata, pytest.mark.slow]
 ART = ROOT / "tests" / "artifacts"
 CHIP = "OAM-386695-220246-19"
 MODEL = "building-mtl"

@@ -4,7 +4,7 @@ import pytest
 
 from rsviz.models.api import BUNDLED_DIR, get_model_card, load_model
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def _bundled(prefix):

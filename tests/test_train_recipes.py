@@ -8,6 +8,8 @@ import torch
 from experiments.recipes import RECIPES
 from rsviz.errors import UnknownNameError
 
+pytestmark = pytest.mark.slow
+
 
 def test_every_bundled_model_family_has_a_recipe():
     assert {"building-mtl", "building-seg", "height-mtl", "landcover-deeplabv3plus", "roads-pplinknet",

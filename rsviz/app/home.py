@@ -13,14 +13,10 @@ from rsviz.evaluation import fmt, metric_label, task_spec
 
 
 def device_label() -> str:
-    """``"CUDA: <GPU name>"``, ``"Apple MPS"`` or ``"CPU (<n> threads)"``."""
-    import torch
+    """``"CUDA: <GPU name>"``, ``"Apple MPS"`` or ``"CPU (<n> threads)"`` (:func:`rsviz.models.api.device_label`)."""
+    from rsviz.models.api import device_label as label
 
-    if torch.cuda.is_available():
-        return f"CUDA: {torch.cuda.get_device_name(0)}"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return label("auto")
 
 
 def render_intro() -> None:

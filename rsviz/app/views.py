@@ -115,11 +115,11 @@ def render_map(st_folium) -> None:
         state.set_bounds(None)
         ext = resolve_extent(scene, None)
     area = extent_area_m2(scene, ext)
-    import torch
-
     from rsviz.app.workspace import MAX_EXTENT_PX
+    from rsviz.models.api import resolve_device
 
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device("auto").type
+    dev = dev if dev in MAX_EXTENT_PX else "cpu"
     if ext.pixels > MAX_EXTENT_PX[dev]:
         st.warning(f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx the app "
                    f"runs on {dev.upper()}: draw a smaller rectangle, or use `python -m rsviz predict --bounds` on the file.")
@@ -165,9 +165,9 @@ def render_run() -> None:
     tta = c3.toggle("Test-time augmentation", recommended, key="run-tta",
                     help="average over flips and rotations (8x the compute); on by default where a chosen model's "
                          "card recommends it")
-    import torch
+    from rsviz.models.api import available_devices
 
-    devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devs = ["auto", *available_devices()[::-1]]
     device = c4.selectbox("Device", devs, key="run-device")
     opts = RunOptions(tile=int(tile), overlap=float(overlap), tta=bool(tta), device=device)
     go = st.button("Run", type="primary", key="run-go", disabled=not chosen)

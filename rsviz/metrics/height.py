@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def height_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-3) -> dict:
+def height_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-3) -> dict[str, float]:
     """RMSE, MAE, bias and delta<1.25 accuracy.
 
     Args:
@@ -39,9 +39,9 @@ def height_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | Non
 
 
 def height_metrics_per_class(pred: np.ndarray, target: np.ndarray, classes: np.ndarray, class_names: dict[int, str],
-                             valid: np.ndarray | None = None) -> dict[str, dict]:
+                             valid: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """:func:`height_metrics` restricted to each class of a semantic map."""
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for cid, name in class_names.items():
         m = classes == cid
         if valid is not None:

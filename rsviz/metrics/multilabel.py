@@ -7,7 +7,7 @@ benchmarks (Sumbul et al., 2019).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torchmetrics.functional.classification import (
 )
 
 
-def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict:
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict[str, Any]:
     """Multi-label metrics.
 
     Args:
@@ -35,13 +35,13 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, label_names: Sequ
     p = torch.as_tensor(np.asarray(probs, np.float32))
     t = torch.as_tensor(np.asarray(targets, np.int64))
     n_labels = p.shape[1]
-    kw = {"num_labels": n_labels, "threshold": threshold}
+    kw: dict[str, Any] = {"num_labels": n_labels, "threshold": threshold}
     prec = multilabel_precision(p, t, average="none", **kw)
     rec = multilabel_recall(p, t, average="none", **kw)
     f1 = multilabel_f1_score(p, t, average="none", **kw)
     support = t.sum(0)
     pred_pos = (p >= threshold).sum(0)
-    per = []
+    per: list[dict[str, Any]] = []
     for i, name in enumerate(label_names):
         undefined = support[i] == 0 and pred_pos[i] == 0
         per.append({"name": name, "precision": float("nan") if undefined else float(prec[i]),

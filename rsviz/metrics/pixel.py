@@ -22,7 +22,7 @@ weighted means (never counted as 0 or 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, SupportsFloat, Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class ConfusionMatrix:
         self.matrix += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
         return self
 
-    def compute(self) -> dict:
+    def compute(self) -> dict[str, Any]:
         """All metrics as a JSON-able dict (see module docstring).
 
         Returns:
@@ -97,7 +97,7 @@ class ConfusionMatrix:
         pe = float((m.sum(0) * m.sum(1)).sum() / n**2) if n else float("nan")
         kappa = (oa - pe) / (1 - pe) if n and pe < 1 else float("nan")
         names = list(self.class_names) if self.class_names else [str(i) for i in range(self.num_classes)]
-        per = []
+        per: list[dict[str, Any]] = []
         for c in range(self.num_classes):
             if self.ignore_index is not None and c == self.ignore_index:
                 continue
@@ -106,11 +106,11 @@ class ConfusionMatrix:
                         "producers_accuracy": _f(rec[c]), "tp": int(tp[c]), "fp": int(fp[c]), "fn": int(fn[c])})
         ids = [p["id"] for p in per]
 
-        def macro(key):
+        def macro(key: str) -> float:
             v = np.array([p[key] for p in per], float)
             return _f(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
-        def weighted(key):
+        def weighted(key: str) -> float:
             v = np.array([p[key] for p in per], float)
             w = support[ids]
             ok = np.isfinite(v) & (w > 0)
@@ -125,11 +125,11 @@ class ConfusionMatrix:
                 "confusion_matrix": self.matrix.tolist(), "class_names": names, "ignore_index": self.ignore_index}
 
 
-def _f(x) -> float:
+def _f(x: SupportsFloat) -> float:
     return float(x)
 
 
-def binary_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> dict:
+def binary_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
     """Metrics of the positive class of binary masks (IoU, precision, recall, F1, OA, kappa).
 
     Args:

@@ -11,7 +11,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 
-def reconstruction_metrics(recon: np.ndarray, image: np.ndarray, data_range: float = 255.0) -> dict:
+def reconstruction_metrics(recon: np.ndarray, image: np.ndarray, data_range: float = 255.0) -> dict[str, float]:
     """PSNR (dB) and SSIM of a reconstruction against the input.
 
     Args:

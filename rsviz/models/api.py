@@ -73,6 +73,26 @@ def get_model_card(name: str) -> ModelCard:
     return ModelCard.load(model_dir(name) / "card.json")
 
 
+def available_devices() -> list[str]:
+    """Device types usable here, in :func:`resolve_device`'s ``auto`` order, then ``cpu``: e.g. ``["cuda", "cpu"]``."""
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return [*out, "cpu"]
+
+
+def device_label(device: str | torch.device | None = "auto") -> str:
+    """Human name of a device: ``"CUDA: <GPU name>"``, ``"Apple MPS"`` or ``"CPU (<n> threads)"``."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(dev)}"
+    if dev.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` -> CUDA if available, else Apple MPS, else CPU; otherwise ``torch.device(device)``.
 
@@ -80,11 +100,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         RsvizError: If the requested device is not available here.
     """
     if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device(available_devices()[0])
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RsvizError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto")
