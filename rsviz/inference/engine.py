@@ -108,7 +108,7 @@ class Prediction:
     @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)``."""
-        return self.valid.shape  # type: ignore[return-value]
+        return self.valid.shape  # type: ignore[return-value, unused-ignore]
 
 
 def check_input(card: ModelCard, count: int, dtype: np.dtype[Any] | type | str, transform: Affine, crs: CRS | None,

@@ -17,7 +17,8 @@ def cpu_bf16_supported() -> bool:
         False where PyTorch has no oneDNN (mkldnn) backend or cannot tell.
     """
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.backends.mkldnn.is_available() and  # type: ignore[no-untyped-call]
+                     torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

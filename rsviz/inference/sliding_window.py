@@ -22,9 +22,9 @@ Memory is O(C x tile x panel width + C x H x seam width), never O(raster).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -222,7 +222,7 @@ def prepare_strip(data: np.ndarray, valid: np.ndarray, fill: np.ndarray, height:
         strip = np.where(valid[None], strip, fill.reshape(-1, 1, 1).astype(strip.dtype))
     pad_h, pad_w = height - strip.shape[1], width - strip.shape[2]
     if pad_h or pad_w:
-        mode = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if strip.shape[1] > pad_h and strip.shape[2] > pad_w else "edge"
         strip = np.pad(strip, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
     return strip
 
@@ -265,7 +265,7 @@ class SlidingWindowInferer:
         self.finalize_cols = finalize_cols
         self.done = 0
 
-    def run(self, reader: StripReader) -> Iterator[BlendedBlock]:
+    def run(self, reader: StripReader) -> Generator[BlendedBlock, None, None]:
         """Predict every window; yield the finalised blocks.
 
         Every raster pixel is in exactly one yielded block; blocks come panel by panel, top to bottom

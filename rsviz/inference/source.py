@@ -104,6 +104,7 @@ class RasterSource:
         assert self._r is not None
         r = self._r
         sl = (slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width)))
+        assert r.valid is not None  # RasterData fills it in __post_init__
         return r.array[(slice(None), *sl)], r.valid[sl]
 
     def iter_rows(self, spans: Sequence[Span]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
