@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rsviz.inference import predict, window_starts  # noqa: E402
-from rsviz.inference.engine import resolve_precision  # noqa: E402
+from rsviz.inference.precision import resolve_precision  # noqa: E402
 from rsviz.models.api import LoadedModel, load_model, resolve_device  # noqa: E402
 from rsviz.models.fusion import inference_net  # noqa: E402
 

@@ -7,6 +7,7 @@ import torch
 
 from rsviz.datasets.base import Sample
 from rsviz.errors import BandCountError
+from rsviz.models.preprocessing import Normalisation
 
 
 def normalise_s2(image: np.ndarray, card) -> torch.Tensor:
@@ -14,10 +15,7 @@ def normalise_s2(image: np.ndarray, card) -> torch.Tensor:
     if image.shape[0] != card.in_channels:
         raise BandCountError(f"{card.name} expects {card.in_channels} bands ({', '.join(card.input.bands)}), "
                              f"got {image.shape[0]}")
-    x = torch.from_numpy(np.asarray(image, np.float32) / card.input.scale)
-    m = torch.tensor(card.input.mean).view(-1, 1, 1)
-    s = torch.tensor(card.input.std).view(-1, 1, 1)
-    return ((x - m) / s)[None]
+    return Normalisation.from_spec(card.input).normalise(image)[None]
 
 
 @torch.inference_mode()

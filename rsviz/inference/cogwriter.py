@@ -79,7 +79,8 @@ def overview_levels(height: int, width: int, block: int = BLOCK) -> list[tuple[i
     return out
 
 
-def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "deflate", overviews: str = "AUTO") -> None:
+def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "deflate", overviews: str = "AUTO",
+           threads: int | None = None) -> None:
     """Copy a raster to a COG with GDAL's COG driver: 512 px tiles, all CPU cores compressing, BigTIFF
     when needed; overviews made with nearest resampling unless the source has them.
 
@@ -89,6 +90,7 @@ def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "defl
         compress: A key of :data:`COMPRESSION`.
         overviews: The COG driver's ``OVERVIEWS`` option: ``AUTO`` (the source's overviews if it has
             any, else generated), ``FORCE_USE_EXISTING``, ``IGNORE_EXISTING`` or ``NONE``.
+        threads: GDAL ``NUM_THREADS`` compressing the tiles (None: all CPU cores).
 
     Raises:
         ModelInputError: Unknown ``compress``.
@@ -97,7 +99,8 @@ def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "defl
 
     check_compression(compress)
     rasterio.shutil.copy(str(src), str(dst), driver="COG", **COMPRESSION[compress], BLOCKSIZE=BLOCK,
-                         OVERVIEWS=overviews, OVERVIEW_RESAMPLING="NEAREST", NUM_THREADS="ALL_CPUS",
+                         OVERVIEWS=overviews, OVERVIEW_RESAMPLING="NEAREST",
+                         NUM_THREADS="ALL_CPUS" if threads is None else str(max(1, int(threads))),
                          BIGTIFF="IF_SAFER")
 
 
@@ -201,10 +204,11 @@ class StreamedCOG:
             if not ds.closed:
                 ds.close()
 
-    def finish(self, dst: str | os.PathLike, compress: str = "deflate", cog: bool = True) -> Path:
+    def finish(self, dst: str | os.PathLike, compress: str = "deflate", cog: bool = True,
+               threads: int | None = None) -> Path:
         """Close the intermediates and write ``dst``: with ``cog``, GDAL's COG driver copies the VRT of the
         intermediate and its overview levels, compressing with ``compress``; else the intermediate itself
-        (already in its codec) is moved there.
+        (already in its codec) is moved there. ``threads``: GDAL compression threads (None: all cores).
 
         Raises:
             ModelInputError: Unknown ``compress``.
@@ -213,7 +217,7 @@ class StreamedCOG:
         self.close()
         dst = Path(dst)
         if cog:
-            to_cog(self._vrt(), dst, compress, overviews="FORCE_USE_EXISTING" if self.levels else "NONE")
+            to_cog(self._vrt(), dst, compress, overviews="FORCE_USE_EXISTING" if self.levels else "NONE", threads=threads)
         else:
             os.replace(self.path, dst)
         return dst

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rasterio.windows import Window
 
 from rsviz.errors import CRSError
-from rsviz.inference.engine import Prediction, _GeoTIFFWriter
+from rsviz.inference.engine import Prediction
+from rsviz.inference.sinks import COGSink
 
 
 def write_prediction_cog(pred: Prediction, card, path: str | Path) -> Path:
@@ -19,9 +21,12 @@ def write_prediction_cog(pred: Prediction, card, path: str | Path) -> Path:
     if pred.crs is None:
         raise CRSError("the prediction has no CRS; a COG export needs a georeferenced image")
     h, w = pred.shape
-    writer = _GeoTIFFWriter(Path(path), card, "tta_var" in pred.heads, h, w, pred.transform, pred.crs, cog=True)
-    writer.write(0, h, pred.heads, pred.valid)
-    writer.close()
+    sink = COGSink(Path(path), card, "tta_var" in pred.heads, h, w, pred.transform, pred.crs, cog=True, queue_blocks=0)
+    try:
+        sink.write(Window(0, 0, w, h), pred.heads, pred.valid)
+        sink.close()
+    finally:
+        sink.abort()
     return Path(path)
 
 

@@ -1,0 +1,140 @@
+"""The region a prediction reads: an in-memory array or a window of a raster file, read lazily in strips."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from types import TracebackType
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from rsviz.errors import ModelInputError
+from rsviz.raster import RasterData, open_raster, window_from_bounds
+from rsviz.types import BBox
+
+Span = tuple[int, int, int, int]
+
+
+def _int_window(window: Window) -> Window:
+    return Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+
+
+class RasterSource:
+    """Lazy reader of the region to predict; a context manager that closes the file it opened.
+
+    Args:
+        source: Raster path (anything :func:`rsviz.raster.open_raster` reads), ``(bands, H, W)`` array or
+            :class:`RasterData`.
+        window: Pixel window of the source (clipped to the raster); the whole raster by default.
+        bounds: ``(west, south, east, north)`` in ``bounds_crs`` instead of ``window`` (files only).
+        bounds_crs: CRS of ``bounds``.
+
+    Attributes:
+        window: The integer pixel window read, on the source grid.
+        height, width: Its size, pixels.
+        count: Bands.
+        dtype: NumPy dtype of the bands.
+        transform: Affine transform of the window.
+        crs: CRS, None for non-georeferenced input.
+
+    Raises:
+        RasterReadError: Unreadable file.
+        ExtentError: ``bounds`` do not overlap the raster.
+        ModelInputError: ``bounds`` given for an array.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | np.ndarray | RasterData, window: Window | None = None,
+                 bounds: BBox | None = None, bounds_crs: CRS | str | int = "EPSG:4326") -> None:
+        self._stack = ExitStack()
+        self._ds: DatasetReader | None = None
+        self._r: RasterData | None = None
+        self.crs: CRS | None
+        if isinstance(source, (str, os.PathLike)):
+            ds = self._stack.enter_context(open_raster(source))
+            self._ds = ds
+            try:
+                if bounds is not None:
+                    window = window_from_bounds(ds, bounds, bounds_crs)
+                full = Window(0, 0, ds.width, ds.height)
+                self.window = _int_window(full if window is None else window.intersection(full))
+            except BaseException:
+                self.close()
+                raise
+            self.count, self.dtype = int(ds.count), np.dtype(ds.dtypes[0])
+            # no nodata value, mask band or alpha: every pixel is valid, skip reading masks
+            self._all_valid = all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
+            self.transform: Affine = ds.window_transform(self.window)
+            self.crs = ds.crs
+        else:
+            r = source if isinstance(source, RasterData) else RasterData(np.asarray(source))
+            self._r = r
+            h, w = r.shape
+            if bounds is not None:
+                raise ModelInputError("bounds need a georeferenced raster file; pass window= for arrays")
+            full = Window(0, 0, w, h)
+            self.window = _int_window(full if window is None else window.intersection(full))
+            self.count, self.dtype = int(r.count), r.array.dtype
+            self._all_valid = False
+            self.transform = r.transform * Affine.translation(self.window.col_off, self.window.row_off)
+            self.crs = r.crs
+        self.height, self.width = int(self.window.height), int(self.window.width)
+
+    def read_rows(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[r0, r1)``, columns ``[c0, c1)`` of the region (window coordinates).
+
+        Returns:
+            ``(bands, n, m)`` raw data in the source dtype and ``(n, m)`` bool valid mask (False on nodata).
+            Array sources return views.
+        """
+        c1 = self.width if c1 is None else c1
+        w = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
+        if self._ds is not None:
+            data: np.ndarray = self._ds.read(window=w)
+            if self._all_valid:
+                return data, np.ones(data.shape[1:], bool)
+            valid = np.all(self._ds.read_masks(window=w) > 0, axis=0)
+            return data, valid
+        assert self._r is not None
+        r = self._r
+        sl = (slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width)))
+        assert r.valid is not None  # RasterData fills it in __post_init__
+        return r.array[(slice(None), *sl)], r.valid[sl]
+
+    def iter_rows(self, spans: Sequence[Span]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield :meth:`read_rows` of each ``(r0, r1, c0, c1)`` span, in order.
+
+        For files, the next span is read in a background thread while the caller works on the
+        current one (GDAL decodes blocks with the GIL released), so decoding overlaps inference.
+        One read is in flight at a time, so the dataset is never used concurrently and at most
+        two strips are held.
+        """
+        if self._ds is None or len(spans) < 2:
+            for sp in spans:
+                yield self.read_rows(*sp)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="rsviz-read") as pool:
+            pending = pool.submit(self.read_rows, *spans[0])
+            for nxt in spans[1:]:
+                done = pending.result()
+                pending = pool.submit(self.read_rows, *nxt)
+                yield done
+            yield pending.result()
+
+    def close(self) -> None:
+        """Close the file, if one was opened (idempotent)."""
+        self._stack.close()
+        self._ds = None
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
