@@ -63,9 +63,12 @@ def _package(args: argparse.Namespace) -> int:
 
 def add_package(sub: argparse._SubParsersAction) -> None:
     """``rsviz package KIND ARGS... --out DIR``: evaluate runs on the held-out splits, write candidate folders."""
-    p = sub.add_parser("package", help="evaluate training runs and write candidate model folders (--out)",
-                       description="KIND is one of: " + ", ".join(PACKAGERS) + "; the rest goes to the packager "
-                                   "(rsviz package KIND --help)")
+    p = sub.add_parser(
+        "package",
+        help="evaluate training runs and write candidate model folders (--out)",
+        description="KIND is one of: " + ", ".join(PACKAGERS) + "; the rest goes to the packager "
+        "(rsviz package KIND --help)",
+    )
     p.add_argument("kind", help=", ".join(PACKAGERS))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the packager's own arguments")
     p.set_defaults(func=_package)
@@ -125,7 +128,8 @@ def promote(candidate: Path, store: Path, *, name: str | None = None) -> dict:
         raise PromotionRefused(
             f"{candidate} does not replace {dst}: {result['statistic']} {result['candidate']:.4f} vs "
             f"{result['bundled']:.4f}, P(better) {result['p_better']:.3f} < {result['replace_p']}; keep the bundled "
-            "weights (docs/model-selection.md)")
+            "weights (docs/model-selection.md)"
+        )
     tmp = dst.with_name(dst.name + ".promoting")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(candidate, tmp)

@@ -14,8 +14,16 @@ import numpy as np
 
 from rsviz.evaluation.bootstrap import REPLACE_P, mean_score, p_better, pooled_f1
 
-__all__ = ["REPLACE_P", "building_val_counts", "compare", "main", "mean_score", "p_better", "pooled_f1",
-           "road_val_apls"]
+__all__ = [
+    "REPLACE_P",
+    "building_val_counts",
+    "compare",
+    "main",
+    "mean_score",
+    "p_better",
+    "pooled_f1",
+    "road_val_apls",
+]
 
 
 def building_val_counts(lm) -> np.ndarray:
@@ -61,16 +69,24 @@ def compare(bundled_dir, candidate_dir) -> dict:
         raise ValueError(f"no stage comparison for task {a.card.task!r}; valid: buildings, roads")
     ia, ib = items(a), items(b)
     p = p_better(ia, ib, stat)
-    return {"statistic": name, "bundled": stat(ia), "candidate": stat(ib), "p_better": p, "replace": p >= REPLACE_P,
-            "replace_p": REPLACE_P, "images": len(ia)}
+    return {
+        "statistic": name,
+        "bundled": stat(ia),
+        "candidate": stat(ib),
+        "p_better": p,
+        "replace": p >= REPLACE_P,
+        "replace_p": REPLACE_P,
+        "images": len(ia),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Does a packaged candidate beat the bundled weights on val? "
-                                             "(paired bootstrap over val images)")
+    ap = argparse.ArgumentParser(
+        description="Does a packaged candidate beat the bundled weights on val? (paired bootstrap over val images)"
+    )
     ap.add_argument("bundled", help="bundled model folder, e.g. weights/building-mtl")
     ap.add_argument("candidate", help="candidate model folder written by a packager (--out)")
     a = ap.parse_args(argv)

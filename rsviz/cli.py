@@ -24,8 +24,9 @@ def _tqdm_progress(desc: str):
 
     def cb(done: int, total: int) -> None:
         if "b" not in bar:
-            bar["b"] = tqdm(total=total, desc=desc, unit="file", leave=False, file=sys.stderr,
-                            disable=not sys.stderr.isatty())
+            bar["b"] = tqdm(
+                total=total, desc=desc, unit="file", leave=False, file=sys.stderr, disable=not sys.stderr.isatty()
+            )
         bar["b"].update(done - bar["b"].n)
         if done >= total:
             bar["b"].close()

@@ -23,24 +23,41 @@ If INPUT is a folder, every raster in it is predicted into the folder OUTPUT as 
 
 
 def add_predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="run a model over a raster (or a folder of rasters)", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="run a model over a raster (or a folder of rasters)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="model name (python -m rsviz models list)")
     p.add_argument("input", help="input raster, or a folder of rasters")
     p.add_argument("output", help="output GeoTIFF, or a folder when INPUT is a folder")
-    p.add_argument("--bounds", nargs=4, type=float, metavar=("W", "S", "E", "N"),
-                   help="extent in EPSG:4326 degrees (or --bounds-crs); default: whole raster")
+    p.add_argument(
+        "--bounds",
+        nargs=4,
+        type=float,
+        metavar=("W", "S", "E", "N"),
+        help="extent in EPSG:4326 degrees (or --bounds-crs); default: whole raster",
+    )
     p.add_argument("--bounds-crs", default="EPSG:4326", help="CRS of --bounds (default EPSG:4326)")
     p.add_argument("--tile", type=int, help="window side in pixels, multiple of 32 (default: model card)")
     p.add_argument("--overlap", type=float, help="window overlap fraction in [0, 1) (default: model card)")
     p.add_argument("--blend", choices=["gaussian", "cosine", "constant"], default="gaussian")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time augmentation (flips and rotations); default: as the model card recommends")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation (flips and rotations); default: as the model card recommends",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-cog", action="store_true", help="write a plain tiled GeoTIFF instead of a COG")
-    p.add_argument("--compress", choices=["deflate", "zstd", "lzw", "none"], default="deflate",
-                   help="output compression (zstd: faster to write, readable by GDAL >= 2.3)")
+    p.add_argument(
+        "--compress",
+        choices=["deflate", "zstd", "lzw", "none"],
+        default="deflate",
+        help="output compression (zstd: faster to write, readable by GDAL >= 2.3)",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -70,12 +87,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    pred = predict(lm, inp, bounds=tuple(args.bounds) if args.bounds else None, bounds_crs=args.bounds_crs,
-                   output=out, cog=not args.no_cog, compress=args.compress, progress=progress, **opts)
+    pred = predict(
+        lm,
+        inp,
+        bounds=tuple(args.bounds) if args.bounds else None,
+        bounds_crs=args.bounds_crs,
+        output=out,
+        cog=not args.no_cog,
+        compress=args.compress,
+        progress=progress,
+        **opts,
+    )
     bar.close()
     s = pred.stats
-    print(f"{args.model}: {pred.window.width}x{pred.window.height} px, {s['tiles']} tiles in {s['seconds']:.1f} s "
-          f"({s['mpx_per_s']:.2f} MPx/s) on {pred.options['device']}; wrote {', '.join(s['files'])}")
+    print(
+        f"{args.model}: {pred.window.width}x{pred.window.height} px, {s['tiles']} tiles in {s['seconds']:.1f} s "
+        f"({s['mpx_per_s']:.2f} MPx/s) on {pred.options['device']}; wrote {', '.join(s['files'])}"
+    )
     return 0
 
 
@@ -92,8 +120,15 @@ def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
 
     cls = pred.heads["classes"]
     tif, png = stem.with_suffix(".tif"), stem.with_suffix(".png")
-    prof = {"driver": "GTiff", "height": cls.shape[0], "width": cls.shape[1], "count": 1, "dtype": "uint8",
-            "nodata": 255, "compress": "deflate"}
+    prof = {
+        "driver": "GTiff",
+        "height": cls.shape[0],
+        "width": cls.shape[1],
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": 255,
+        "compress": "deflate",
+    }
     if pred.crs is not None:
         prof.update(crs=pred.crs, transform=pred.transform)
     with rasterio.open(tif, "w", **prof) as dst:
@@ -101,4 +136,3 @@ def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
         dst.write_colormap(1, {c.id: (*c.color, 255) for c in card.classes})
     Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA,))).save(png)
     return tif, png
-

@@ -11,8 +11,13 @@ import numpy as np
 from rsviz.types import ClassInfo
 
 
-def to_rgb8(image: np.ndarray, bands: Sequence[int] | None = None, *, percentiles: tuple[float, float] = (2, 98),
-            valid: np.ndarray | None = None) -> np.ndarray:
+def to_rgb8(
+    image: np.ndarray,
+    bands: Sequence[int] | None = None,
+    *,
+    percentiles: tuple[float, float] = (2, 98),
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Display RGB from an image: uint8 passes through, others are percentile-stretched.
 
     Args:
@@ -36,13 +41,19 @@ def to_rgb8(image: np.ndarray, bands: Sequence[int] | None = None, *, percentile
             continue
         x = x.astype(np.float32)
         sel = x[valid] if valid is not None and valid.any() else x[np.isfinite(x)]
-        lo, hi = (np.percentile(sel, percentiles) if sel.size else (0.0, 1.0))
+        lo, hi = np.percentile(sel, percentiles) if sel.size else (0.0, 1.0)
         out[..., i] = (np.clip((np.nan_to_num(x) - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
     return out
 
 
-def palette_rgba(ids: np.ndarray, classes: Sequence[ClassInfo], *, alpha: int = 255,
-                 transparent: Sequence[int] = (0,), valid: np.ndarray | None = None) -> np.ndarray:
+def palette_rgba(
+    ids: np.ndarray,
+    classes: Sequence[ClassInfo],
+    *,
+    alpha: int = 255,
+    transparent: Sequence[int] = (0,),
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Colour a class-id map with the classes' colours.
 
     Args:
@@ -68,8 +79,13 @@ def palette_rgba(ids: np.ndarray, classes: Sequence[ClassInfo], *, alpha: int = 
     return out
 
 
-def colormap_rgba(values: np.ndarray, cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
-                  valid: np.ndarray | None = None) -> np.ndarray:
+def colormap_rgba(
+    values: np.ndarray,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply a matplotlib colour map to a float array.
 
     Args:

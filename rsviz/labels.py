@@ -94,12 +94,18 @@ def rasterize_polygons(
         return np.zeros(shape, dtype=np.uint8)
     vals = values if values is not None else [1] * len(geoms)
     return rasterize(
-        zip(geoms, vals, strict=False), out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=all_touched
+        zip(geoms, vals, strict=False),
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        dtype="uint8",
+        all_touched=all_touched,
     )
 
 
-def rasterize_instances(geometries: Iterable[Mapping], transform: Affine, shape: tuple[int, int], dst_crs: CRS | None,
-                        src_crs: CRS = WGS84) -> np.ndarray:
+def rasterize_instances(
+    geometries: Iterable[Mapping], transform: Affine, shape: tuple[int, int], dst_crs: CRS | None, src_crs: CRS = WGS84
+) -> np.ndarray:
     """Burn polygons with one id each (1..N, in input order; later ones win on overlap).
 
     Same rules and errors as :func:`rasterize_polygons`.
@@ -110,8 +116,7 @@ def rasterize_instances(geometries: Iterable[Mapping], transform: Affine, shape:
     geoms = _geometries_in(geometries, src_crs, dst_crs)
     if not geoms:
         return np.zeros(shape, dtype=np.int32)
-    return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0,
-                     dtype="int32")
+    return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0, dtype="int32")
 
 
 def _geometries_in(geometries: Iterable[Mapping], src_crs, dst_crs) -> list[Mapping]:
@@ -224,12 +229,30 @@ def threshold_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
 
 
 #: Half-width in metres by OSM ``highway`` value.
-ROAD_HALF_WIDTH_M = {"motorway": 7.0, "trunk": 6.0, "primary": 5.0, "secondary": 4.5, "tertiary": 4.0,
-                     "unclassified": 3.0, "residential": 3.0, "service": 2.0, "track": 1.5, "path": 1.0,
-                     "footway": 1.0, "cycleway": 1.0}
+ROAD_HALF_WIDTH_M = {
+    "motorway": 7.0,
+    "trunk": 6.0,
+    "primary": 5.0,
+    "secondary": 4.5,
+    "tertiary": 4.0,
+    "unclassified": 3.0,
+    "residential": 3.0,
+    "service": 2.0,
+    "track": 1.5,
+    "path": 1.0,
+    "footway": 1.0,
+    "cycleway": 1.0,
+}
 #: SpaceNet 3 ``road_type`` codes -> OSM ``highway`` class.
-SPACENET_ROAD_TYPE = {"1": "motorway", "2": "primary", "3": "secondary", "4": "tertiary", "5": "residential",
-                      "6": "unclassified", "7": "track"}
+SPACENET_ROAD_TYPE = {
+    "1": "motorway",
+    "2": "primary",
+    "3": "secondary",
+    "4": "tertiary",
+    "5": "residential",
+    "6": "unclassified",
+    "7": "track",
+}
 DEFAULT_HALF_WIDTH_M = 3.0
 
 
@@ -242,9 +265,16 @@ def road_class(props: Mapping) -> str:
     return SPACENET_ROAD_TYPE.get(str(rt), "unclassified") if rt is not None else "unclassified"
 
 
-def rasterize_roads(features: Iterable[Mapping], transform: Affine, shape_hw: tuple[int, int], dst_crs: CRS | None,
-                    src_crs: CRS = WGS84, *, half_widths: Mapping[str, float] | None = None,
-                    constant_half_width_m: float | None = None) -> np.ndarray:
+def rasterize_roads(
+    features: Iterable[Mapping],
+    transform: Affine,
+    shape_hw: tuple[int, int],
+    dst_crs: CRS | None,
+    src_crs: CRS = WGS84,
+    *,
+    half_widths: Mapping[str, float] | None = None,
+    constant_half_width_m: float | None = None,
+) -> np.ndarray:
     """Road mask from line features buffered by road class.
 
     Args:
@@ -274,8 +304,11 @@ def rasterize_roads(features: Iterable[Mapping], transform: Affine, shape_hw: tu
         g = f.get("geometry")
         if not g or g.get("type") not in ("LineString", "MultiLineString"):
             continue
-        r = constant_half_width_m if constant_half_width_m is not None else hw.get(road_class(f.get("properties") or {}),
-                                                                                   DEFAULT_HALF_WIDTH_M)
+        r = (
+            constant_half_width_m
+            if constant_half_width_m is not None
+            else hw.get(road_class(f.get("properties") or {}), DEFAULT_HALF_WIDTH_M)
+        )
         buf = shape(transform_geom(src_crs, utm, g)).buffer(r, cap_style="flat")
         polys.append(transform_geom(utm, dst_crs, mapping(buf)))
     if not polys:

@@ -54,6 +54,12 @@ class RasterData:
             raise ValueError(f"raster array must be (bands, height, width); got shape {self.array.shape}")
         if self.valid is None:
             self.valid = np.ones(self.array.shape[1:], dtype=bool)
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        """:attr:`valid`, typed as set (``__post_init__`` fills it): ``(height, width)`` bool."""
+        assert self.valid is not None
+        return self.valid
         if not self.band_names:
             self.band_names = tuple(f"band{i + 1}" for i in range(self.array.shape[0]))
 
@@ -129,8 +135,9 @@ def window_from_bounds(ds, bounds: BBox, bounds_crs: CRS | str | int = "EPSG:432
     return grid_window_from_bounds(ds.transform, ds.crs, (ds.height, ds.width), bounds, bounds_crs)
 
 
-def grid_window_from_bounds(transform: Affine, crs: CRS | None, shape: tuple[int, int], bounds: BBox,
-                            bounds_crs: CRS | str | int = "EPSG:4326") -> Window:
+def grid_window_from_bounds(
+    transform: Affine, crs: CRS | None, shape: tuple[int, int], bounds: BBox, bounds_crs: CRS | str | int = "EPSG:4326"
+) -> Window:
     """Like :func:`window_from_bounds` for a grid given by transform, CRS and ``(height, width)``."""
     crs = to_crs(crs)
     height, width = shape
@@ -187,9 +194,13 @@ def read_raster(
         masks = ds.read_masks(idx, window=window)
         valid = np.all(masks > 0, axis=0)
         transform = ds.window_transform(window) if window is not None else ds.transform
-        names = tuple(band_names) if band_names else tuple(
-            (ci.name if ci.name not in ("undefined", "gray") else f"band{i}")
-            for i, ci in zip(idx, [ds.colorinterp[i - 1] for i in idx], strict=False)
+        names = (
+            tuple(band_names)
+            if band_names
+            else tuple(
+                (ci.name if ci.name not in ("undefined", "gray") else f"band{i}")
+                for i, ci in zip(idx, [ds.colorinterp[i - 1] for i in idx], strict=False)
+            )
         )
         lo, hi = dtype_range(data.dtype)
         return RasterData(array=data, transform=transform, crs=ds.crs, valid=valid, band_names=names, scale=(lo, hi))

@@ -29,8 +29,18 @@ def _fig_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, panels: Sequence[Panel],
-                metrics: EvalResult | None, figures: list | None, card: dict, options: dict, attribution: str = "") -> str:
+def html_report(
+    *,
+    title: str,
+    scene_name: str,
+    extent_geojson: dict | None,
+    panels: Sequence[Panel],
+    metrics: EvalResult | None,
+    figures: list | None,
+    card: dict,
+    options: dict,
+    attribution: str = "",
+) -> str:
     """Self-contained HTML (images inlined as base64 PNG; no external resources).
 
     Args:
@@ -48,32 +58,45 @@ def html_report(*, title: str, scene_name: str, extent_geojson: dict | None, pan
         The HTML document.
     """
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
-             ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:12px}"
-             "figure{margin:0}figcaption{font-size:12px;color:#444}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}pre{background:#f5f5f5;padding:8px;overflow:auto}</style>",
-             f"</head><body><h1>{e(title)}</h1>",
-             f"<p>Scene: <b>{e(scene_name)}</b> · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · "
-             f"options: {e(json.dumps(options))}</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
+        ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:12px}"
+        "figure{margin:0}figcaption{font-size:12px;color:#444}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}pre{background:#f5f5f5;padding:8px;overflow:auto}</style>",
+        f"</head><body><h1>{e(title)}</h1>",
+        f"<p>Scene: <b>{e(scene_name)}</b> · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · "
+        f"options: {e(json.dumps(options))}</p>",
+    ]
     if metrics:
-        parts.append("<h2>Metrics (inside the extent)</h2><table><tr><th>metric</th><th>value</th><th>definition</th></tr>")
+        parts.append(
+            "<h2>Metrics (inside the extent)</h2><table><tr><th>metric</th><th>value</th><th>definition</th></tr>"
+        )
         for k, v in metrics.values.items():
             name, definition = metric_label(k)
             parts.append(f"<tr><td>{e(name)}</td><td>{e(fmt(v, 4))}</td><td>{e(definition)}</td></tr>")
         parts.append("</table>")
         if metrics.per_class:
-            parts.append("<h3>Per class</h3><table><tr><th>class</th><th>IoU</th><th>precision</th><th>recall</th>"
-                         "<th>F1</th><th>support</th></tr>")
+            parts.append(
+                "<h3>Per class</h3><table><tr><th>class</th><th>IoU</th><th>precision</th><th>recall</th>"
+                "<th>F1</th><th>support</th></tr>"
+            )
             for c in metrics.per_class:
-                parts.append("<tr>" + "".join(f"<td>{e(fmt(v, 4))}</td>" for v in (c.name, c.iou, c.precision,
-                                                                                    c.recall, c.f1, c.support)) + "</tr>")
+                parts.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td>{e(fmt(v, 4))}</td>" for v in (c.name, c.iou, c.precision, c.recall, c.f1, c.support)
+                    )
+                    + "</tr>"
+                )
             parts.append("</table>")
     if panels:
         parts.append("<h2>Panels</h2><div class='grid'>")
         for pnl in panels:
-            parts.append(f"<figure><img src='data:image/png;base64,{_png(pnl.image)}'><figcaption>{e(pnl.caption)}"
-                         "</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='data:image/png;base64,{_png(pnl.image)}'><figcaption>{e(pnl.caption)}"
+                "</figcaption></figure>"
+            )
         parts.append("</div>")
     for fig in figures or []:
         parts.append(f"<p><img src='data:image/png;base64,{_fig_png(fig)}'></p>")
@@ -91,5 +114,8 @@ def extent_feature(bounds) -> dict | None:
     if bounds is None:
         return None
     w, s, e, n = bounds
-    return {"type": "Feature", "properties": {"crs": "EPSG:4326"},
-            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}}
+    return {
+        "type": "Feature",
+        "properties": {"crs": "EPSG:4326"},
+        "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+    }

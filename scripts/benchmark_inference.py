@@ -57,9 +57,20 @@ def make_raster(path: Path, size: int, seed: int = 0, height: int | None = None)
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (3, 64, 64)).astype(np.float32)
     rows = height or size
-    prof = {"driver": "GTiff", "height": rows, "width": size, "count": 3, "dtype": "uint8", "crs": "EPSG:32645",
-            "transform": rasterio.transform.from_origin(330000, 3060000, 0.13, 0.13), "tiled": True,
-            "blockxsize": 512, "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    prof = {
+        "driver": "GTiff",
+        "height": rows,
+        "width": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32645",
+        "transform": rasterio.transform.from_origin(330000, 3060000, 0.13, 0.13),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
     with rasterio.open(path, "w", **prof) as dst:
         for y in range(0, rows, 512):
             h = min(512, rows - y)
@@ -80,8 +91,11 @@ def bare_forward(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: 
     card = lm.card
     mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
     std = torch.tensor(card.input.std).view(1, -1, 1, 1)
-    tl = [torch.from_numpy(img[:, y:y + tile, x:x + tile].astype(np.float32)) for y, x in tiles_of(img.shape[1], tile, overlap)]
-    batches = [((torch.stack(tl[i:i + batch]) / 255.0 - mean) / std).to(lm.device) for i in range(0, len(tl), batch)]
+    tl = [
+        torch.from_numpy(img[:, y : y + tile, x : x + tile].astype(np.float32))
+        for y, x in tiles_of(img.shape[1], tile, overlap)
+    ]
+    batches = [((torch.stack(tl[i : i + batch]) / 255.0 - mean) / std).to(lm.device) for i in range(0, len(tl), batch)]
     cuda = lm.device.type == "cuda"
     # same network as the engine: batch norms folded into the convolutions, channels_last layout
     net = inference_net(lm.net, channels_last=True)
@@ -106,8 +120,9 @@ def bare_forward(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: 
     return time.perf_counter() - t, time.process_time() - c
 
 
-def cog_conversion(lm: LoadedModel, path: Path, tile: int, overlap: float, batch: int, workdir: Path,
-                   compress: str) -> dict[str, tuple[float, float]]:
+def cog_conversion(
+    lm: LoadedModel, path: Path, tile: int, overlap: float, batch: int, workdir: Path, compress: str
+) -> dict[str, tuple[float, float]]:
     """Wall and process CPU seconds (all threads) of the final COG step alone, on the engine's output bands.
 
     ``streamed``: :meth:`StreamedCOG.finish` (what ``predict`` does: overviews were decimated while
@@ -127,8 +142,9 @@ def cog_conversion(lm: LoadedModel, path: Path, tile: int, overlap: float, batch
     scratch = workdir / "scratch"
     scratch.mkdir(exist_ok=True)
     with rasterio.open(plain) as ds:
-        cog = StreamedCOG(scratch, ds.height, ds.width, ds.count, "uint8", ds.transform, ds.crs,
-                          descriptions=list(ds.descriptions))
+        cog = StreamedCOG(
+            scratch, ds.height, ds.width, ds.count, "uint8", ds.transform, ds.crs, descriptions=list(ds.descriptions)
+        )
         for y in range(0, ds.height, 512):
             cog.write(ds.read(window=rasterio.windows.Window(0, y, ds.width, min(512, ds.height - y))), y, 0)
     t, c = time.perf_counter(), time.process_time()
@@ -157,8 +173,8 @@ def naive_loop(lm: LoadedModel, path: Path, tile: int, overlap: float) -> float:
             yy, xx = np.mgrid[0:tile, 0:tile]
             sig = 0.125 * tile
             w = np.exp(-(((yy - tile / 2) ** 2) + ((xx - tile / 2) ** 2)) / (2 * sig**2))
-            acc[:, y:y + tile, x:x + tile] += p * w
-            wsum[y:y + tile, x:x + tile] += w
+            acc[:, y : y + tile, x : x + tile] += p * w
+            wsum[y : y + tile, x : x + tile] += w
         _ = acc / wsum
     return time.perf_counter() - t
 
@@ -178,16 +194,25 @@ def peak_rss_stream(big: int, tile: int, overlap: float, workdir: Path, rows: in
     out = str(workdir / "big_out.tif")
     # VmHWM is this process's own high-water mark; getrusage's ru_maxrss is not: Linux carries the parent's
     # peak over fork + exec, so a child of this (large) benchmark process would report the parent's RSS
-    code = (f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from rsviz.inference import predict; "
-            f"t=time.perf_counter(); p=predict({MODEL!r}, {str(src)!r}, tile={tile}, overlap={overlap}, output={out!r}, "
-            "batch_size=4, device='cpu'); "
-            "hwm=[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
-            "print(p.stats['tiles'], time.perf_counter()-t, hwm)")
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from rsviz.inference import predict; "
+        f"t=time.perf_counter(); p=predict({MODEL!r}, {str(src)!r}, tile={tile}, overlap={overlap}, output={out!r}, "
+        "batch_size=4, device='cpu'); "
+        "hwm=[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+        "print(p.stats['tiles'], time.perf_counter()-t, hwm)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     tiles, secs, rss_kb = r.stdout.split()[-3:]
     src.unlink()
-    return {"size": big, "rows": rows or big, "tiles": int(tiles), "seconds": float(secs), "peak_rss_mb": int(rss_kb) / 1024,
-            "overlap": overlap, "output_mb": (workdir / "big_out.tif").stat().st_size / 1e6}
+    return {
+        "size": big,
+        "rows": rows or big,
+        "tiles": int(tiles),
+        "seconds": float(secs),
+        "peak_rss_mb": int(rss_kb) / 1024,
+        "overlap": overlap,
+        "output_mb": (workdir / "big_out.tif").stat().st_size / 1e6,
+    }
 
 
 def main() -> None:
@@ -231,52 +256,82 @@ def main() -> None:
             predict(lm, src, tile=a.tile, overlap=a.overlap, batch_size=a.batch, output=d / "out.tif")
             runs["b_cog"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            predict(lm, src, tile=a.tile, overlap=a.overlap, batch_size=a.batch, output=d / "out_z.tif", compress="zstd")
+            predict(
+                lm, src, tile=a.tile, overlap=a.overlap, batch_size=a.batch, output=d / "out_z.tif", compress="zstd"
+            )
             runs["b_zstd"].append(time.perf_counter() - t)
             runs["c"].append(naive_loop(lm, src, a.tile, a.overlap))
         for k, v in runs.items():
-            rows[k] = {"median_s": statistics.median(v), "runs_s": [round(x, 2) for x in v],
-                       "mpx_per_s": mpx / statistics.median(v)}
+            rows[k] = {
+                "median_s": statistics.median(v),
+                "runs_s": [round(x, 2) for x in v],
+                "mpx_per_s": mpx / statistics.median(v),
+            }
         cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
         conv_med = {k: statistics.median(v) for k, v in conv_wall.items()}
         big = peak_rss_stream(a.big, a.tile, a.big_overlap, d, a.big_rows or None) if a.big else None
     fl = flops_per_tile(lm, a.tile)
     gflops = fl * ntiles / rows["a"]["median_s"] / 1e9
-    info = {"device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "model": MODEL,
-            "raster": f"{a.size}x{a.size} RGB uint8 GeoTIFF (tiled 512, deflate)", "tile": a.tile, "overlap": a.overlap,
-            "tiles": ntiles, "batch": a.batch, "gflop_per_tile": fl / 1e9, "achieved_gflops_a": gflops,
-            "precision": str(resolve_precision("auto", dev) or torch.float32).replace("torch.", "")}
+    info = {
+        "device": str(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "model": MODEL,
+        "raster": f"{a.size}x{a.size} RGB uint8 GeoTIFF (tiled 512, deflate)",
+        "tile": a.tile,
+        "overlap": a.overlap,
+        "tiles": ntiles,
+        "batch": a.batch,
+        "gflop_per_tile": fl / 1e9,
+        "achieved_gflops_a": gflops,
+        "precision": str(resolve_precision("auto", dev) or torch.float32).replace("torch.", ""),
+    }
     ca, cb, cc = rows["a"]["mpx_per_s"], rows["b_mem"]["mpx_per_s"], rows["c"]["mpx_per_s"]
     lines = [
-        f"### {info['device']} · {info['cores']} cores · torch {info['torch']} ({info['threads']} threads)", "",
+        f"### {info['device']} · {info['cores']} cores · torch {info['torch']} ({info['threads']} threads)",
+        "",
         f"Model `{MODEL}` ({info['gflop_per_tile']:.1f} GFLOP per {a.tile} px tile, counted with "
         f"`torch.utils.flop_counter`); input {info['raster']}; tile {a.tile}, overlap {a.overlap} "
         f"-> {ntiles} tiles; batch {a.batch}; engine precision `auto` = {info['precision']} (channels_last, "
         f"batch norms folded into the convolutions); "
-        f"median of {a.repeats} runs. MPx/s = raster megapixels / second.", "",
-        "| row | what | median s | MPx/s | vs (a) | vs (c) |", "|---|---|---|---|---|---|",
+        f"median of {a.repeats} runs. MPx/s = raster megapixels / second.",
+        "",
+        "| row | what | median s | MPx/s | vs (a) | vs (c) |",
+        "|---|---|---|---|---|---|",
         f"| (a) | bare forward, pre-loaded batches (ceiling) | {rows['a']['median_s']:.2f} | {ca:.3f} | 1.00 | {ca / cc:.2f} |",
         f"| (b) | engine: GeoTIFF -> outputs in memory | {rows['b_mem']['median_s']:.2f} | {cb:.3f} | {cb / ca:.2f} | {cb / cc:.2f} |",
         f"| (b) | engine: GeoTIFF -> COG on disk | {rows['b_cog']['median_s']:.2f} | {rows['b_cog']['mpx_per_s']:.3f} | "
         f"{rows['b_cog']['mpx_per_s'] / ca:.2f} | {rows['b_cog']['mpx_per_s'] / cc:.2f} |",
-        f"| (b) | engine: GeoTIFF -> COG on disk, `compress=\"zstd\"` | {rows['b_zstd']['median_s']:.2f} | "
+        f'| (b) | engine: GeoTIFF -> COG on disk, `compress="zstd"` | {rows["b_zstd"]["median_s"]:.2f} | '
         f"{rows['b_zstd']['mpx_per_s']:.3f} | {rows['b_zstd']['mpx_per_s'] / ca:.2f} | {rows['b_zstd']['mpx_per_s'] / cc:.2f} |",
         f"| (c) | naive per-tile loop (model as loaded, NCHW, batch 1, NumPy weights per tile) | {rows['c']['median_s']:.2f} | {cc:.3f} | "
-        f"{cc / ca:.2f} | 1.00 |", "",
-        f"Achieved compute in (a): {gflops:.1f} GFLOP/s.", "",
-        "Where the COG rows' extra time goes (medians; CPU s = process CPU time summed over all threads):", "",
+        f"{cc / ca:.2f} | 1.00 |",
+        "",
+        f"Achieved compute in (a): {gflops:.1f} GFLOP/s.",
+        "",
+        "Where the COG rows' extra time goes (medians; CPU s = process CPU time summed over all threads):",
+        "",
         "| step | wall s | CPU s | CPU s / CPU s of (a) | best COG row if (a) keeps every core busy |",
         "|---|---|---|---|---|",
         f"| (a) bare forward | {rows['a']['median_s']:.2f} | {cpu_med['a']:.2f} | 1.00 | |",
-        *[f"| final COG step alone, {k.rsplit('_', 1)[1]}, "
-          f"{'overviews decimated while streaming (engine)' if k.startswith('streamed') else 'GDAL computes the overviews (previous engine)'} "
-          f"| {conv_med[k]:.2f} | {cpu_med[k]:.2f} | {cpu_med[k] / cpu_med['a']:.2f} | "
-          f"{cpu_med['a'] / (cpu_med['a'] + cpu_med[k]):.2f} x (a) |" for k in steps], ""]
+        *[
+            f"| final COG step alone, {k.rsplit('_', 1)[1]}, "
+            f"{'overviews decimated while streaming (engine)' if k.startswith('streamed') else 'GDAL computes the overviews (previous engine)'} "
+            f"| {conv_med[k]:.2f} | {cpu_med[k]:.2f} | {cpu_med[k] / cpu_med['a']:.2f} | "
+            f"{cpu_med['a'] / (cpu_med['a'] + cpu_med[k]):.2f} x (a) |"
+            for k in steps
+        ],
+        "",
+    ]
     if big:
-        lines += [f"Streaming {big['rows']} x {big['size']} ({big['rows'] * big['size'] / 1e6:.0f} MPx) GeoTIFF -> COG on {info['device']}: "
-                  f"{big['tiles']} tiles (overlap {big['overlap']}), {big['seconds']:.0f} s, "
-                  f"**peak RSS {big['peak_rss_mb']:.0f} MB** (target < 1500 MB), COG {big['output_mb']:.0f} MB.", ""]
+        lines += [
+            f"Streaming {big['rows']} x {big['size']} ({big['rows'] * big['size'] / 1e6:.0f} MPx) GeoTIFF -> COG on {info['device']}: "
+            f"{big['tiles']} tiles (overlap {big['overlap']}), {big['seconds']:.0f} s, "
+            f"**peak RSS {big['peak_rss_mb']:.0f} MB** (target < 1500 MB), COG {big['output_mb']:.0f} MB.",
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
     print(json.dumps({"info": info, "rows": rows, "big": big, "cpu_s": cpu_med, "conversion_s": conv_med}, indent=1))

@@ -8,8 +8,9 @@ from rsviz import geo
 
 def test_zoom0_tile_is_whole_web_mercator_square():
     w, s, e, n = geo.tile_bounds_3857(0, 0, 0)
-    assert (w, s, e, n) == pytest.approx((-geo.WEB_MERCATOR_HALF, -geo.WEB_MERCATOR_HALF, geo.WEB_MERCATOR_HALF,
-                                          geo.WEB_MERCATOR_HALF))
+    assert (w, s, e, n) == pytest.approx(
+        (-geo.WEB_MERCATOR_HALF, -geo.WEB_MERCATOR_HALF, geo.WEB_MERCATOR_HALF, geo.WEB_MERCATOR_HALF)
+    )
 
 
 def test_tile_bounds_lonlat_of_known_tile():

@@ -23,7 +23,9 @@ def test_read_by_lonlat_bounds_returns_that_window(scene_dir):
     r = read_raster(scene_dir / "image.tif", bounds=ll)
     assert 10 <= r.shape[0] <= 42 and 20 <= r.shape[1] <= 24  # lon/lat box encloses the UTM box
     col, row = ~full.transform * (r.transform.c, r.transform.f)
-    np.testing.assert_array_equal(r.array, full.array[:, int(row):int(row) + r.shape[0], int(col):int(col) + r.shape[1]])
+    np.testing.assert_array_equal(
+        r.array, full.array[:, int(row) : int(row) + r.shape[0], int(col) : int(col) + r.shape[1]]
+    )
 
 
 def test_extent_outside_raster_is_a_clear_error(scene_dir):

@@ -43,13 +43,26 @@ def register(tmp_path) -> None:
     architectures.ARCHITECTURES["toy_constant"] = ConstantNet
     architectures.ARCHITECTURES["toy_pointwise"] = PointwiseNet
     inp = InputSpec(bands=["red", "green", "blue"], tile_size=64, overlap=0.25, gsd_range_m=[0.05, 1.0])
-    c1 = ModelCard("toy-constant", "constant", "buildings", "constant", "none",
-                   heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary"), "height": HeadSpec("regression", units="m")},
-                   input=inp, classes=list(BUILDING_CLASSES))
+    c1 = ModelCard(
+        "toy-constant",
+        "constant",
+        "buildings",
+        "constant",
+        "none",
+        heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary"), "height": HeadSpec("regression", units="m")},
+        input=inp,
+        classes=list(BUILDING_CLASSES),
+    )
     save_pretrained(ConstantNet(), {"arch": "toy_constant"}, c1, tmp_path / "toy-constant")
-    c2 = ModelCard("toy-pointwise", "pointwise", "buildings", "1x1 conv", "none",
-                   heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary"),
-                          "recon": HeadSpec("reconstruction", 3)},
-                   input=inp, classes=list(BUILDING_CLASSES))
+    c2 = ModelCard(
+        "toy-pointwise",
+        "pointwise",
+        "buildings",
+        "1x1 conv",
+        "none",
+        heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary"), "recon": HeadSpec("reconstruction", 3)},
+        input=inp,
+        classes=list(BUILDING_CLASSES),
+    )
     save_pretrained(PointwiseNet(), {"arch": "toy_pointwise"}, c2, tmp_path / "toy-pointwise", half=False)
     register_model_dir(tmp_path)

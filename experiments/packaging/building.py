@@ -38,8 +38,11 @@ from rsviz.types import Task
 #: The default instance post-processing as a dict (the grid of :func:`tune_postprocess` varies its keys).
 DEFAULT_POSTPROCESS = InstanceSettings().to_dict()
 
-SPLITS = {"banepa-test": ("banepa-buildings", "test"), "kampala-test": ("kampala-buildings", "test"),
-          "joplin-ood": ("joplin-buildings", "test")}
+SPLITS = {
+    "banepa-test": ("banepa-buildings", "test"),
+    "kampala-test": ("kampala-buildings", "test"),
+    "joplin-ood": ("joplin-buildings", "test"),
+}
 
 #: Objects under this many pixels are not counted on either side of object F1: the protocol of every
 #: card figure, of the post-processing choice and of checkpoint selection by val object F1.
@@ -50,8 +53,7 @@ MIN_OBJECT_PX = 10
 SEED_PX = (32, 128, 256, 512, 768, 1024, 1536)
 
 
-def object_scores(instances: np.ndarray, gt_mask: np.ndarray, gt_instances: np.ndarray | None,
-                  valid: np.ndarray):
+def object_scores(instances: np.ndarray, gt_mask: np.ndarray, gt_instances: np.ndarray | None, valid: np.ndarray):
     """Object F1 at IoU 0.5 of predicted building instances against the footprints, by the card protocol.
 
     Args:
@@ -63,12 +65,20 @@ def object_scores(instances: np.ndarray, gt_mask: np.ndarray, gt_instances: np.n
     Returns:
         ``(scores, match)`` of :func:`rsviz.metrics.object_f1` (``scores`` has ``tp``, ``fp``, ``fn``, ``f1``).
     """
-    return object_f1(instances > 0, gt_mask, valid=valid, min_area=MIN_OBJECT_PX, gt_instances=gt_instances,
-                     pred_instances=instances)
+    return object_f1(
+        instances > 0, gt_mask, valid=valid, min_area=MIN_OBJECT_PX, gt_instances=gt_instances, pred_instances=instances
+    )
 
 
-def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, overlap: float = 0.25,
-                 tta: bool | None = None, context: int | None = None):
+def _predictions(
+    lm: LoadedModel,
+    dataset: str,
+    split: str,
+    tile: int = 512,
+    overlap: float = 0.25,
+    tta: bool | None = None,
+    context: int | None = None,
+):
     """Yield ``(sample, prediction)`` for every image of ``dataset``/``split``.
 
     ``context`` None follows the card's ``input.context_px``: with a margin > 0 each image is predicted
@@ -104,15 +114,17 @@ def _predictions(lm: LoadedModel, dataset: str, split: str, tile: int = 512, ove
 TUNE_SPLITS = (("banepa-buildings", "val"), ("kampala-buildings", "val"))
 
 
-def val_predictions(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS,
-                    tta: bool | None = None) -> list:
+def val_predictions(
+    lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS, tta: bool | None = None
+) -> list:
     """``(sample, prediction)`` pairs of every image of ``splits`` (``(dataset, split)`` pairs, default
     :data:`TUNE_SPLITS`), in split order; ``tta`` None follows the card's ``input.tta``."""
     return [sp for ds, split in splits for sp in _predictions(lm, ds, split, tta=tta)]
 
 
-def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS,
-                     tta: bool | None = None) -> tuple[dict, float]:
+def tune_postprocess(
+    lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE_SPLITS, tta: bool | None = None
+) -> tuple[dict, float]:
     """Choose instance post-processing on validation splits by pooled object F1 (never on test).
 
     Grid: connected components; distance-transform watershed with seeds >= {15, 25, 40, 60} px apart;
@@ -130,10 +142,14 @@ def tune_postprocess(lm: LoadedModel, splits: tuple[tuple[str, str], ...] = TUNE
     grid = [dict(base, method="components", min_instance_px=a) for a in sizes]
     grid += [dict(base, method="distance", min_distance=d, min_instance_px=a) for d in (15, 25, 40, 60) for a in sizes]
     if has_edge:
-        grid += [dict(base, method="edge", threshold=t, edge_threshold=e, min_seed_px=m, min_instance_px=a,
-                      merge_below=g)
-                 for t in (0.4, 0.5, 0.6) for e in (0.2, 0.3, 0.5) for m in SEED_PX for a in sizes
-                 for g in (0.0, 0.5)]
+        grid += [
+            dict(base, method="edge", threshold=t, edge_threshold=e, min_seed_px=m, min_instance_px=a, merge_below=g)
+            for t in (0.4, 0.5, 0.6)
+            for e in (0.2, 0.3, 0.5)
+            for m in SEED_PX
+            for a in sizes
+            for g in (0.0, 0.5)
+        ]
     best, best_f1 = grid[0], -1.0
     for g in grid:
         f1 = pooled_f1(object_counts(preds, g))
@@ -147,18 +163,24 @@ def object_counts(preds, pp: dict) -> np.ndarray:
     :func:`_predictions` yields them), instances by post-processing ``pp``, card protocol (:func:`object_scores`)."""
     rows = []
     for s, p in preds:
-        sc, _ = object_scores(instances_for(p.heads, pp), s.targets["buildings"] > 0, s.targets.get("instances"),
-                              s.valid)
+        sc, _ = object_scores(
+            instances_for(p.heads, pp), s.targets["buildings"] > 0, s.targets.get("instances"), s.valid
+        )
         rows.append((sc["tp"], sc["fp"], sc["fn"]))
     return np.array(rows, np.int64).reshape(-1, 3)
-NOTE = ("building instances for object F1 come from the predicted footprint by the stated method (components, "
-        "distance-transform watershed, or watershed seeded by footprint minus predicted edges; "
-        "rsviz.metrics.split_instances), chosen by object F1 pooled over the Banepa and Kampala val splits")
+
+
+NOTE = (
+    "building instances for object F1 come from the predicted footprint by the stated method (components, "
+    "distance-transform watershed, or watershed seeded by footprint minus predicted edges; "
+    "rsviz.metrics.split_instances), chosen by object F1 pooled over the Banepa and Kampala val splits"
+)
 _OAM = "Imagery © OpenAerialMap contributors (CC-BY-4.0); building footprints © OpenStreetMap contributors (ODbL)"
 
 
-def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25,
-                      tta: bool | None = None) -> dict:
+def evaluate_building(
+    lm: LoadedModel, split: str, tile: int = 512, overlap: float = 0.25, tta: bool | None = None
+) -> dict:
     """Figures of a building model on one named split of :data:`SPLITS`, through the one evaluator.
 
     Each image is scored by :func:`rsviz.evaluation.evaluate_sample` (the card's post-processing,
@@ -167,8 +189,10 @@ def evaluate_building(lm: LoadedModel, split: str, tile: int = 512, overlap: flo
     figures means over images. Returns the pooled values plus ``images``.
     """
     ds, sp = SPLITS[split]
-    results = [evaluate_sample(lm.card, p.heads, s, task=Task.BUILDINGS, min_area_px=MIN_OBJECT_PX)
-               for s, p in _predictions(lm, ds, sp, tile, overlap, tta)]
+    results = [
+        evaluate_sample(lm.card, p.heads, s, task=Task.BUILDINGS, min_area_px=MIN_OBJECT_PX)
+        for s, p in _predictions(lm, ds, sp, tile, overlap, tta)
+    ]
     r = pool(results)
     return {**r.values, "images": r.images}
 
@@ -187,8 +211,9 @@ def cpu_speed(lm_net, in_channels: int = 3, size: int = 512, repeats: int = 5) -
     return statistics.median(times)
 
 
-def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict, extra: dict,
-          tta: bool = False) -> ModelCard:
+def _card(
+    name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict, extra: dict, tta: bool = False
+) -> ModelCard:
     hs = {"seg": HeadSpec("binary", 1, description="building footprint probability")}
     if "edge" in heads:
         hs["edge"] = HeadSpec("binary", 1, description="building boundary probability (3 px wide band)")
@@ -197,23 +222,42 @@ def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict,
     mtl = len(heads) > 1
     return ModelCard(
         name=name,
-        title="Multi-task building footprints (segmentation + edges + reconstruction)" if mtl else
-              "Building footprints, single-task baseline (segmentation only)",
+        title="Multi-task building footprints (segmentation + edges + reconstruction)"
+        if mtl
+        else "Building footprints, single-task baseline (segmentation only)",
         task="buildings",
         architecture=f"U-Net (segmentation_models.pytorch), {train_cfg['encoder_name']} encoder trained from scratch, "
-                     f"decoder {train_cfg['decoder_channels']}, 3x3 conv heads {list(heads)}",
+        f"decoder {train_cfg['decoder_channels']}, 3x3 conv heads {list(heads)}",
         paper="Ekim & Sertel, 'A Multi-Task Deep Learning Framework for Building Footprint Segmentation', IGARSS 2021; "
-              "loss weighting: Kendall, Gal & Cipolla, CVPR 2018" if mtl else
-              "single-task baseline of Ekim & Sertel (IGARSS 2021), same backbone and budget",
+        "loss weighting: Kendall, Gal & Cipolla, CVPR 2018"
+        if mtl
+        else "single-task baseline of Ekim & Sertel (IGARSS 2021), same backbone and budget",
         heads=hs,
-        input=InputSpec(bands=["red", "green", "blue"], dtype="uint8", scale=255.0, mean=[0.485, 0.456, 0.406],
-                        std=[0.229, 0.224, 0.225], gsd_range_m=[0.1, 0.2], tile_size=512, overlap=0.25, tta=tta),
+        input=InputSpec(
+            bands=["red", "green", "blue"],
+            dtype="uint8",
+            scale=255.0,
+            mean=[0.485, 0.456, 0.406],
+            std=[0.229, 0.224, 0.225],
+            gsd_range_m=[0.1, 0.2],
+            tile_size=512,
+            overlap=0.25,
+            tta=tta,
+        ),
         classes=list(BUILDING_CLASSES),
         training_data=[
-            {"dataset": "banepa-buildings", "splits": "train (34 chips); val (6 chips) for model selection",
-             "licence": "imagery CC-BY-4.0; OSM ODbL 1.0", "attribution": _OAM},
-            {"dataset": "kampala-buildings", "splits": "zoom-20 train (20 tiles); val (4 tiles)",
-             "licence": "imagery CC-BY-4.0; OSM ODbL 1.0", "attribution": _OAM},
+            {
+                "dataset": "banepa-buildings",
+                "splits": "train (34 chips); val (6 chips) for model selection",
+                "licence": "imagery CC-BY-4.0; OSM ODbL 1.0",
+                "attribution": _OAM,
+            },
+            {
+                "dataset": "kampala-buildings",
+                "splits": "zoom-20 train (20 tiles); val (4 tiles)",
+                "licence": "imagery CC-BY-4.0; OSM ODbL 1.0",
+                "attribution": _OAM,
+            },
         ],
         recipe=train_cfg,
         metrics=metrics,
@@ -222,8 +266,14 @@ def _card(name: str, heads: dict, summary: dict, train_cfg: dict, metrics: dict,
     )
 
 
-def package(run_dir: Path, name: str, out_root: Path, device: str = "cpu",
-            choose_tta: bool = False, settings_from: Path | None = None) -> Path:
+def package(
+    run_dir: Path,
+    name: str,
+    out_root: Path,
+    device: str = "cpu",
+    choose_tta: bool = False,
+    settings_from: Path | None = None,
+) -> Path:
     """Evaluate a training run and write ``weights/<name>``.
 
     With ``choose_tta``, post-processing is tuned on the val splits (:data:`TUNE_SPLITS`) both without and with
@@ -268,20 +318,30 @@ def package(run_dir: Path, name: str, out_root: Path, device: str = "cpu",
     card.postprocess = replace(card.postprocess, instances=InstanceSettings.from_dict(pp))
     metrics = {split: evaluate_building(lm, split) for split in SPLITS}
     speed = cpu_speed(net)
-    extra = {"best_val_iou": summary["best_val_iou"], "best_step": summary["best_step"],
-             "checkpoint_selected_by": summary.get("selected_by", "val_iou"),
-             **({"weight_averaging": summary["swa"]} if "swa" in summary else {}),
-             **({"best_val_object_f1": summary["best_val_object_f1"]} if "best_val_object_f1" in summary else {}),
-             "training_wall_s": summary.get("wall_s"), "training_device": summary.get("device"),
-             "cpu_seconds_per_512px_tile": round(speed, 3),
-             "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
-             "instance_postprocess": pp, "instance_postprocess_val_object_f1": val_f1,
-             "instance_postprocess_note": NOTE if settings_from is None else
-             NOTE.split(", chosen by")[0] + f", copied from {settings_from} (not chosen on this model's val scores)"}
+    extra = {
+        "best_val_iou": summary["best_val_iou"],
+        "best_step": summary["best_step"],
+        "checkpoint_selected_by": summary.get("selected_by", "val_iou"),
+        **({"weight_averaging": summary["swa"]} if "swa" in summary else {}),
+        **({"best_val_object_f1": summary["best_val_object_f1"]} if "best_val_object_f1" in summary else {}),
+        "training_wall_s": summary.get("wall_s"),
+        "training_device": summary.get("device"),
+        "cpu_seconds_per_512px_tile": round(speed, 3),
+        "cpu_note": "median of 5 forward passes, batch 1, PyTorch CPU threads on the machine that built the card",
+        "instance_postprocess": pp,
+        "instance_postprocess_val_object_f1": val_f1,
+        "instance_postprocess_note": NOTE
+        if settings_from is None
+        else NOTE.split(", chosen by")[0] + f", copied from {settings_from} (not chosen on this model's val scores)",
+    }
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
-        extra["tta_note"] = tta_note(tta, f"with the post-processing: copied from {settings_from}" if settings_from
-                                     else "with the post-processing by Banepa + Kampala val object F1")
+        extra["tta_note"] = tta_note(
+            tta,
+            f"with the post-processing: copied from {settings_from}"
+            if settings_from
+            else "with the post-processing by Banepa + Kampala val object F1",
+        )
     if train_cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if len(heads) > 1:
@@ -305,9 +365,15 @@ def add_comparison(out_root: Path) -> dict | None:
     if not (a.exists() and b.exists()):
         return None
     mtl, base = ModelCard.load(a), ModelCard.load(b)
-    cmp = {s: {f"{who}_{k}": card.metrics[s][k] for k in ("iou", "object_f1_iou50", "boundary_f1_2px")
-               for who, card in (("mtl", mtl), ("baseline", base))}
-           for s in SPLITS if s in mtl.metrics and s in base.metrics}
+    cmp = {
+        s: {
+            f"{who}_{k}": card.metrics[s][k]
+            for k in ("iou", "object_f1_iou50", "boundary_f1_2px")
+            for who, card in (("mtl", mtl), ("baseline", base))
+        }
+        for s in SPLITS
+        if s in mtl.metrics and s in base.metrics
+    }
     for card, path in ((mtl, a), (base, b)):
         card.extra["mtl_vs_single_task"] = cmp
         card.save(path)
@@ -319,14 +385,23 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mtl", type=Path, help="training run of the multi-task model")
     p.add_argument("--baseline", type=Path, help="training run of the single-task baseline")
-    p.add_argument("--out", type=Path, required=True,
-                   help="parent folder of the model folders written (never weights/: promote a candidate with "
-                        "`rsviz promote`)")
-    p.add_argument("--choose-tta", action="store_true",
-                   help="turn test-time augmentation on in a card where it raises the val object F1")
-    p.add_argument("--settings-from", type=Path,
-                   help="model folder whose card's post-processing and TTA setting are copied instead of chosen on "
-                        "val (e.g. weights/building-mtl), so that the candidate is compared on unused val splits")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="parent folder of the model folders written (never weights/: promote a candidate with `rsviz promote`)",
+    )
+    p.add_argument(
+        "--choose-tta",
+        action="store_true",
+        help="turn test-time augmentation on in a card where it raises the val object F1",
+    )
+    p.add_argument(
+        "--settings-from",
+        type=Path,
+        help="model folder whose card's post-processing and TTA setting are copied instead of chosen on "
+        "val (e.g. weights/building-mtl), so that the candidate is compared on unused val splits",
+    )
     a = p.parse_args(argv)
     for run, name in ((a.baseline, "building-seg"), (a.mtl, "building-mtl")):
         if run is not None:

@@ -44,42 +44,80 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
             s = r.load()
             p = predict(lm, RasterData(s.image), tile=256, overlap=0.25, precision="fp32")
             height.append(evaluate_sample(lm.card, p.heads, s, task=Task.HEIGHT))
-            const.append(evaluate_sample(lm.card, {"height": np.full_like(p.heads["height"], train_mean)}, s,
-                                         task=Task.HEIGHT))
+            const.append(
+                evaluate_sample(lm.card, {"height": np.full_like(p.heads["height"], train_mean)}, s, task=Task.HEIGHT)
+            )
         for r in scenes("dubai-landcover", "test"):
             s = r.load()
             p = predict(lm, RasterData(s.image), tile=512, overlap=0.25, precision="fp32")
             seg.append(evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER))
     h, c, d = pool(height), pool(const), pool(seg)
-    return {"potsdam-test": {**h.values, "units": "relative", "constant_train_mean_rmse": c["rmse"],
-                             "constant_train_mean_mae": c["mae"], "images": h.images},
-            "dubai-test": {**d.values, "images": d.images}}
+    return {
+        "potsdam-test": {
+            **h.values,
+            "units": "relative",
+            "constant_train_mean_rmse": c["rmse"],
+            "constant_train_mean_mae": c["mae"],
+            "images": h.images,
+        },
+        "dubai-test": {**d.values, "images": d.images},
+    }
 
 
 def card_for(train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:
     """Model card of the semantics + height model."""
     return ModelCard(
-        name="height-mtl", title="Semantics + height multi-task model (partial supervision)", task="height",
+        name="height-mtl",
+        title="Semantics + height multi-task model (partial supervision)",
+        task="height",
         architecture=f"U-Net (segmentation_models.pytorch), {train_cfg['encoder_name']} encoder from scratch, "
-                     "shared decoder, 3x3 conv heads: seg (5 classes), height (1)",
+        "shared decoder, 3x3 conv heads: seg (5 classes), height (1)",
         paper="Multi-task learning of semantics and height from aerial images (DFC2018 / ISPRS Vaihingen style); "
-              "loss weighting: Kendall, Gal & Cipolla, CVPR 2018 (learned, not the paper's fixed weights)",
-        heads={"seg": HeadSpec("multiclass", 5, description="land cover (Dubai classes)"),
-               "height": HeadSpec("regression", 1, units="relative",
-                                  description="relative height above ground: Potsdam nDSM / 255 (one global scale, "
-                                              "ground ~0); NOT metres")},
-        input=InputSpec(bands=["band1", "band2", "band3"], dtype="uint8", scale=255.0, gsd_range_m=[0.3, 1.0],
-                        tile_size=256, overlap=0.25),
-        classes=list(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE,
+        "loss weighting: Kendall, Gal & Cipolla, CVPR 2018 (learned, not the paper's fixed weights)",
+        heads={
+            "seg": HeadSpec("multiclass", 5, description="land cover (Dubai classes)"),
+            "height": HeadSpec(
+                "regression",
+                1,
+                units="relative",
+                description="relative height above ground: Potsdam nDSM / 255 (one global scale, "
+                "ground ~0); NOT metres",
+            ),
+        },
+        input=InputSpec(
+            bands=["band1", "band2", "band3"],
+            dtype="uint8",
+            scale=255.0,
+            gsd_range_m=[0.3, 1.0],
+            tile_size=256,
+            overlap=0.25,
+        ),
+        classes=list(DUBAI_CLASSES),
+        ignore_index=DUBAI_IGNORE,
         training_data=[
-            {"dataset": "potsdam-height", "splits": "train (100 patches), val (30)", "supervises": "height head only",
-             "units": "relative (8-bit nDSM / 255)", "bands": "IR, R, G",
-             "licence": "CC BY-NC-SA 4.0; ISPRS benchmark terms", "attribution": "ISPRS Potsdam benchmark"},
-            {"dataset": "dubai-landcover", "splits": "Tiles 1-6 train, Tile 7 val", "supervises": "semantic head only",
-             "bands": "R, G, B", "licence": "not stated (published as public domain; unverified)",
-             "attribution": "Humans in the Loop / MBRSC"}],
-        recipe=train_cfg, metrics=metrics, extra=extra,
-        licence="CC BY-NC-SA 4.0 (inherits the Potsdam terms: non-commercial)")
+            {
+                "dataset": "potsdam-height",
+                "splits": "train (100 patches), val (30)",
+                "supervises": "height head only",
+                "units": "relative (8-bit nDSM / 255)",
+                "bands": "IR, R, G",
+                "licence": "CC BY-NC-SA 4.0; ISPRS benchmark terms",
+                "attribution": "ISPRS Potsdam benchmark",
+            },
+            {
+                "dataset": "dubai-landcover",
+                "splits": "Tiles 1-6 train, Tile 7 val",
+                "supervises": "semantic head only",
+                "bands": "R, G, B",
+                "licence": "not stated (published as public domain; unverified)",
+                "attribution": "Humans in the Loop / MBRSC",
+            },
+        ],
+        recipe=train_cfg,
+        metrics=metrics,
+        extra=extra,
+        licence="CC BY-NC-SA 4.0 (inherits the Potsdam terms: non-commercial)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,9 +125,12 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="rsviz package height", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="training run folder")
-    ap.add_argument("--out", type=Path, required=True,
-                    help="parent folder of the model folder written (never weights/: promote a candidate with "
-                         "`rsviz promote`)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="parent folder of the model folder written (never weights/: promote a candidate with `rsviz promote`)",
+    )
     a = ap.parse_args(argv)
     d = a.run
     cfg = json.loads((d / "config.json").read_text())
@@ -101,11 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     card = card_for(tcfg, {}, {})
     lm = LoadedModel("height-mtl", card, net.eval(), torch.device("cpu"))
     metrics = evaluate_height_model(lm)
-    extra = {"learned_task_weights_exp_minus_s": summary.get("final_task_weights"), "best_step": summary.get("best_step"),
-             "training_wall_s": summary.get("wall_s"),
-             "what_supervised_each_head": "height: Potsdam only (relative units); semantics: Dubai only. The two "
-                                          "sets differ in bands (IR-R-G vs R-G-B) and place; the height output on "
-                                          "RGB imagery is an extrapolation."}
+    extra = {
+        "learned_task_weights_exp_minus_s": summary.get("final_task_weights"),
+        "best_step": summary.get("best_step"),
+        "training_wall_s": summary.get("wall_s"),
+        "what_supervised_each_head": "height: Potsdam only (relative units); semantics: Dubai only. The two "
+        "sets differ in bands (IR-R-G vs R-G-B) and place; the height output on "
+        "RGB imagery is an extrapolation.",
+    }
     card = card_for(tcfg, metrics, extra)
     save_pretrained(net, cfg, card, a.out / "height-mtl", half=True)
     print(json.dumps(metrics, indent=1))

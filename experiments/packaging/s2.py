@@ -21,10 +21,27 @@ from rsviz.models.architectures import build_model
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.types import ClassInfo
 
-_TAB20 = [(31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44), (152, 223, 138),
-          (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213), (140, 86, 75), (196, 156, 148),
-          (227, 119, 194), (247, 182, 210), (127, 127, 127), (199, 199, 199), (188, 189, 34), (219, 219, 141),
-          (23, 190, 207)]
+_TAB20 = [
+    (31, 119, 180),
+    (174, 199, 232),
+    (255, 127, 14),
+    (255, 187, 120),
+    (44, 160, 44),
+    (152, 223, 138),
+    (214, 39, 40),
+    (255, 152, 150),
+    (148, 103, 189),
+    (197, 176, 213),
+    (140, 86, 75),
+    (196, 156, 148),
+    (227, 119, 194),
+    (247, 182, 210),
+    (127, 127, 127),
+    (199, 199, 199),
+    (188, 189, 34),
+    (219, 219, 141),
+    (23, 190, 207),
+]
 
 
 def evaluate_variant(lm: LoadedModel, patches) -> dict:
@@ -37,18 +54,38 @@ def evaluate_variant(lm: LoadedModel, patches) -> dict:
 def card_for(variant: str, train_cfg: dict, metrics: dict, extra: dict) -> ModelCard:
     """Model card of one variant."""
     return ModelCard(
-        name=f"s2-{variant}", title=f"Sentinel-2 multi-label scene classifier ({variant} fusion)", task="scene",
+        name=f"s2-{variant}",
+        title=f"Sentinel-2 multi-label scene classifier ({variant} fusion)",
+        task="scene",
         architecture=f"S2MultiLabel CNN, {variant} fusion of 10/20/60 m bands (see rsviz.models.s2), width {train_cfg['width']}",
         paper="Inter-region transfer learning on BigEarthNet with resize / intermediate / late band fusion; "
-              "BigEarthNet: Sumbul et al., IGARSS 2019; 19-class nomenclature: Sumbul et al., IEEE GRSM 2021",
+        "BigEarthNet: Sumbul et al., IGARSS 2019; 19-class nomenclature: Sumbul et al., IEEE GRSM 2021",
         heads={"labels": HeadSpec("multilabel", 19, description="BigEarthNet-19 label probabilities (sigmoid)")},
-        input=InputSpec(bands=list(BANDS), dtype="uint16", scale=10000.0, mean=train_cfg["band_mean"],
-                        std=train_cfg["band_std"], gsd_range_m=[10.0, 10.0], tile_size=120, overlap=0.0),
+        input=InputSpec(
+            bands=list(BANDS),
+            dtype="uint16",
+            scale=10000.0,
+            mean=train_cfg["band_mean"],
+            std=train_cfg["band_std"],
+            gsd_range_m=[10.0, 10.0],
+            tile_size=120,
+            overlap=0.0,
+        ),
         classes=[ClassInfo(i, n, _TAB20[i]) for i, n in enumerate(LABELS_19)],
-        training_data=[{"dataset": "bigearthnet", "splits": f"{train_cfg['patches']} patches (train/val/test); GeoTIFF "
-                        "form (bigearthnet-gdf-builder sdist) and v2 LMDB of safetensors (configilm wheel)",
-                        "licence": "BigEarthNet CDLA-Permissive-1.0", "attribution": "BigEarthNet (CDLA-Permissive-1.0)"}],
-        recipe=train_cfg, metrics=metrics, extra=extra, licence="CDLA-Permissive-1.0 (as the training data)")
+        training_data=[
+            {
+                "dataset": "bigearthnet",
+                "splits": f"{train_cfg['patches']} patches (train/val/test); GeoTIFF "
+                "form (bigearthnet-gdf-builder sdist) and v2 LMDB of safetensors (configilm wheel)",
+                "licence": "BigEarthNet CDLA-Permissive-1.0",
+                "attribution": "BigEarthNet (CDLA-Permissive-1.0)",
+            }
+        ],
+        recipe=train_cfg,
+        metrics=metrics,
+        extra=extra,
+        licence="CDLA-Permissive-1.0 (as the training data)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,9 +93,12 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="rsviz package s2", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="training run folders (one per fusion variant)")
-    ap.add_argument("--out", type=Path, required=True,
-                    help="parent folder of the model folders written (never weights/: promote a candidate with "
-                         "`rsviz promote`)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="parent folder of the model folders written (never weights/: promote a candidate with `rsviz promote`)",
+    )
     a = ap.parse_args(argv)
     run_dirs = a.runs
     test = load_patches()["test"]
@@ -76,10 +116,16 @@ def main(argv: list[str] | None = None) -> None:
     comparison = {v: {k: r[4][k] for k in ("micro_f1", "macro_f1", "map")} for v, r in results.items()}
     for v, (d, cfg, tcfg, net, m) in results.items():
         summary = json.loads((d / "summary.json").read_text())
-        extra = {"variants": comparison, "per_label_test": m["per_label"], "best_val_micro_f1": summary["best_val_micro_f1"],
-                 "demo_scale": "trained and tested on the ~30 BigEarthNet patches shipped in PyPI packages; "
-                               "not representative of BigEarthNet-scale accuracy"}
-        card = card_for(v, tcfg, {"bigearthnet-test": {k: m[k] for k in ("micro_f1", "macro_f1", "map", "patches")}}, extra)
+        extra = {
+            "variants": comparison,
+            "per_label_test": m["per_label"],
+            "best_val_micro_f1": summary["best_val_micro_f1"],
+            "demo_scale": "trained and tested on the ~30 BigEarthNet patches shipped in PyPI packages; "
+            "not representative of BigEarthNet-scale accuracy",
+        }
+        card = card_for(
+            v, tcfg, {"bigearthnet-test": {k: m[k] for k in ("micro_f1", "macro_f1", "map", "patches")}}, extra
+        )
         save_pretrained(net, cfg, card, a.out / f"s2-{v}", half=False)
     print(json.dumps(comparison, indent=1))
 

@@ -62,20 +62,30 @@ def _predict_all(lm: LoadedModel, dataset: str, split: str):
 def evaluate_landcover(lm: LoadedModel, split: str = "test") -> dict:
     """Land-cover figures on a Dubai split through the one evaluator (``unlabelled`` excluded): pixel metrics
     from one confusion matrix pooled over the split, boundary F1 a mean over images; plus ``images``."""
-    r = pool([evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER)
-              for s, p in _predict_all(lm, "dubai-landcover", split)])
+    r = pool(
+        [
+            evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER)
+            for s, p in _predict_all(lm, "dubai-landcover", split)
+        ]
+    )
     return {**r.values, "images": r.images}
 
 
 #: Road-graph grid searched on the val tiles by :func:`choose_road_graph` (values of ``extra.road_graph``).
-ROAD_GRAPH_GRID = {"threshold": (0.3, 0.4, 0.5), "closing_px": (2, 3), "bridge_px": (0.0, 20.0, 30.0, 45.0, 60.0),
-                   "bridge_angle": (30.0, 50.0)}
+ROAD_GRAPH_GRID = {
+    "threshold": (0.3, 0.4, 0.5),
+    "closing_px": (2, 3),
+    "bridge_px": (0.0, 20.0, 30.0, 45.0, 60.0),
+    "bridge_angle": (30.0, 50.0),
+}
 
 
 def _road_probs(lm: LoadedModel, split: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``[(classes (H, W) uint8, road probability (H, W) float32, ground truth (H, W) bool)]`` of an ETH split."""
-    return [(p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0)
-            for s, p in _predict_all(lm, "eth-roads", split)]
+    return [
+        (p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0)
+        for s, p in _predict_all(lm, "eth-roads", split)
+    ]
 
 
 def tile_apls(preds, graph: dict, buffers: tuple[float, ...] = (4.0,)) -> np.ndarray:
@@ -131,26 +141,39 @@ def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
     pairs = list(_predict_all(lm, "eth-roads", split))
     r = pool([evaluate_sample(lm.card, p.heads, s, task=Task.ROADS) for s, p in pairs])
     preds = [(p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0) for s, p in pairs]
-    return {**r.values, "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS), "gsd_m": ETH_GSD_M,
-            "images": r.images}
+    return {
+        **r.values,
+        "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS),
+        "gsd_m": ETH_GSD_M,
+        "images": r.images,
+    }
 
 
 def _landcover_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
     return ModelCard(
-        name="landcover-deeplabv3plus", title="DeepLabV3+ land cover (Dubai aerial, 5 classes + unlabelled)",
+        name="landcover-deeplabv3plus",
+        title="DeepLabV3+ land cover (Dubai aerial, 5 classes + unlabelled)",
         task="landcover",
         architecture=f"DeepLabV3+ (segmentation_models.pytorch), {cfg['arch']['encoder_name']} encoder from scratch",
         paper="Chen et al., 'Encoder-Decoder with Atrous Separable Convolution' (DeepLabV3+), ECCV 2018; as in the "
-              "OpenEarthMap land-cover mapper (Xia et al., WACV 2023)",
+        "OpenEarthMap land-cover mapper (Xia et al., WACV 2023)",
         heads={"seg": HeadSpec("multiclass", 5, description="land-cover class probabilities (softmax)")},
         input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 1.5], tile_size=512, overlap=0.25, tta=tta),
-        classes=list(DUBAI_CLASSES), ignore_index=DUBAI_IGNORE,
-        training_data=[{"dataset": "dubai-landcover", "splits": "Tiles 1-6 train (54 images), Tile 7 val (9); "
-                                                                "Tile 8 held out for test (9)",
-                        "licence": "not stated in the repository (published elsewhere as public domain; unverified)",
-                        "attribution": "Humans in the Loop, 'Semantic segmentation of aerial imagery' (MBRSC imagery)"}],
-        recipe=cfg, metrics=metrics, extra=extra,
-        licence="research use; the training data's licence is unverified (see training_data)")
+        classes=list(DUBAI_CLASSES),
+        ignore_index=DUBAI_IGNORE,
+        training_data=[
+            {
+                "dataset": "dubai-landcover",
+                "splits": "Tiles 1-6 train (54 images), Tile 7 val (9); Tile 8 held out for test (9)",
+                "licence": "not stated in the repository (published elsewhere as public domain; unverified)",
+                "attribution": "Humans in the Loop, 'Semantic segmentation of aerial imagery' (MBRSC imagery)",
+            }
+        ],
+        recipe=cfg,
+        metrics=metrics,
+        extra=extra,
+        licence="research use; the training data's licence is unverified (see training_data)",
+    )
 
 
 def road_metric_policy(g: dict) -> str:
@@ -160,35 +183,54 @@ def road_metric_policy(g: dict) -> str:
         f"means over tiles. APLS graphs: skeletons, nodes every 20 px; the predicted road mask is probability >= "
         f"{g['threshold']}, cleaned (closing r={g['closing_px']}, holes and blobs <= 100 px), spurs < "
         f"{g['min_spur']:g} px pruned on both graphs"
-        + (f", and dead ends joined to the road they point at across gaps <= {g['bridge_px']:g} px within "
-           f"{g['bridge_angle']:g} degrees (rsviz.metrics.roads.bridge_gaps)" if g["bridge_px"] > 0 else "")
+        + (
+            f", and dead ends joined to the road they point at across gaps <= {g['bridge_px']:g} px within "
+            f"{g['bridge_angle']:g} degrees (rsviz.metrics.roads.bridge_gaps)"
+            if g["bridge_px"] > 0
+            else ""
+        )
         + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
         f"bridging. Snapping buffers: apls_4m is the SpaceNet definition's 4 m = {spacenet_buffer_px(ETH_GSD_M):.2f} px "
         f"at the ETH GSD of {ETH_GSD_M} m, measured from regulation tennis-court lines (rsviz.datasets.roads); "
-        "apls_4px uses a stricter 4 px (1.5 m) and apls_8px 8 px (3.0 m)")
+        "apls_4px uses a stricter 4 px (1.5 m) and apls_8px 8 px (3.0 m)"
+    )
 
 
 def _roads_card(cfg: dict, metrics: dict, extra: dict, tta: bool = False) -> ModelCard:
     return ModelCard(
-        name="roads-pplinknet", title="PP-LinkNet road extraction (ETH aerial tiles)", task="roads",
+        name="roads-pplinknet",
+        title="PP-LinkNet road extraction (ETH aerial tiles)",
+        task="roads",
         architecture=f"LinkNet (segmentation_models.pytorch) with a pyramid-pooling module (bins "
-                     f"{cfg['arch']['bins']}) on the {cfg['arch']['encoder_name']} encoder's deepest features, "
-                     "from scratch",
+        f"{cfg['arch']['bins']}) on the {cfg['arch']['encoder_name']} encoder's deepest features, "
+        "from scratch",
         paper="Tran et al., 'PP-LinkNet: Improving Semantic Segmentation of High Resolution Satellite Imagery with "
-              "Multi-stage Training', ACM MM workshops 2020; focal loss (Lin et al., ICCV 2017) + Dice; poly LR",
+        "Multi-stage Training', ACM MM workshops 2020; focal loss (Lin et al., ICCV 2017) + Dice; poly LR",
         heads={"seg": HeadSpec("binary", 1, description="road probability")},
         input=InputSpec(bands=["red", "green", "blue"], gsd_range_m=[0.3, 0.6], tile_size=512, overlap=0.25, tta=tta),
         classes=list(ROAD_CLASSES),
-        training_data=[{"dataset": "eth-roads", "splits": "satImage_001-080 train, 081-090 val; 091-100 held out "
-                                                          "for test",
-                        "licence": "none stated; imagery Google-derived: local training and tests only",
-                        "attribution": "ETH Zurich CIL road segmentation data (mhamas/road-extraction-from-aerial-images)"}],
-        recipe=cfg, metrics=metrics, extra=extra,
-        licence="research use only (training imagery is Google-derived and carries no licence)")
+        training_data=[
+            {
+                "dataset": "eth-roads",
+                "splits": "satImage_001-080 train, 081-090 val; 091-100 held out for test",
+                "licence": "none stated; imagery Google-derived: local training and tests only",
+                "attribution": "ETH Zurich CIL road segmentation data (mhamas/road-extraction-from-aerial-images)",
+            }
+        ],
+        recipe=cfg,
+        metrics=metrics,
+        extra=extra,
+        licence="research use only (training imagery is Google-derived and carries no licence)",
+    )
 
 
-def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_graph: bool = False,
-            settings_from: Path | None = None) -> Path:
+def package(
+    run_dir: Path,
+    out_root: Path,
+    choose_tta: bool = False,
+    choose_graph: bool = False,
+    settings_from: Path | None = None,
+) -> Path:
     """Evaluate one training run (land cover or roads, from its ``train_config.json``) and write its weights folder.
 
     With ``choose_tta``, test-time augmentation is switched on in the card (``input.tta``) when it
@@ -212,8 +254,11 @@ def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_grap
     arch = json.loads((run_dir / "config.json").read_text())
     net = build_model(arch)
     net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
-    make, evaluate, split = ((_landcover_card, evaluate_landcover, "dubai-test") if cfg["task"] == "landcover"
-                             else (_roads_card, evaluate_roads, "eth-test"))
+    make, evaluate, split = (
+        (_landcover_card, evaluate_landcover, "dubai-test")
+        if cfg["task"] == "landcover"
+        else (_roads_card, evaluate_roads, "eth-test")
+    )
     as_stored(net, half=True, int8_min_numel=INT8_MIN_NUMEL).eval()  # evaluate the weights as shipped
     key = "miou" if cfg["task"] == "landcover" else "apls_4px"
     tta, tta_choice, copied = False, None, None
@@ -233,17 +278,24 @@ def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_grap
     graph_choice = None
     if choose_graph and cfg["task"] == "roads":
         graph, graph_val = choose_road_graph(lm, "val")
-        graph_choice = {"val_apls_default_graph": val["apls_default_graph"], "val_apls_chosen": graph_val,
-                        "grid": {k: list(v) for k, v in ROAD_GRAPH_GRID.items()}}
+        graph_choice = {
+            "val_apls_default_graph": val["apls_default_graph"],
+            "val_apls_chosen": graph_val,
+            "grid": {k: list(v) for k, v in ROAD_GRAPH_GRID.items()},
+        }
         lm.card.postprocess = replace(lm.card.postprocess, road_graph=RoadGraphSettings.from_dict(graph))
         val = evaluate(lm, "val")
     metrics = {split: evaluate(lm, "test"), split.replace("test", "val"): val}
-    extra = {"best_step": summary["best_step"], "training_wall_s": summary.get("wall_s"),
-             "training_device": summary.get("device"), "training_precision": summary.get("precision"),
-             "cpu_seconds_per_512px_tile": round(cpu_speed(net), 3),
-             "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card",
-             "weights_storage": f"fp16; conv weights with >= {INT8_MIN_NUMEL:,} elements as int8 per output channel "
-                                "(metrics above are measured on these stored weights)"}
+    extra = {
+        "best_step": summary["best_step"],
+        "training_wall_s": summary.get("wall_s"),
+        "training_device": summary.get("device"),
+        "training_precision": summary.get("precision"),
+        "cpu_seconds_per_512px_tile": round(cpu_speed(net), 3),
+        "cpu_note": "median of 5 forward passes, batch 1, fp32, PyTorch CPU threads on the machine that built the card",
+        "weights_storage": f"fp16; conv weights with >= {INT8_MIN_NUMEL:,} elements as int8 per output channel "
+        "(metrics above are measured on these stored weights)",
+    }
     if tta_choice is not None:
         extra["tta_choice"] = tta_choice
         extra["tta_note"] = tta_note(tta, f"copied from {settings_from}" if settings_from else "by the val score")
@@ -258,14 +310,17 @@ def package(run_dir: Path, out_root: Path, choose_tta: bool = False, choose_grap
     if cfg.get("init"):  # fine-tuned from earlier runs: record every stage
         extra["training_stages"] = training_stages(run_dir)
     if cfg["task"] == "landcover":
-        extra["metric_policy"] = ("unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
-                                  "road, vegetation, water from one confusion matrix pooled over the split")
+        extra["metric_policy"] = (
+            "unlabelled ground-truth pixels are excluded; mIoU = mean IoU of building, land, "
+            "road, vegetation, water from one confusion matrix pooled over the split"
+        )
     else:
         extra["metric_policy"] = road_metric_policy(road_graph_of(lm.card).to_dict())
         extra["osm_rasterizer_check"] = (
             "rsviz.labels.rasterize_roads on the SpaceNet solaris sample: sample_roads.geojson lies about 6 km west "
             "of sample_road_raster_mask.tif, so the two do not overlap and their IoU is 0 by construction; "
-            "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)")
+            "the rasterizer is checked instead against hand-computed buffer areas and on the apls Vegas RGB tile with its ground-truth lines (tests/test_roads.py)"
+        )
     card = make(cfg, metrics, extra, tta=tta)
     d = save_pretrained(net, arch, card, out_root / cfg["name"], half=True, int8_min_numel=INT8_MIN_NUMEL)
     for f in ("curves.csv", "curves.png"):
@@ -306,17 +361,27 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*", type=Path, help="training run folders")
-    p.add_argument("--refresh-metrics", type=Path, metavar="MODEL_DIR",
-                   help="re-measure a packaged road model's metrics (card.json, README.md) into a copy under --out; the "
-                        "weights are copied unchanged")
+    p.add_argument(
+        "--refresh-metrics",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="re-measure a packaged road model's metrics (card.json, README.md) into a copy under --out; the "
+        "weights are copied unchanged",
+    )
     p.add_argument("--choose-tta", action="store_true", help="turn TTA on in the card where it raises the val score")
     p.add_argument("--choose-graph", action="store_true", help="roads: choose the APLS graph extraction on val")
-    p.add_argument("--settings-from", type=Path,
-                   help="model folder whose card's TTA setting and road-graph extraction are copied instead of "
-                        "chosen on val (e.g. weights/roads-pplinknet)")
-    p.add_argument("--out", type=Path,
-                   help="parent folder of the model folders written (required with training runs; never weights/: "
-                        "promote a candidate with `rsviz promote`)")
+    p.add_argument(
+        "--settings-from",
+        type=Path,
+        help="model folder whose card's TTA setting and road-graph extraction are copied instead of "
+        "chosen on val (e.g. weights/roads-pplinknet)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="parent folder of the model folders written (required with training runs; never weights/: "
+        "promote a candidate with `rsviz promote`)",
+    )
     a = p.parse_args(argv)
     if a.out is None:
         p.error("--out is required")

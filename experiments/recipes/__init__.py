@@ -14,7 +14,9 @@ def _building_mtl(config: str | None):
 def _building_seg(config: str | None):
     from experiments.recipes.building import train
 
-    return train(config, {"name": "building-seg", "heads": {"seg": 1}, "out": "runs/building-seg"} if config is None else None)
+    return train(
+        config, {"name": "building-seg", "heads": {"seg": 1}, "out": "runs/building-seg"} if config is None else None
+    )
 
 
 def _s2(variant: str):

@@ -90,8 +90,15 @@ def _load_split(split: str, zoom: int) -> list[tuple]:
         if ref.split != split:
             continue
         s = ref.load()
-        out.append((s.image[:3].astype(np.float32) / 255.0, s.targets["buildings"], s.targets["edges"], s.valid,
-                    s.targets["instances"]))
+        out.append(
+            (
+                s.image[:3].astype(np.float32) / 255.0,
+                s.targets["buildings"],
+                s.targets["edges"],
+                s.valid,
+                s.targets["instances"],
+            )
+        )
     return out
 
 
@@ -110,8 +117,9 @@ def _batch(data, rng, crop, bs, colour, contact_px: int = 0):
         pad = ((0, crop - ch), (0, crop - cw))
         x0 = np.pad(img[(slice(None), *sl)], ((0, 0), *pad), mode="reflect" if ch > 1 and cw > 1 else "edge")
         c = contact_mask(inst[sl], contact_px) if contact_px and inst is not None else np.zeros((ch, cw), bool)
-        x, (m2, e2, v2, c2) = augment(x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad),
-                                           np.pad(c, pad)], rng, colour)
+        x, (m2, e2, v2, c2) = augment(
+            x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad), np.pad(c, pad)], rng, colour
+        )
         xs.append(x), ys.append(m2), es.append(e2), vs.append(v2), cs.append(c2)
     x = (np.stack(xs) - MEAN) / STD
     return (torch.from_numpy(x), *(torch.from_numpy(np.stack(a)[:, None].astype(np.float32)) for a in (ys, es, vs, cs)))
@@ -147,15 +155,22 @@ def _validate(net, data, device, pp: dict | None = None) -> dict[str, float]:
 
 
 def _validated(row: dict[str, float], step: int, select: str, pp: dict | None) -> dict[str, Any]:
-    return {"best_val_iou": row["val_iou"], "best_step": step, "selected_by": select,
-            **({"best_val_object_f1": row["val_object_f1"]} if pp is not None else {})}
+    return {
+        "best_val_iou": row["val_iou"],
+        "best_step": step,
+        "selected_by": select,
+        **({"best_val_object_f1": row["val_object_f1"]} if pp is not None else {}),
+    }
 
 
 def _save_checkpoint(out: Path, net, summary: dict[str, Any], weighting, tasks: list[str]) -> None:
     """Write the run's output weights (``best.safetensors``) and ``summary.json`` with the task weighting."""
     save_weights(net, out / "best.safetensors")
-    summary = {**summary, "task_weights": weighting.weights(),
-               "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)}}
+    summary = {
+        **summary,
+        "task_weights": weighting.weights(),
+        "log_vars": {t: float(s) for t, s in zip(tasks, weighting.log_vars.detach(), strict=False)},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
@@ -169,8 +184,13 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     """
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
-            "heads": cfg["heads"], "decoder_channels": cfg["decoder_channels"]}
+    arch = {
+        "arch": "mtl_unet",
+        "encoder_name": cfg["encoder_name"],
+        "in_channels": 3,
+        "heads": cfg["heads"],
+        "decoder_channels": cfg["decoder_channels"],
+    }
     (out / "config.json").write_text(json.dumps(arch, indent=2))
     net = build_model(arch)
     load_init(net, cfg["init"])  # fine-tune from an earlier run's weights (same architecture)
@@ -181,10 +201,15 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     carried = init_log_vars(cfg["init"])  # a fine-tuning stage continues the init run's task weighting
     if carried:
         weighting.set_log_vars(carried)
-    opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = torch.optim.AdamW(
+        [*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"]
+    )
     swa = WeightAverage(net, cfg["swa"]) if cfg["swa"] else None
-    sched = (torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_lambda(cfg["warmup"])) if swa is not None else
-             torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1))
+    sched = (
+        torch.optim.lr_scheduler.LambdaLR(opt, swa_lr_lambda(cfg["warmup"]))
+        if swa is not None
+        else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
+    )
     select = cfg["select_by"]
     if select not in SELECT:
         raise unknown_name("select_by", select, SELECT)
@@ -196,17 +221,31 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)
     run: dict[str, float] = {}
     for step in range(1, int(cfg["steps"]) + 1):
-        x, y, e, v, c = (t.to(device) for t in _batch(train_data, rng, cfg["crop"], cfg["batch_size"],
-                                                       cfg["colour_jitter"], int(cfg["contact_px"]) if cfg["contact_weight"] else 0))
+        x, y, e, v, c = (
+            t.to(device)
+            for t in _batch(
+                train_data,
+                rng,
+                cfg["crop"],
+                cfg["batch_size"],
+                cfg["colour_jitter"],
+                int(cfg["contact_px"]) if cfg["contact_weight"] else 0,
+            )
+        )
         with amp():
-            o = {k: v.float() for k, v in net(x.contiguous(memory_format=torch.channels_last) if channels_last else x).items()}
+            o = {
+                k: v.float()
+                for k, v in net(x.contiguous(memory_format=torch.channels_last) if channels_last else x).items()
+            }
         losses = {}
         if "seg" in o:
             bce = (F.binary_cross_entropy_with_logits(o["seg"], y, reduction="none") * v).sum() / v.sum().clamp(min=1)
             losses["seg"] = bce + soft_dice_loss(o["seg"] * v - 20 * (1 - v), y * v)
         if "edge" in o:
             w = v * (1 + float(cfg["contact_weight"]) * c)
-            losses["edge"] = (F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * w).sum() / v.sum().clamp(min=1)
+            losses["edge"] = (
+                F.binary_cross_entropy_with_logits(o["edge"], e, pos_weight=pos_w, reduction="none") * w
+            ).sum() / v.sum().clamp(min=1)
         if "recon" in o:
             losses["recon"] = F.l1_loss(o["recon"], x)
         optimise(opt, sched, weighting(losses) if len(losses) > 1 else losses["seg"], losses, run)
@@ -226,15 +265,24 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
                 _save_checkpoint(out, net, _validated(row, step, select, pp), weighting, tasks)
     log.plot()
     if swa is not None:  # the run's output: the averaged weights, batch-norm statistics recomputed on train crops
-        bn = (_batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"])[0]
-              for _ in range(swa.bn_batches))
+        bn = (
+            _batch(train_data, rng, cfg["crop"], cfg["batch_size"], cfg["colour_jitter"])[0]
+            for _ in range(swa.bn_batches)
+        )
         avg = swa.finish(bn, device)
         row = _validate(avg, val_data, device, pp)  # reported only: nothing is chosen by it
-        _save_checkpoint(out, avg, {**_validated(row, int(cfg["steps"]), "swa", pp), "swa": swa.summary()},
-                         weighting, tasks)
+        _save_checkpoint(
+            out, avg, {**_validated(row, int(cfg["steps"]), "swa", pp), "swa": swa.summary()}, weighting, tasks
+        )
     summary = json.loads((out / "summary.json").read_text())
-    summary.update({"final_task_weights": weighting.weights(), "wall_s": time.time() - t0, "steps": cfg["steps"],
-                    "precision": "bf16 autocast" if channels_last else "fp32",
-                    "device": str(device)})
+    summary.update(
+        {
+            "final_task_weights": weighting.weights(),
+            "wall_s": time.time() - t0,
+            "steps": cfg["steps"],
+            "precision": "bf16 autocast" if channels_last else "fp32",
+            "device": str(device),
+        }
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out

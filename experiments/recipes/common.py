@@ -95,9 +95,17 @@ def training_stages(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     while run is not None and (run / "train_config.json").exists() and len(stages) < 20:
         cfg = json.loads((run / "train_config.json").read_text())
         summ = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-        stages.append({"run": run.name, "recipe": cfg, "steps": cfg.get("steps"), "wall_s": summ.get("wall_s"),
-                       "precision": summ.get("precision") or _precision_of(cfg), "best_step": summ.get("best_step"),
-                       **{k: v for k, v in summ.items() if k.startswith("best_val")}})
+        stages.append(
+            {
+                "run": run.name,
+                "recipe": cfg,
+                "steps": cfg.get("steps"),
+                "wall_s": summ.get("wall_s"),
+                "precision": summ.get("precision") or _precision_of(cfg),
+                "best_step": summ.get("best_step"),
+                **{k: v for k, v in summ.items() if k.startswith("best_val")},
+            }
+        )
         run = Path(cfg["init"]).parent if cfg.get("init") else None
     if run is not None and not (run / "train_config.json").exists() and (run / "card.json").exists():
         earlier = json.loads((run / "card.json").read_text()).get("extra", {}).get("training_stages") or []
@@ -136,8 +144,11 @@ def tta_note(tta: bool, chosen_by: str) -> str:
         tta: Whether the card turns TTA on (``input.tta``).
         chosen_by: How it was chosen, e.g. ``"by the val score"``.
     """
-    return ("test-time augmentation (mean of the 8 flips / 90-degree rotations) is " + ("on" if tta else "off")
-            + f" in this card's input.tta, chosen {chosen_by}; every metric above was measured with that setting")
+    return (
+        "test-time augmentation (mean of the 8 flips / 90-degree rotations) is "
+        + ("on" if tta else "off")
+        + f" in this card's input.tta, chosen {chosen_by}; every metric above was measured with that setting"
+    )
 
 
 def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
@@ -154,9 +165,11 @@ def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator
     """
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
+
     def geo(a):
         a = np.rot90(a, k, axes=(-2, -1))
         return a[..., ::-1] if flip else a
+
     img = geo(img)
     targets = [np.ascontiguousarray(geo(t)) for t in targets]
     if colour > 0:
@@ -242,8 +255,9 @@ def mixed_precision(device: torch.device, precision: str = "auto"):
     return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), True
 
 
-def optimise(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, losses: dict[str, torch.Tensor],
-             running: dict[str, float]) -> None:
+def optimise(
+    opt: torch.optim.Optimizer, sched, loss: torch.Tensor, losses: dict[str, torch.Tensor], running: dict[str, float]
+) -> None:
     """One optimiser step on ``loss`` (zero grads, backward, step, scheduler step), adding each
     task loss in ``losses`` to the ``running`` sums logged at the next validation."""
     opt.zero_grad(set_to_none=True)
@@ -318,9 +332,13 @@ class WeightAverage:
 
     def summary(self) -> dict[str, Any]:
         """``{"snapshots", "first_step", "last_step", "every", "bn_batches"}`` for the run's ``summary.json``."""
-        return {"snapshots": len(self.steps), "first_step": self.steps[0] if self.steps else None,
-                "last_step": self.steps[-1] if self.steps else None, "every": self.every,
-                "bn_batches": self.bn_batches}
+        return {
+            "snapshots": len(self.steps),
+            "first_step": self.steps[0] if self.steps else None,
+            "last_step": self.steps[-1] if self.steps else None,
+            "every": self.every,
+            "bn_batches": self.bn_batches,
+        }
 
 
 def swa_lr_lambda(warmup: int):

@@ -32,10 +32,22 @@ from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss
 
-DEFAULTS: dict[str, Any] = {"name": "height-mtl", "seed": 0, "encoder_name": "mobilenet_v2",
-                            "decoder_channels": [128, 64, 32, 16, 16], "num_classes": 5, "crop": 256, "batch_size": 8,
-                            "steps": 600, "lr": 2e-3, "weight_decay": 1e-4, "val_every": 100, "threads": 1,
-                            "device": "auto", "out": "runs/height-mtl"}
+DEFAULTS: dict[str, Any] = {
+    "name": "height-mtl",
+    "seed": 0,
+    "encoder_name": "mobilenet_v2",
+    "decoder_channels": [128, 64, 32, 16, 16],
+    "num_classes": 5,
+    "crop": 256,
+    "batch_size": 8,
+    "steps": 600,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "val_every": 100,
+    "threads": 1,
+    "device": "auto",
+    "out": "runs/height-mtl",
+}
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 IGNORE = 255
@@ -57,7 +69,7 @@ def _crop(img, tgt, rng, c):
     h, w = tgt.shape
     c = min(c, h, w)
     r0, c0 = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-    return img[:, r0:r0 + c, c0:c0 + c].copy(), tgt[r0:r0 + c, c0:c0 + c]
+    return img[:, r0 : r0 + c, c0 : c0 + c].copy(), tgt[r0 : r0 + c, c0 : c0 + c]
 
 
 def _batch(H, S, rng, cfg):
@@ -74,7 +86,11 @@ def _batch(H, S, rng, cfg):
             hs.append(np.full(c.shape, np.nan, np.float32)), cs.append(c)
         xs.append(img)
     x = (np.stack(xs) - MEAN) / STD
-    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(np.stack(hs)[:, None]), torch.from_numpy(np.stack(cs))
+    return (
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(np.stack(hs)[:, None]),
+        torch.from_numpy(np.stack(cs)),
+    )
 
 
 @torch.no_grad()
@@ -95,20 +111,30 @@ def _validate(net, H, S, k, device) -> dict:
         cmk.update(p, np.where(t == IGNORE, 0, t), t != IGNORE)
     net.train()
     r = cmk.compute()
-    return {"val_miou": r["macro"]["iou"], "val_height_rmse": float(np.mean([e["rmse"] for e in errs])),
-            "val_height_mae": float(np.mean([e["mae"] for e in errs]))}
+    return {
+        "val_miou": r["macro"]["iou"],
+        "val_height_rmse": float(np.mean([e["rmse"] for e in errs])),
+        "val_height_mae": float(np.mean([e["mae"] for e in errs])),
+    }
 
 
 def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
     """Train and write ``best.safetensors``, configs, curves and ``summary.json`` to ``cfg["out"]``."""
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    arch = {"arch": "mtl_unet", "encoder_name": cfg["encoder_name"], "in_channels": 3,
-            "heads": {"seg": cfg["num_classes"], "height": 1}, "decoder_channels": cfg["decoder_channels"]}
+    arch = {
+        "arch": "mtl_unet",
+        "encoder_name": cfg["encoder_name"],
+        "in_channels": 3,
+        "heads": {"seg": cfg["num_classes"], "height": 1},
+        "decoder_channels": cfg["decoder_channels"],
+    }
     (out / "config.json").write_text(json.dumps(arch, indent=2))
     net = build_model(arch).to(device)
     weighting = UncertaintyWeightedLoss(["seg", "height"]).to(device)
-    opt = torch.optim.AdamW([*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = torch.optim.AdamW(
+        [*net.parameters(), *weighting.parameters()], lr=cfg["lr"], weight_decay=cfg["weight_decay"]
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=int(cfg["steps"]), pct_start=0.1)
     Htr, Str = _load("train")
     Hva, Sva = _load("val")
@@ -118,13 +144,16 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         x, h, c = (t.to(device) for t in _batch(Htr, Str, rng, cfg))
         o = net(x)
         hm = torch.isfinite(h)
-        losses = {"seg": F.cross_entropy(o["seg"], c, ignore_index=IGNORE),
-                  "height": F.l1_loss(o["height"][hm], h[hm])}
+        losses = {"seg": F.cross_entropy(o["seg"], c, ignore_index=IGNORE), "height": F.l1_loss(o["height"][hm], h[hm])}
         optimise(opt, sched, weighting(losses), losses, run)
         if step % int(cfg["val_every"]) == 0 or step == int(cfg["steps"]):
-            row = {"step": step, **{f"loss_{k}": v / cfg["val_every"] for k, v in run.items()},
-                   **{f"weight_{k}": w for k, w in weighting.weights().items()},
-                   **_validate(net, Hva, Sva, cfg["num_classes"], device), "elapsed_s": time.time() - t0}
+            row = {
+                "step": step,
+                **{f"loss_{k}": v / cfg["val_every"] for k, v in run.items()},
+                **{f"weight_{k}": w for k, w in weighting.weights().items()},
+                **_validate(net, Hva, Sva, cfg["num_classes"], device),
+                "elapsed_s": time.time() - t0,
+            }
             run = {}
             log.log(row)
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
@@ -132,8 +161,11 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             if score > best:
                 best = score
                 save_weights(net, out / "best.safetensors")
-                (out / "summary.json").write_text(json.dumps({"best_step": step, "best_score": score, **row,
-                                                              "task_weights": weighting.weights()}, indent=2))
+                (out / "summary.json").write_text(
+                    json.dumps(
+                        {"best_step": step, "best_score": score, **row, "task_weights": weighting.weights()}, indent=2
+                    )
+                )
     log.plot()
     s = json.loads((out / "summary.json").read_text())
     s.update({"wall_s": time.time() - t0, "final_task_weights": weighting.weights(), "device": str(device)})

@@ -27,8 +27,18 @@ from experiments.recipes.common import CurveLogger, start_run
 from rsviz.datasets.bigearthnet import LABELS_19, patches_by_split
 from rsviz.models.architectures import build_model
 
-DEFAULTS: dict[str, Any] = {"variant": "resize", "seed": 0, "width": 24, "epochs": 120, "batch_size": 8, "lr": 2e-3,
-                            "weight_decay": 1e-4, "threads": 2, "out": "runs/s2-resize", "bigearthnet_root": None}
+DEFAULTS: dict[str, Any] = {
+    "variant": "resize",
+    "seed": 0,
+    "width": 24,
+    "epochs": 120,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "threads": 2,
+    "out": "runs/s2-resize",
+    "bigearthnet_root": None,
+}
 
 
 def load_patches(root: str | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
@@ -76,7 +86,7 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         perm = rng.permutation(len(xtr))
         tot = 0.0
         for i in range(0, len(perm), cfg["batch_size"]):
-            idx = perm[i:i + cfg["batch_size"]]
+            idx = perm[i : i + cfg["batch_size"]]
             x, y = xtr[idx], ytr[idx]
             k = int(rng.integers(4))
             x = torch.rot90(x, k, dims=(-2, -1))
@@ -97,8 +107,12 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             log.log(row)
             if r["micro_f1"] > best:
                 best = r["micro_f1"]
-                save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(out / "best.safetensors"))
-                (out / "summary.json").write_text(json.dumps({"best_val_micro_f1": best, "best_epoch": epoch}, indent=2))
+                save_file(
+                    {k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(out / "best.safetensors")
+                )
+                (out / "summary.json").write_text(
+                    json.dumps({"best_val_micro_f1": best, "best_epoch": epoch}, indent=2)
+                )
     log.plot()
     summ = json.loads((out / "summary.json").read_text())
     summ["wall_s"] = time.time() - t0

@@ -56,24 +56,66 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "landcover-deeplabv3plus": {
-        "name": "landcover-deeplabv3plus", "task": "landcover", "seed": 0,
-        "arch": {"arch": "smp", "smp_arch": "DeepLabV3Plus", "encoder_name": "resnet18", "in_channels": 3,
-                 "classes": 5},
-        "dataset": "dubai-landcover", "crop": 256, "scale_range": [0.5, 1.5], "batch_size": 8, "steps": 2000,
-        "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "val_every": 250, "threads": 1,
-        "precision": "auto", "device": "auto", "init": None, "select_by": "val_miou", "swa": None,
-        "out": "runs/landcover-deeplabv3plus"},
+        "name": "landcover-deeplabv3plus",
+        "task": "landcover",
+        "seed": 0,
+        "arch": {
+            "arch": "smp",
+            "smp_arch": "DeepLabV3Plus",
+            "encoder_name": "resnet18",
+            "in_channels": 3,
+            "classes": 5,
+        },
+        "dataset": "dubai-landcover",
+        "crop": 256,
+        "scale_range": [0.5, 1.5],
+        "batch_size": 8,
+        "steps": 2000,
+        "lr": 1e-3,
+        "warmup": 50,
+        "weight_decay": 1e-4,
+        "colour_jitter": 0.2,
+        "val_every": 250,
+        "threads": 1,
+        "precision": "auto",
+        "device": "auto",
+        "init": None,
+        "select_by": "val_miou",
+        "swa": None,
+        "out": "runs/landcover-deeplabv3plus",
+    },
     "roads-pplinknet": {
-        "name": "roads-pplinknet", "task": "roads", "seed": 0,
+        "name": "roads-pplinknet",
+        "task": "roads",
+        "seed": 0,
         "arch": {"arch": "pplinknet", "encoder_name": "resnet18", "in_channels": 3, "classes": 1, "bins": [1, 2, 3, 6]},
-        "dataset": "eth-roads", "crop": 256, "scale_range": [1.0, 1.0], "batch_size": 8, "steps": 2000,
-        "lr": 1e-3, "warmup": 50, "weight_decay": 1e-4, "colour_jitter": 0.2, "focal_gamma": 2.0,
-        "focal_alpha": 0.5, "cldice_weight": 0.0, "cldice_iterations": 10, "cldice_downsample": 2, "val_every": 250, "threads": 1,
-        "precision": "auto", "device": "auto", "init": None, "select_by": "val_iou",
+        "dataset": "eth-roads",
+        "crop": 256,
+        "scale_range": [1.0, 1.0],
+        "batch_size": 8,
+        "steps": 2000,
+        "lr": 1e-3,
+        "warmup": 50,
+        "weight_decay": 1e-4,
+        "colour_jitter": 0.2,
+        "focal_gamma": 2.0,
+        "focal_alpha": 0.5,
+        "cldice_weight": 0.0,
+        "cldice_iterations": 10,
+        "cldice_downsample": 2,
+        "val_every": 250,
+        "threads": 1,
+        "precision": "auto",
+        "device": "auto",
+        "init": None,
+        "select_by": "val_iou",
         # val APLS graph extraction (keys of rsviz.models.card.ROAD_GRAPH_DEFAULTS; None: the defaults)
-        "road_graph": None, "swa": None,
+        "road_graph": None,
+        "swa": None,
         # share of training crops drawn from the Dubai train split's road class (road 1, every other class 0)
-        "dubai_road_share": 0.0, "out": "runs/roads-pplinknet"},
+        "dubai_road_share": 0.0,
+        "out": "runs/roads-pplinknet",
+    },
 }
 
 
@@ -102,12 +144,18 @@ def _sample(img: np.ndarray, tgt: np.ndarray, rng: np.random.Generator, crop: in
     h, w = tgt.shape
     c = int(min(round(crop / s), h, w))
     r0, c0 = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-    x, y = img[:, r0:r0 + c, c0:c0 + c], tgt[r0:r0 + c, c0:c0 + c]
+    x, y = img[:, r0 : r0 + c, c0 : c0 + c], tgt[r0 : r0 + c, c0 : c0 + c]
     if c != crop:
-        x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x))[None], size=(crop, crop), mode="bilinear",
-                          align_corners=False)[0].numpy()
-        y = F.interpolate(torch.from_numpy(np.ascontiguousarray(y))[None, None].float(), size=(crop, crop),
-                          mode="nearest")[0, 0].numpy().astype(np.int64)
+        x = F.interpolate(
+            torch.from_numpy(np.ascontiguousarray(x))[None], size=(crop, crop), mode="bilinear", align_corners=False
+        )[0].numpy()
+        y = (
+            F.interpolate(
+                torch.from_numpy(np.ascontiguousarray(y))[None, None].float(), size=(crop, crop), mode="nearest"
+            )[0, 0]
+            .numpy()
+            .astype(np.int64)
+        )
     return x.copy(), y
 
 
@@ -117,8 +165,10 @@ def dubai_roads(split: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
     from rsviz.datasets.landcover import DUBAI, DUBAI_CLASSES
 
     road = next(c.id for c in DUBAI_CLASSES if c.name == "road")
-    return [(s.image[:3].astype(np.float32) / 255.0, (s.targets["classes"] == road).astype(np.int64))
-            for s in (ref.load() for ref in scenes(DUBAI, split))]
+    return [
+        (s.image[:3].astype(np.float32) / 255.0, (s.targets["classes"] == road).astype(np.int64))
+        for s in (ref.load() for ref in scenes(DUBAI, split))
+    ]
 
 
 def _batch(data, rng, cfg, extra=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +214,11 @@ def validate(net, data, cfg, device, amp) -> dict[str, float]:
     net.train()
     r = cm.compute()
     if cfg["task"] == "roads":
-        return {"val_iou": r["per_class"][1]["iou"], "val_f1": r["per_class"][1]["f1"],
-                "val_apls": float(np.nanmean(apls_scores))}
+        return {
+            "val_iou": r["per_class"][1]["iou"],
+            "val_f1": r["per_class"][1]["f1"],
+            "val_apls": float(np.nanmean(apls_scores)),
+        }
     return {"val_miou": r["macro"]["iou"], "val_oa": r["overall_accuracy"]}
 
 
@@ -175,8 +228,9 @@ def _loss(o: torch.Tensor, y: torch.Tensor, cfg) -> dict[str, torch.Tensor]:
         t = y[:, None].float()
         out = {"focal": binary_focal_loss(o, t, cfg["focal_gamma"], cfg["focal_alpha"]), "dice": soft_dice_loss(o, t)}
         if cfg.get("cldice_weight", 0.0) > 0:
-            out["cldice"] = cfg["cldice_weight"] * soft_cldice_loss(o, t, int(cfg["cldice_iterations"]),
-                                                                 int(cfg["cldice_downsample"]))
+            out["cldice"] = cfg["cldice_weight"] * soft_cldice_loss(
+                o, t, int(cfg["cldice_iterations"]), int(cfg["cldice_downsample"])
+            )
         return out
     return {"ce": F.cross_entropy(o, y, ignore_index=IGNORE)}
 
@@ -205,7 +259,8 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
     # (experiments.recipes.common.WeightAverage) under a constant learning rate after warm-up, not a val-chosen checkpoint
     swa = WeightAverage(net, cfg["swa"]) if cfg.get("swa") else None
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, swa_lr_lambda(warm) if swa is not None else (lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s)))
+        opt, swa_lr_lambda(warm) if swa is not None else (lambda s: min(1.0, (s + 1) / max(warm, 1)) * poly(s))
+    )
     train_data, val_data = load_split(cfg["dataset"], "train"), load_split(cfg["dataset"], "val")
     extra = dubai_roads("train") if cfg["task"] == "roads" and cfg.get("dubai_road_share", 0.0) > 0 else None
     key = cfg["select_by"]
@@ -221,8 +276,13 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
             swa.update(net, step)
         if step % int(cfg["val_every"]) == 0 or step == steps:
             n = step - int(log.rows[-1]["step"]) if log.rows else step
-            row = {"step": step, **{f"loss_{k}": v / n for k, v in run.items()}, "lr": sched.get_last_lr()[0],
-                   **validate(net, val_data, cfg, device, amp), "elapsed_s": time.time() - t0}
+            row = {
+                "step": step,
+                **{f"loss_{k}": v / n for k, v in run.items()},
+                "lr": sched.get_last_lr()[0],
+                **validate(net, val_data, cfg, device, amp),
+                "elapsed_s": time.time() - t0,
+            }
             run = {}
             log.log(row)
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
@@ -235,10 +295,20 @@ def train(recipe: str, config_path: str | None = None, overrides: dict[str, Any]
         avg = swa.finish((_batch(train_data, rng, cfg)[0] for _ in range(swa.bn_batches)), device)
         row = {"step": steps, **validate(avg, val_data, cfg, device, amp)}
         save_weights(avg, out / "best.safetensors")
-        (out / "summary.json").write_text(json.dumps(
-            {"best_step": steps, f"best_{key}": row[key], **row, "selected_by": "swa", "swa": swa.summary()}, indent=2))
+        (out / "summary.json").write_text(
+            json.dumps(
+                {"best_step": steps, f"best_{key}": row[key], **row, "selected_by": "swa", "swa": swa.summary()},
+                indent=2,
+            )
+        )
     s = json.loads((out / "summary.json").read_text())
-    s.update({"wall_s": time.time() - t0, "steps": steps, "device": str(device),
-              "precision": "bf16 autocast" if channels_last else "fp32"})
+    s.update(
+        {
+            "wall_s": time.time() - t0,
+            "steps": steps,
+            "device": str(device),
+            "precision": "bf16 autocast" if channels_last else "fp32",
+        }
+    )
     (out / "summary.json").write_text(json.dumps(s, indent=2))
     return out

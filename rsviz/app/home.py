@@ -37,9 +37,16 @@ def render_intro() -> None:
             c = get_model_card(n)
             split, main = next(iter(c.metrics.items()), ("", {}))
             keys = [k for k in task_spec(c.task).headline if isinstance(main.get(k), (int, float))][:2]
-            rows.append({"model": n, "task": c.task, "title": c.title, "bands": ", ".join(c.input.bands),
-                         "key metric": (f"{split}: " if keys else "")
-                         + ", ".join(f"{metric_label(k)[0]} {fmt(main[k])}" for k in keys)})
+            rows.append(
+                {
+                    "model": n,
+                    "task": c.task,
+                    "title": c.title,
+                    "bands": ", ".join(c.input.bands),
+                    "key metric": (f"{split}: " if keys else "")
+                    + ", ".join(f"{metric_label(k)[0]} {fmt(main[k])}" for k in keys),
+                }
+            )
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
@@ -65,8 +72,10 @@ def scene_picker() -> tuple[Sample, dict] | None:
     for p in problems:
         st.info(p)
     if not opts:
-        st.error(f"No sample data found in {catalog.data_dir()}. Run `python -m rsviz data fetch` "
-                 f"or set {catalog.ENV_VAR} to a folder with the sample data.")
+        st.error(
+            f"No sample data found in {catalog.data_dir()}. Run `python -m rsviz data fetch` "
+            f"or set {catalog.ENV_VAR} to a folder with the sample data."
+        )
         return None
     labels = [o.label for o in opts]
     default = next((i for i, o in enumerate(opts) if o.split == "test"), 0)
@@ -80,8 +89,11 @@ def scene_picker() -> tuple[Sample, dict] | None:
         for op in opts:
             counts.setdefault(op.dataset, {}).setdefault(op.split, 0)
             counts[op.dataset][op.split] += 1
-        st.dataframe([{"dataset": d, **c, "about": catalog.dataset_info(d).title} for d, c in counts.items()],
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            [{"dataset": d, **c, "about": catalog.dataset_info(d).title} for d, c in counts.items()],
+            hide_index=True,
+            width="stretch",
+        )
     o = opts[labels.index(choice)]
     try:
         sample = load_sample(o.dataset, o.id)
@@ -90,8 +102,10 @@ def scene_picker() -> tuple[Sample, dict] | None:
         return None
     gsd = sample.gsd
     crs = sample.crs or "none (not georeferenced)"
-    st.caption(f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {crs}"
-               + (f" · GSD {gsd:.2f} m" if gsd else ""))
+    st.caption(
+        f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {crs}"
+        + (f" · GSD {gsd:.2f} m" if gsd else "")
+    )
     return sample, {"show_gt": show_gt, "basemap": basemap, "gt_opacity": opacity}
 
 

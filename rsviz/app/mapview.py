@@ -88,8 +88,14 @@ def localize_assets(m: folium.Map, base_url: str = "/") -> folium.Map:
     return m
 
 
-def make_map(center: tuple[float, float] = (0.0, 0.0), zoom: int = 17, *, basemap: bool = True, draw: bool = True,
-             height: int = 600) -> folium.Map:
+def make_map(
+    center: tuple[float, float] = (0.0, 0.0),
+    zoom: int = 17,
+    *,
+    basemap: bool = True,
+    draw: bool = True,
+    height: int = 600,
+) -> folium.Map:
     """A leafmap (folium backend) map with local assets and an optional rectangle draw tool.
 
     Args:
@@ -104,28 +110,55 @@ def make_map(center: tuple[float, float] = (0.0, 0.0), zoom: int = 17, *, basema
     """
     import leafmap.foliumap as leafmap
 
-    m = leafmap.Map(center=list(center), zoom=zoom, height=f"{height}px", draw_control=False, measure_control=False,
-                    fullscreen_control=False, attribution_control=True, search_control=False, scale_control=False,
-                    toolbar_control=False, layers_control=False, locate_control=False, minimap_control=False,
-                    max_zoom=24)
+    m = leafmap.Map(
+        center=list(center),
+        zoom=zoom,
+        height=f"{height}px",
+        draw_control=False,
+        measure_control=False,
+        fullscreen_control=False,
+        attribution_control=True,
+        search_control=False,
+        scale_control=False,
+        toolbar_control=False,
+        layers_control=False,
+        locate_control=False,
+        minimap_control=False,
+        max_zoom=24,
+    )
     for key, child in list(m._children.items()):  # leafmap adds a default basemap; we decide ourselves
         if isinstance(child, folium.TileLayer):
             del m._children[key]
     if basemap:
-        folium.TileLayer("OpenStreetMap", name="OpenStreetMap basemap", max_zoom=24, max_native_zoom=19,
-                         control=True).add_to(m)
+        folium.TileLayer(
+            "OpenStreetMap", name="OpenStreetMap basemap", max_zoom=24, max_native_zoom=19, control=True
+        ).add_to(m)
     if draw:
         from folium.plugins import Draw
 
-        Draw(export=False, draw_options={"polyline": False, "polygon": False, "circle": False, "marker": False,
-                                         "circlemarker": False, "rectangle": True},
-             edit_options={"edit": False}).add_to(m)
+        Draw(
+            export=False,
+            draw_options={
+                "polyline": False,
+                "polygon": False,
+                "circle": False,
+                "marker": False,
+                "circlemarker": False,
+                "rectangle": True,
+            },
+            edit_options={"edit": False},
+        ).add_to(m)
     return localize_assets(m)
 
 
-def warp_to_web_mercator(array: np.ndarray, transform: Affine, crs: CRS | None, *,
-                         resampling: Resampling = Resampling.nearest,
-                         max_side: int = MAX_OVERLAY_SIDE) -> tuple[np.ndarray, BBox]:
+def warp_to_web_mercator(
+    array: np.ndarray,
+    transform: Affine,
+    crs: CRS | None,
+    *,
+    resampling: Resampling = Resampling.nearest,
+    max_side: int = MAX_OVERLAY_SIDE,
+) -> tuple[np.ndarray, BBox]:
     """Reproject a ``(bands, H, W)`` array to EPSG:3857 for display.
 
     Args:
@@ -147,15 +180,32 @@ def warp_to_web_mercator(array: np.ndarray, transform: Affine, crs: CRS | None, 
     bands, h, w = array.shape
     left, top = transform * (0, 0)
     right, bottom = transform * (w, h)
-    dst_t, dw, dh = calculate_default_transform(crs, WEB_MERCATOR, w, h, left=min(left, right), bottom=min(top, bottom),
-                                                right=max(left, right), top=max(top, bottom))
+    dst_t, dw, dh = calculate_default_transform(
+        crs,
+        WEB_MERCATOR,
+        w,
+        h,
+        left=min(left, right),
+        bottom=min(top, bottom),
+        right=max(left, right),
+        top=max(top, bottom),
+    )
     f = max(dw, dh) / max_side
     if f > 1:
         dst_t = dst_t * Affine.scale(f)
         dw, dh = int(np.ceil(dw / f)), int(np.ceil(dh / f))
     out = np.zeros((bands, dh, dw), array.dtype)
-    reproject(array, out, src_transform=transform, src_crs=crs, dst_transform=dst_t, dst_crs=WEB_MERCATOR,
-              resampling=resampling, src_nodata=None, dst_nodata=0)
+    reproject(
+        array,
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        dst_transform=dst_t,
+        dst_crs=WEB_MERCATOR,
+        resampling=resampling,
+        src_nodata=None,
+        dst_nodata=0,
+    )
     b3857 = (dst_t.c, dst_t.f + dst_t.e * dh, dst_t.c + dst_t.a * dw, dst_t.f)
     return out, reproject_bounds(b3857, WEB_MERCATOR, "EPSG:4326")
 
@@ -169,8 +219,17 @@ def png_data_uri(rgba: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def add_overlay(m: folium.Map, rgba_hwc: np.ndarray, transform: Affine, crs: CRS | None, name: str, *,
-                opacity: float = 1.0, resampling: Resampling = Resampling.nearest, show: bool = True) -> BBox:
+def add_overlay(
+    m: folium.Map,
+    rgba_hwc: np.ndarray,
+    transform: Affine,
+    crs: CRS | None,
+    name: str,
+    *,
+    opacity: float = 1.0,
+    resampling: Resampling = Resampling.nearest,
+    show: bool = True,
+) -> BBox:
     """Reproject an RGBA image to web mercator and add it as an image overlay.
 
     Args:
@@ -187,8 +246,15 @@ def add_overlay(m: folium.Map, rgba_hwc: np.ndarray, transform: Affine, crs: CRS
         The overlay's EPSG:4326 bounds.
     """
     warped, (w, s, e, n) = warp_to_web_mercator(np.moveaxis(rgba_hwc, -1, 0), transform, crs, resampling=resampling)
-    folium.raster_layers.ImageOverlay(png_data_uri(np.moveaxis(warped, 0, -1)), bounds=[[s, w], [n, e]], name=name,
-                                      opacity=opacity, show=show, interactive=False, zindex=2).add_to(m)
+    folium.raster_layers.ImageOverlay(
+        png_data_uri(np.moveaxis(warped, 0, -1)),
+        bounds=[[s, w], [n, e]],
+        name=name,
+        opacity=opacity,
+        show=show,
+        interactive=False,
+        zindex=2,
+    ).add_to(m)
     return (w, s, e, n)
 
 
@@ -234,5 +300,7 @@ def legend_html(classes: Sequence, title: str = "Legend") -> str:
     """Small HTML legend (colour swatches and names) for Streamlit markdown."""
     rows = "".join(
         f'<div><span style="display:inline-block;width:12px;height:12px;background:{c.hex};'
-        f'border:1px solid #444;margin-right:6px"></span>{c.name}</div>' for c in classes)
+        f'border:1px solid #444;margin-right:6px"></span>{c.name}</div>'
+        for c in classes
+    )
     return f'<div style="font-size:0.85rem"><b>{title}</b>{rows}</div>'

@@ -40,16 +40,39 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
     gt = sub.targets.get(spec.target) if spec is not None and spec.prediction == "classes" else None
     transparent = (0, 255) if binary else (255,)
     if gt is not None:
-        out.append((P.GROUND_TRUTH, "ground truth", _over(rgb, palette_rgba(gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid))))
+        out.append(
+            (
+                P.GROUND_TRUTH,
+                "ground truth",
+                _over(
+                    rgb,
+                    palette_rgba(
+                        gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid
+                    ),
+                ),
+            )
+        )
     if cls is not None:
-        out.append((P.PREDICTION, f"prediction ({card.name})", _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent))))
+        out.append(
+            (
+                P.PREDICTION,
+                f"prediction ({card.name})",
+                _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent)),
+            )
+        )
     if cls is not None and gt is not None:
         if binary:
             codes = binary_error_map(cls == 1, gt > 0, sub.valid & (cls != 255))
             out.append((P.ERRORS, "errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
         else:
             wrong = (cls != gt) & sub.valid & (cls != 255)
-            out.append((P.ERRORS, "misclassified pixels (red)", _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8))))
+            out.append(
+                (
+                    P.ERRORS,
+                    "misclassified pixels (red)",
+                    _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8)),
+                )
+            )
     if "edge" in heads:
         e_gt = sub.targets.get("edges")
         base = np.zeros_like(rgb)
@@ -64,23 +87,63 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
         r = np.clip(heads["recon"], 0, 255)
         out.append((P.RECONSTRUCTION, "reconstruction", to_rgb8(r.astype(np.uint8))))
         res = np.abs(r - sub.image[: r.shape[0]].astype(np.float32)).mean(0)
-        out.append((P.RESIDUAL, f"residual |recon − input| (mean {res.mean():.1f})", colormap_rgba(res, "inferno", 0, max(float(np.percentile(res, 99)), 1))[..., :3]))
+        out.append(
+            (
+                P.RESIDUAL,
+                f"residual |recon − input| (mean {res.mean():.1f})",
+                colormap_rgba(res, "inferno", 0, max(float(np.percentile(res, 99)), 1))[..., :3],
+            )
+        )
     if "height" in heads:
         units = card.heads["height"].units or ""
         hp = heads["height"]
         ht = sub.targets.get("height")
-        vmax = float(np.percentile(np.concatenate([hp[sub.valid].ravel(), ht[sub.valid].ravel() if ht is not None else []]), 99)) if sub.valid.any() else 1.0
+        vmax = (
+            float(
+                np.percentile(
+                    np.concatenate([hp[sub.valid].ravel(), ht[sub.valid].ravel() if ht is not None else []]), 99
+                )
+            )
+            if sub.valid.any()
+            else 1.0
+        )
         if ht is not None:
-            out.append((P.HEIGHT_TRUTH, f"height ground truth ({units})", colormap_rgba(ht, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
-        out.append((P.HEIGHT, f"height prediction ({units})", colormap_rgba(hp, "viridis", 0, vmax, valid=sub.valid)[..., :3]))
+            out.append(
+                (
+                    P.HEIGHT_TRUTH,
+                    f"height ground truth ({units})",
+                    colormap_rgba(ht, "viridis", 0, vmax, valid=sub.valid)[..., :3],
+                )
+            )
+        out.append(
+            (P.HEIGHT, f"height prediction ({units})", colormap_rgba(hp, "viridis", 0, vmax, valid=sub.valid)[..., :3])
+        )
         if ht is not None:
             err = hp - ht
             lim = max(float(np.percentile(np.abs(err[sub.valid]), 98)) if sub.valid.any() else 1.0, 1e-6)
-            out.append((P.HEIGHT_ERROR, f"height error pred − truth (±{lim:.2f} {units})", colormap_rgba(err, "RdBu_r", -lim, lim, valid=sub.valid)[..., :3]))
+            out.append(
+                (
+                    P.HEIGHT_ERROR,
+                    f"height error pred − truth (±{lim:.2f} {units})",
+                    colormap_rgba(err, "RdBu_r", -lim, lim, valid=sub.valid)[..., :3],
+                )
+            )
     if "entropy" in heads:
-        out.append((P.ENTROPY, "uncertainty: predictive entropy", colormap_rgba(heads["entropy"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+        out.append(
+            (
+                P.ENTROPY,
+                "uncertainty: predictive entropy",
+                colormap_rgba(heads["entropy"], "viridis", 0, None, valid=sub.valid)[..., :3],
+            )
+        )
     if "tta_var" in heads:
-        out.append((P.TTA_VARIANCE, "uncertainty: TTA variance", colormap_rgba(heads["tta_var"], "viridis", 0, None, valid=sub.valid)[..., :3]))
+        out.append(
+            (
+                P.TTA_VARIANCE,
+                "uncertainty: TTA variance",
+                colormap_rgba(heads["tta_var"], "viridis", 0, None, valid=sub.valid)[..., :3],
+            )
+        )
     return [Panel(k, c, img) for k, c, img in out]
 
 
@@ -91,7 +154,7 @@ def swipe(left: np.ndarray, right: np.ndarray, fraction: float) -> np.ndarray:
     out = right.copy()
     out[:, :x] = left[:, :x]
     if 0 < x < w:
-        out[:, max(x - 1, 0):x + 1] = (255, 255, 0)
+        out[:, max(x - 1, 0) : x + 1] = (255, 255, 0)
     return out
 
 
@@ -123,8 +186,15 @@ def confusion_figure(cm: np.ndarray, names: list[str], normalise: bool = False, 
     for i in range(k):
         for j in range(k):
             v = m[i, j]
-            ax.text(j, i, f"{v:.2f}" if normalise else f"{int(v)}", ha="center", va="center", fontsize=7,
-                    color="white" if v > m.max() * 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if normalise else f"{int(v)}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v > m.max() * 0.6 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig

@@ -16,8 +16,15 @@ from rsviz.errors import DataMissingError
 
 #: Datasets offered in the app's scene picker (imagery with ground truth; all georeferenced but the ETH
 #: road tiles, which open as whole images).
-MAP_DATASETS = ("banepa-buildings", "kampala-buildings", "joplin-buildings", "tanzania-austin-buildings",
-                "spacenet-samples", "neon-trees", "eth-roads")
+MAP_DATASETS = (
+    "banepa-buildings",
+    "kampala-buildings",
+    "joplin-buildings",
+    "tanzania-austin-buildings",
+    "spacenet-samples",
+    "neon-trees",
+    "eth-roads",
+)
 
 #: Only these splits of a dataset are offered (the ETH road tiles: the 10 held-out test tiles, not all 100).
 MAP_SPLITS = {"eth-roads": ("test",)}
@@ -70,17 +77,29 @@ def ground_truth_layer(sample: Sample) -> tuple[np.ndarray, str] | None:
         if key in t:
             return palette_rgba(t[key], sample.classes, alpha=140, valid=sample.valid), f"ground truth: {key}"
     if "classes" in t:
-        return palette_rgba(t["classes"], sample.classes, alpha=140, transparent=(), valid=sample.valid), "ground truth: classes"
+        return palette_rgba(
+            t["classes"], sample.classes, alpha=140, transparent=(), valid=sample.valid
+        ), "ground truth: classes"
     if "height" in t:
         from rsviz.display import colormap_rgba
 
-        return colormap_rgba(t["height"], "viridis", valid=sample.valid), f"ground truth: height ({sample.height_units})"
+        return colormap_rgba(
+            t["height"], "viridis", valid=sample.valid
+        ), f"ground truth: height ({sample.height_units})"
     return None
 
 
-def scene_map(sample: Sample, *, show_gt: bool = True, basemap: bool = False, gt_opacity: float = 0.6,
-              image_opacity: float = 1.0, extent: tuple[float, float, float, float] | None = None,
-              draw: bool = True, height: int = 600) -> folium.Map:
+def scene_map(
+    sample: Sample,
+    *,
+    show_gt: bool = True,
+    basemap: bool = False,
+    gt_opacity: float = 0.6,
+    image_opacity: float = 1.0,
+    extent: tuple[float, float, float, float] | None = None,
+    draw: bool = True,
+    height: int = 600,
+) -> folium.Map:
     """A map of one georeferenced sample: imagery overlay, optional ground truth, draw tool.
 
     Args:
@@ -98,8 +117,9 @@ def scene_map(sample: Sample, *, show_gt: bool = True, basemap: bool = False, gt
     """
     m = make_map(basemap=basemap, draw=draw, height=height)
     rgb = rgb_to_rgba(to_rgb8(sample.image, valid=sample.valid), sample.valid)
-    b = add_overlay(m, rgb, sample.transform, sample.crs, "imagery", opacity=image_opacity,
-                    resampling=Resampling.bilinear)
+    b = add_overlay(
+        m, rgb, sample.transform, sample.crs, "imagery", opacity=image_opacity, resampling=Resampling.bilinear
+    )
     gt = ground_truth_layer(sample)
     if gt is not None:
         add_overlay(m, gt[0], sample.transform, sample.crs, gt[1], opacity=gt_opacity, show=show_gt)

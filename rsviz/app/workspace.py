@@ -64,8 +64,13 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def scene_from_upload(image_name: str, image_bytes: bytes, gt_name: str | None = None, gt_bytes: bytes | None = None,
-                      workdir: str | Path | None = None) -> Scene:
+def scene_from_upload(
+    image_name: str,
+    image_bytes: bytes,
+    gt_name: str | None = None,
+    gt_bytes: bytes | None = None,
+    workdir: str | Path | None = None,
+) -> Scene:
     """Open an uploaded raster (GeoTIFF/COG/PNG/JPEG) with optional ground truth.
 
     The ground truth is a raster on the same grid (class ids or a 0/255 mask) or a GeoJSON of
@@ -85,8 +90,10 @@ def scene_from_upload(image_name: str, image_bytes: bytes, gt_name: str | None =
     ip.write_bytes(image_bytes)
     r = read_raster(ip)
     if r.shape[0] * r.shape[1] > MAX_SCENE_PX:
-        raise RsvizError(f"{image_name} has {r.shape[0] * r.shape[1] / 1e6:.0f} MPx; the app opens rasters up to "
-                         f"{MAX_SCENE_PX / 1e6:.0f} MPx. Crop it, or run `python -m rsviz predict` on the full file.")
+        raise RsvizError(
+            f"{image_name} has {r.shape[0] * r.shape[1] / 1e6:.0f} MPx; the app opens rasters up to "
+            f"{MAX_SCENE_PX / 1e6:.0f} MPx. Crop it, or run `python -m rsviz predict` on the full file."
+        )
     targets: dict[str, np.ndarray] = {}
     classes: tuple[ClassInfo, ...] = ()
     task = "unknown"
@@ -110,9 +117,20 @@ def scene_from_upload(image_name: str, image_bytes: bytes, gt_name: str | None =
         from rsviz.datasets.buildings import BUILDING_CLASSES
 
         classes = BUILDING_CLASSES if task == "buildings" else ()
-    s = Sample(id=Path(image_name).stem, dataset="upload", split="predict" if not targets else "test",
-               image=r.array, band_names=r.band_names, scale=r.scale, transform=r.transform, crs=r.crs, valid=r.valid,
-               targets=targets, classes=classes, path=ip)
+    s = Sample(
+        id=Path(image_name).stem,
+        dataset="upload",
+        split="predict" if not targets else "test",
+        image=r.array,
+        band_names=r.band_names,
+        scale=r.scale,
+        transform=r.transform,
+        crs=r.crs,
+        valid=r.valid,
+        targets=targets,
+        classes=classes,
+        path=ip,
+    )
     return Scene(key=f"upload/{key}", name=f"upload / {image_name}", sample=s, task=task)
 
 
@@ -182,7 +200,8 @@ def check_extent_size(extent: Extent, device_type: str) -> None:
     if extent.pixels > cap:
         raise ExtentError(
             f"the extent is {extent.pixels / 1e6:.1f} MPx, more than the {cap / 1e6:.0f} MPx the app runs on "
-            f"{device_type.upper()}; draw a smaller rectangle, or run `python -m rsviz predict` with --bounds on the file")
+            f"{device_type.upper()}; draw a smaller rectangle, or run `python -m rsviz predict` with --bounds on the file"
+        )
 
 
 def crop(scene: Scene, extent: Extent) -> Sample:
@@ -191,10 +210,22 @@ def crop(scene: Scene, extent: Extent) -> Sample:
     w = extent.window
     r0, r1 = int(w.row_off), int(w.row_off + w.height)
     c0, c1 = int(w.col_off), int(w.col_off + w.width)
-    return Sample(id=s.id, dataset=s.dataset, split=s.split, image=s.image[:, r0:r1, c0:c1], band_names=s.band_names,
-                  scale=s.scale, transform=s.transform * s.transform.translation(c0, r0), crs=s.crs,
-                  valid=s.valid[r0:r1, c0:c1], targets={k: v[r0:r1, c0:c1] for k, v in s.targets.items()},
-                  classes=s.classes, height_units=s.height_units, path=s.path, extra=s.extra)
+    return Sample(
+        id=s.id,
+        dataset=s.dataset,
+        split=s.split,
+        image=s.image[:, r0:r1, c0:c1],
+        band_names=s.band_names,
+        scale=s.scale,
+        transform=s.transform * s.transform.translation(c0, r0),
+        crs=s.crs,
+        valid=s.valid[r0:r1, c0:c1],
+        targets={k: v[r0:r1, c0:c1] for k, v in s.targets.items()},
+        classes=s.classes,
+        height_units=s.height_units,
+        path=s.path,
+        extra=s.extra,
+    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -276,8 +307,14 @@ class RunCache:
 RUN_CACHE = RunCache()
 
 
-def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
-              progress: Callable[[int, int], None] | None = None, cache: RunCache = RUN_CACHE) -> tuple[RunResult, bool]:
+def run_model(
+    model: str,
+    scene: Scene,
+    extent: Extent,
+    options: RunOptions,
+    progress: Callable[[int, int], None] | None = None,
+    cache: RunCache = RUN_CACHE,
+) -> tuple[RunResult, bool]:
     """Predict ``model`` over ``extent`` of ``scene`` (cached).
 
     Returns:
@@ -299,8 +336,15 @@ def run_model(model: str, scene: Scene, extent: Extent, options: RunOptions,
     check_extent_size(extent, lm.device.type)
     sub = crop(scene, extent)
     t0 = time.perf_counter()
-    pred = predict(lm, sub.raster_data(), tile=options.tile, overlap=options.overlap, tta=options.tta,
-                   blend=options.blend, progress=progress)
+    pred = predict(
+        lm,
+        sub.raster_data(),
+        tile=options.tile,
+        overlap=options.overlap,
+        tta=options.tta,
+        blend=options.blend,
+        progress=progress,
+    )
     res = RunResult(model, scene.key, extent, options, pred, time.perf_counter() - t0)
     cache.put(res)
     return res, False
@@ -322,6 +366,23 @@ def evaluate_run(scene: Scene, result: RunResult, card):
     return evaluate_sample(card, result.prediction.heads, crop(scene, result.extent), with_artifacts=True)
 
 
-__all__ = ["Scene", "Extent", "RunOptions", "RunResult", "RunCache", "RUN_CACHE", "scene_from_sample",
-           "scene_from_upload", "scene_from_path", "resolve_extent", "check_extent_size", "crop", "run_model",
-           "evaluate_run", "target_for", "extent_area_m2", "GridMismatchError", "ExtentError"]
+__all__ = [
+    "Scene",
+    "Extent",
+    "RunOptions",
+    "RunResult",
+    "RunCache",
+    "RUN_CACHE",
+    "scene_from_sample",
+    "scene_from_upload",
+    "scene_from_path",
+    "resolve_extent",
+    "check_extent_size",
+    "crop",
+    "run_model",
+    "evaluate_run",
+    "target_for",
+    "extent_area_m2",
+    "GridMismatchError",
+    "ExtentError",
+]

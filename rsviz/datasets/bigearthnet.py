@@ -29,36 +29,61 @@ BANDS_60M = ("B01", "B09")
 BANDS = BANDS_10M + BANDS_20M + BANDS_60M
 
 LABELS_19 = (
-    "Urban fabric", "Industrial or commercial units", "Arable land", "Permanent crops", "Pastures",
+    "Urban fabric",
+    "Industrial or commercial units",
+    "Arable land",
+    "Permanent crops",
+    "Pastures",
     "Complex cultivation patterns",
     "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest",
-    "Natural grassland and sparsely vegetated areas", "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub", "Beaches, dunes, sands", "Inland wetlands", "Coastal wetlands",
-    "Inland waters", "Marine waters",
+    "Agro-forestry areas",
+    "Broad-leaved forest",
+    "Coniferous forest",
+    "Mixed forest",
+    "Natural grassland and sparsely vegetated areas",
+    "Moors, heathland and sclerophyllous vegetation",
+    "Transitional woodland, shrub",
+    "Beaches, dunes, sands",
+    "Inland wetlands",
+    "Coastal wetlands",
+    "Inland waters",
+    "Marine waters",
 )
 
 #: CORINE level-3 label (BigEarthNet 43) -> 19-class label.
 MAP_43_TO_19 = {
-    "Continuous urban fabric": "Urban fabric", "Discontinuous urban fabric": "Urban fabric",
+    "Continuous urban fabric": "Urban fabric",
+    "Discontinuous urban fabric": "Urban fabric",
     "Industrial or commercial units": "Industrial or commercial units",
-    "Non-irrigated arable land": "Arable land", "Permanently irrigated land": "Arable land", "Rice fields": "Arable land",
-    "Vineyards": "Permanent crops", "Fruit trees and berry plantations": "Permanent crops",
-    "Olive groves": "Permanent crops", "Annual crops associated with permanent crops": "Permanent crops",
-    "Pastures": "Pastures", "Complex cultivation patterns": "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation":
-        "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas": "Agro-forestry areas", "Broad-leaved forest": "Broad-leaved forest",
-    "Coniferous forest": "Coniferous forest", "Mixed forest": "Mixed forest",
+    "Non-irrigated arable land": "Arable land",
+    "Permanently irrigated land": "Arable land",
+    "Rice fields": "Arable land",
+    "Vineyards": "Permanent crops",
+    "Fruit trees and berry plantations": "Permanent crops",
+    "Olive groves": "Permanent crops",
+    "Annual crops associated with permanent crops": "Permanent crops",
+    "Pastures": "Pastures",
+    "Complex cultivation patterns": "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation": "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Agro-forestry areas": "Agro-forestry areas",
+    "Broad-leaved forest": "Broad-leaved forest",
+    "Coniferous forest": "Coniferous forest",
+    "Mixed forest": "Mixed forest",
     "Natural grassland": "Natural grassland and sparsely vegetated areas",
     "Sparsely vegetated areas": "Natural grassland and sparsely vegetated areas",
     "Moors and heathland": "Moors, heathland and sclerophyllous vegetation",
     "Sclerophyllous vegetation": "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland/shrub": "Transitional woodland, shrub", "Beaches, dunes, sands": "Beaches, dunes, sands",
-    "Inland marshes": "Inland wetlands", "Peatbogs": "Inland wetlands",
-    "Salt marshes": "Coastal wetlands", "Salines": "Coastal wetlands",
-    "Water courses": "Inland waters", "Water bodies": "Inland waters",
-    "Coastal lagoons": "Marine waters", "Estuaries": "Marine waters", "Sea and ocean": "Marine waters",
+    "Transitional woodland/shrub": "Transitional woodland, shrub",
+    "Beaches, dunes, sands": "Beaches, dunes, sands",
+    "Inland marshes": "Inland wetlands",
+    "Peatbogs": "Inland wetlands",
+    "Salt marshes": "Coastal wetlands",
+    "Salines": "Coastal wetlands",
+    "Water courses": "Inland waters",
+    "Water bodies": "Inland waters",
+    "Coastal lagoons": "Marine waters",
+    "Estuaries": "Marine waters",
+    "Sea and ocean": "Marine waters",
 }
 
 
@@ -91,13 +116,25 @@ def load_patch(folder: Path, split: str) -> Sample:
         arrs[b] = r.array[0]
         if b == "B02":
             transform, crs = r.transform, r.crs
-    native = {"10m": np.stack([arrs[b] for b in BANDS_10M]), "20m": np.stack([arrs[b] for b in BANDS_20M]),
-              "60m": np.stack([arrs[b] for b in BANDS_60M])}
+    native = {
+        "10m": np.stack([arrs[b] for b in BANDS_10M]),
+        "20m": np.stack([arrs[b] for b in BANDS_20M]),
+        "60m": np.stack([arrs[b] for b in BANDS_60M]),
+    }
     up = upsample_stack(arrs)
     meta = json.loads((folder / f"{name}_labels_metadata.json").read_text())
-    return Sample(id=name, dataset=BIGEARTHNET, split=split, image=np.stack(up), band_names=BANDS, scale=(0.0, 10000.0),
-                  transform=transform, crs=crs, path=folder / f"{name}_B02.tif",
-                  extra={**native, "labels43": meta["labels"], "labels19": labels_to_19(meta["labels"])})
+    return Sample(
+        id=name,
+        dataset=BIGEARTHNET,
+        split=split,
+        image=np.stack(up),
+        band_names=BANDS,
+        scale=(0.0, 10000.0),
+        transform=transform,
+        crs=crs,
+        path=folder / f"{name}_B02.tif",
+        extra={**native, "labels43": meta["labels"], "labels19": labels_to_19(meta["labels"])},
+    )
 
 
 def upsample_stack(bands: dict[str, np.ndarray]) -> np.ndarray:
@@ -159,10 +196,17 @@ def patch_split(index: int) -> str:
 def bigearthnet_scenes() -> list[SceneRef]:
     """The 11 GeoTIFF-form sample patches."""
     root = catalog.dataset_root(BIGEARTHNET).parent
-    folders = sorted({(root / e.path).parent for e in catalog.files(BIGEARTHNET)
-                      if re.search(r"tests/datasets/tiny/.+_B02\.tif$", e.path)})
-    return [SceneRef(BIGEARTHNET, f.name, patch_split(i), f, (lambda f=f, s=patch_split(i): load_patch(f, s)), task="scene")
-            for i, f in enumerate(folders)]
+    folders = sorted(
+        {
+            (root / e.path).parent
+            for e in catalog.files(BIGEARTHNET)
+            if re.search(r"tests/datasets/tiny/.+_B02\.tif$", e.path)
+        }
+    )
+    return [
+        SceneRef(BIGEARTHNET, f.name, patch_split(i), f, (lambda f=f, s=patch_split(i): load_patch(f, s)), task="scene")
+        for i, f in enumerate(folders)
+    ]
 
 
 def patches_by_split(root: str | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:

@@ -79,9 +79,18 @@ def _building_sample(dataset, sid, split, path, raster, geoms, src_crs) -> Sampl
         inst = rasterize_instances(geoms, raster.transform, raster.shape, raster.crs, src_crs)
         targets = {"buildings": (inst > 0).astype(np.uint8), "edges": edges_from_mask(inst), "instances": inst}
     return Sample(
-        id=sid, dataset=dataset, split=split, image=raster.array[:3], band_names=("red", "green", "blue"),
-        scale=(0.0, 255.0), transform=raster.transform, crs=raster.crs, valid=raster.valid, targets=targets,
-        classes=BUILDING_CLASSES, path=path,
+        id=sid,
+        dataset=dataset,
+        split=split,
+        image=raster.array[:3],
+        band_names=("red", "green", "blue"),
+        scale=(0.0, 255.0),
+        transform=raster.transform,
+        crs=raster.crs,
+        valid=raster.valid,
+        targets=targets,
+        classes=BUILDING_CLASSES,
+        path=path,
     )
 
 
@@ -102,8 +111,16 @@ def banepa_scenes() -> list[SceneRef]:
         p = root.parent / e.path
         x, y, _ = parse_oam_tile_name(p.stem)
         split = "predict" if "/predict/" in e.path else banepa_split(x, y)
-        out.append(SceneRef(BANEPA, p.stem, split, p, (lambda p=p, s=split: load_banepa(p, s)),
-                            image_loader=lambda p=p: load_banepa(p, "predict")))
+        out.append(
+            SceneRef(
+                BANEPA,
+                p.stem,
+                split,
+                p,
+                (lambda p=p, s=split: load_banepa(p, s)),
+                image_loader=lambda p=p: load_banepa(p, "predict"),
+            )
+        )
     return sorted(out, key=lambda s: s.id)
 
 
@@ -131,8 +148,16 @@ def kampala_scenes(zoom: int | None = 20) -> list[SceneRef]:
         if zoom is not None and z != zoom:
             continue
         split = "predict" if "/prediction/" in e.path else kampala_split(x, y, z)
-        out.append(SceneRef(KAMPALA, p.stem, split, p, (lambda p=p, s=split: load_kampala(p, s)),
-                            image_loader=lambda p=p: load_kampala(p, "predict")))
+        out.append(
+            SceneRef(
+                KAMPALA,
+                p.stem,
+                split,
+                p,
+                (lambda p=p, s=split: load_kampala(p, s)),
+                image_loader=lambda p=p: load_kampala(p, "predict"),
+            )
+        )
     return sorted(out, key=lambda s: s.id)
 
 
@@ -163,8 +188,14 @@ def load_tanzania() -> Sample:
     """Open AI Tanzania crop (RGB, EPSG:32737, 7.7 cm) with its building polygons."""
     p = catalog.local_path(TANZANIA, "tests/data/tanzania/input/training/images/tanzania_sample.tif")
     r = read_raster(p)
-    return _building_sample(TANZANIA, "tanzania", "test", p, r,
-                            *_geometries(TANZANIA, "tests/data/tanzania/input/training/labels/tanzania_sample.geojson"))
+    return _building_sample(
+        TANZANIA,
+        "tanzania",
+        "test",
+        p,
+        r,
+        *_geometries(TANZANIA, "tests/data/tanzania/input/training/labels/tanzania_sample.geojson"),
+    )
 
 
 def load_austin() -> Sample:
@@ -175,11 +206,23 @@ def load_austin() -> Sample:
     mask = threshold_mask(m.array)
     from skimage.measure import label
 
-    return Sample(id="austin", dataset=TANZANIA, split="test", image=r.array[:3], band_names=("red", "green", "blue"),
-                  transform=r.transform, crs=r.crs, valid=r.valid,
-                  targets={"buildings": mask, "edges": edges_from_mask(mask),
-                           "instances": label(mask, connectivity=1).astype(np.int32)},
-                  classes=BUILDING_CLASSES, path=p)
+    return Sample(
+        id="austin",
+        dataset=TANZANIA,
+        split="test",
+        image=r.array[:3],
+        band_names=("red", "green", "blue"),
+        transform=r.transform,
+        crs=r.crs,
+        valid=r.valid,
+        targets={
+            "buildings": mask,
+            "edges": edges_from_mask(mask),
+            "instances": label(mask, connectivity=1).astype(np.int32),
+        },
+        classes=BUILDING_CLASSES,
+        path=p,
+    )
 
 
 def tanzania_austin_scenes() -> list[SceneRef]:
@@ -187,9 +230,16 @@ def tanzania_austin_scenes() -> list[SceneRef]:
     root = catalog.dataset_root(TANZANIA).parent
     base = f"{TANZANIA}/tests/data"
     return [
-        SceneRef(TANZANIA, "austin", "test", root / f"{base}/aerial/input/training/images/aerial_sample.tif", load_austin),
-        SceneRef(TANZANIA, "tanzania", "test", root / f"{base}/tanzania/input/training/images/tanzania_sample.tif",
-                 load_tanzania),
+        SceneRef(
+            TANZANIA, "austin", "test", root / f"{base}/aerial/input/training/images/aerial_sample.tif", load_austin
+        ),
+        SceneRef(
+            TANZANIA,
+            "tanzania",
+            "test",
+            root / f"{base}/tanzania/input/training/images/tanzania_sample.tif",
+            load_tanzania,
+        ),
     ]
 
 
@@ -202,6 +252,13 @@ def stack_counts(scenes: list[SceneRef]) -> dict[str, int]:
 
 
 __all__ = [
-    "BUILDING_CLASSES", "banepa_scenes", "kampala_scenes", "joplin_scenes", "tanzania_austin_scenes",
-    "banepa_split", "kampala_split", "stack_counts", "np",
+    "BUILDING_CLASSES",
+    "banepa_scenes",
+    "kampala_scenes",
+    "joplin_scenes",
+    "tanzania_austin_scenes",
+    "banepa_split",
+    "kampala_split",
+    "stack_counts",
+    "np",
 ]

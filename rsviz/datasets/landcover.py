@@ -55,9 +55,16 @@ def load_dubai(img: Path, mask: Path, tile: int) -> Sample:
     """One Dubai image (RGB uint8 JPEG, not georeferenced) with class ids from its colour mask."""
     r = read_raster(img)
     ids = colour_mask_to_ids(read_colour_mask(mask), [c.color for c in DUBAI_CLASSES])
-    return Sample(id=f"tile{tile}-{img.stem}", dataset=DUBAI, split=dubai_split(tile), image=r.array[:3],
-                  band_names=("red", "green", "blue"), targets={"classes": ids, "edges": edges_from_mask(ids)},
-                  classes=DUBAI_CLASSES, path=img)
+    return Sample(
+        id=f"tile{tile}-{img.stem}",
+        dataset=DUBAI,
+        split=dubai_split(tile),
+        image=r.array[:3],
+        band_names=("red", "green", "blue"),
+        targets={"classes": ids, "edges": edges_from_mask(ids)},
+        classes=DUBAI_CLASSES,
+        path=img,
+    )
 
 
 def dubai_scenes() -> list[SceneRef]:
@@ -71,8 +78,16 @@ def dubai_scenes() -> list[SceneRef]:
         tile = int(m[1])
         img = root / e.path
         mask = root / e.path.replace("/images/", "/masks/").replace(".jpg", ".png")
-        out.append(SceneRef(DUBAI, f"tile{tile}-{img.stem}", dubai_split(tile), img,
-                            (lambda i=img, k=mask, t=tile: load_dubai(i, k, t)), task="landcover"))
+        out.append(
+            SceneRef(
+                DUBAI,
+                f"tile{tile}-{img.stem}",
+                dubai_split(tile),
+                img,
+                (lambda i=img, k=mask, t=tile: load_dubai(i, k, t)),
+                task="landcover",
+            )
+        )
     return sorted(out, key=lambda s: s.id)
 
 
@@ -99,9 +114,17 @@ def load_chesapeake(path: Path, split: str) -> Sample:
     lc = a[8].astype(np.int64)
     valid = (lc >= 1) & (lc <= 6)
     lc = np.where(valid, lc, 0).astype(np.uint8)
-    return Sample(id=path.stem, dataset=CHESAPEAKE, split=split, image=a[:4].astype(np.uint8),
-                  band_names=("red", "green", "blue", "nir"), valid=valid,
-                  targets={"classes": lc, "edges": edges_from_mask(lc)}, classes=CHESAPEAKE_CLASSES, path=path)
+    return Sample(
+        id=path.stem,
+        dataset=CHESAPEAKE,
+        split=split,
+        image=a[:4].astype(np.uint8),
+        band_names=("red", "green", "blue", "nir"),
+        valid=valid,
+        targets={"classes": lc, "edges": edges_from_mask(lc)},
+        classes=CHESAPEAKE_CLASSES,
+        path=path,
+    )
 
 
 def chesapeake_scenes() -> list[SceneRef]:
@@ -112,5 +135,7 @@ def chesapeake_scenes() -> list[SceneRef]:
         if e.path.endswith(".npz"):
             split = "val" if "test-val_patches" in e.path else "train"
             p = root / e.path
-            out.append(SceneRef(CHESAPEAKE, p.stem, split, p, (lambda p=p, s=split: load_chesapeake(p, s)), task="landcover"))
+            out.append(
+                SceneRef(CHESAPEAKE, p.stem, split, p, (lambda p=p, s=split: load_chesapeake(p, s)), task="landcover")
+            )
     return sorted(out, key=lambda s: s.id)

@@ -40,9 +40,17 @@ def load_eth(img: Path, mask: Path, n: int) -> Sample:
     """One ETH tile (RGB uint8 400x400, not georeferenced) with its road mask."""
     r = read_raster(img)
     m = threshold_mask(read_raster(mask).array)
-    return Sample(id=img.stem, dataset=ETH, split=eth_split(n), image=r.array[:3], band_names=("red", "green", "blue"),
-                  targets={"roads": m, "edges": edges_from_mask(m)}, classes=ROAD_CLASSES, path=img,
-                  extra={"gsd_m": ETH_GSD_M})
+    return Sample(
+        id=img.stem,
+        dataset=ETH,
+        split=eth_split(n),
+        image=r.array[:3],
+        band_names=("red", "green", "blue"),
+        targets={"roads": m, "edges": edges_from_mask(m)},
+        classes=ROAD_CLASSES,
+        path=img,
+        extra={"gsd_m": ETH_GSD_M},
+    )
 
 
 def eth_scenes() -> list[SceneRef]:
@@ -55,7 +63,9 @@ def eth_scenes() -> list[SceneRef]:
             n = int(m[1])
             img = root / e.path
             mask = root / e.path.replace("/images/", "/groundtruth/")
-            out.append(SceneRef(ETH, img.stem, eth_split(n), img, (lambda i=img, k=mask, n=n: load_eth(i, k, n)), task="roads"))
+            out.append(
+                SceneRef(ETH, img.stem, eth_split(n), img, (lambda i=img, k=mask, n=n: load_eth(i, k, n)), task="roads")
+            )
     return sorted(out, key=lambda s: s.id)
 
 
@@ -65,17 +75,38 @@ def load_vegas() -> Sample:
     r = read_raster(p)
     m = read_raster(catalog.local_path(SPACENET, "solaris/data/sample_road_raster_mask.tif"))
     mask = (m.array[0] > 0).astype("uint8")
-    return Sample(id="vegas-roads", dataset=SPACENET, split="test", image=r.array, band_names=("pan",),
-                  scale=(0.0, float(r.array.max() or 1)), transform=r.transform, crs=r.crs, valid=r.valid,
-                  targets={"roads": mask, "edges": edges_from_mask(mask)}, classes=ROAD_CLASSES, path=p)
+    return Sample(
+        id="vegas-roads",
+        dataset=SPACENET,
+        split="test",
+        image=r.array,
+        band_names=("pan",),
+        scale=(0.0, float(r.array.max() or 1)),
+        transform=r.transform,
+        crs=r.crs,
+        valid=r.valid,
+        targets={"roads": mask, "edges": edges_from_mask(mask)},
+        classes=ROAD_CLASSES,
+        path=p,
+    )
 
 
 def load_vegas_rgb() -> Sample:
     """SpaceNet Las Vegas RGB-PanSharpen tile (apls sample), EPSG:4326, first three bands, no raster labels."""
     p = catalog.local_path(SPACENET, "apls/data/images/RGB-PanSharpen_AOI_2_Vegas_img0.tif")
     r = read_raster(p)
-    return Sample(id="vegas-rgb", dataset=SPACENET, split="predict", image=r.array[:3], band_names=("red", "green", "blue"),
-                  transform=r.transform, crs=r.crs, valid=r.valid, classes=ROAD_CLASSES, path=p)
+    return Sample(
+        id="vegas-rgb",
+        dataset=SPACENET,
+        split="predict",
+        image=r.array[:3],
+        band_names=("red", "green", "blue"),
+        transform=r.transform,
+        crs=r.crs,
+        valid=r.valid,
+        classes=ROAD_CLASSES,
+        path=p,
+    )
 
 
 def load_atlanta() -> Sample:
@@ -87,17 +118,36 @@ def load_atlanta() -> Sample:
     r = read_raster(p)
     feats, crs = read_geojson_features(catalog.local_path(SPACENET, "solaris/data/geotiff_labels.geojson"))
     mask = rasterize_polygons([f["geometry"] for f in feats], r.transform, r.shape, r.crs, crs)
-    return Sample(id="atlanta-pan", dataset=SPACENET, split="test", image=r.array, band_names=("pan",),
-                  scale=(0.0, 2047.0), transform=r.transform, crs=r.crs, valid=r.valid,
-                  targets={"buildings": mask, "edges": edges_from_mask(mask)}, classes=BUILDING_CLASSES, path=p)
+    return Sample(
+        id="atlanta-pan",
+        dataset=SPACENET,
+        split="test",
+        image=r.array,
+        band_names=("pan",),
+        scale=(0.0, 2047.0),
+        transform=r.transform,
+        crs=r.crs,
+        valid=r.valid,
+        targets={"buildings": mask, "edges": edges_from_mask(mask)},
+        classes=BUILDING_CLASSES,
+        path=p,
+    )
 
 
 def spacenet_scenes() -> list[SceneRef]:
     """SpaceNet samples: Vegas roads (pan + mask), Vegas RGB, Atlanta pan buildings."""
     root = catalog.dataset_root(SPACENET)
     return [
-        SceneRef(SPACENET, "atlanta-pan", "test", root / "solaris/data/sample_geotiff.tif", load_atlanta, task="buildings"),
-        SceneRef(SPACENET, "vegas-rgb", "predict", root / "apls/data/images/RGB-PanSharpen_AOI_2_Vegas_img0.tif",
-                 load_vegas_rgb, task="roads"),
+        SceneRef(
+            SPACENET, "atlanta-pan", "test", root / "solaris/data/sample_geotiff.tif", load_atlanta, task="buildings"
+        ),
+        SceneRef(
+            SPACENET,
+            "vegas-rgb",
+            "predict",
+            root / "apls/data/images/RGB-PanSharpen_AOI_2_Vegas_img0.tif",
+            load_vegas_rgb,
+            task="roads",
+        ),
         SceneRef(SPACENET, "vegas-roads", "test", root / "solaris/data/road_mask_input.tif", load_vegas, task="roads"),
     ]

@@ -10,17 +10,37 @@
 
 from rsviz.evaluation.evaluate import NODATA_CLASS, evaluate, evaluate_patches, evaluate_sample, pool, target_spec
 from rsviz.evaluation.export import (
-           eval_csv,
-           fmt,
-           metric_label,
-           multilabel_rows,
-           per_class_rows,
-           to_eval_json,
-           write_eval,
+    eval_csv,
+    fmt,
+    metric_label,
+    multilabel_rows,
+    per_class_rows,
+    to_eval_json,
+    write_eval,
 )
 from rsviz.evaluation.results import Artifacts, ClassRow, EvalResult
 from rsviz.evaluation.tasks import EvalConfig, TaskSpec, register_task, task_spec, task_specs
 
-__all__ = ["NODATA_CLASS", "Artifacts", "ClassRow", "EvalConfig", "EvalResult", "TaskSpec", "eval_csv", "evaluate",
-           "evaluate_patches", "evaluate_sample", "fmt", "metric_label", "multilabel_rows", "per_class_rows", "pool", "register_task", "target_spec",
-           "task_spec", "task_specs", "to_eval_json", "write_eval"]
+__all__ = [
+    "NODATA_CLASS",
+    "Artifacts",
+    "ClassRow",
+    "EvalConfig",
+    "EvalResult",
+    "TaskSpec",
+    "eval_csv",
+    "evaluate",
+    "evaluate_patches",
+    "evaluate_sample",
+    "fmt",
+    "metric_label",
+    "multilabel_rows",
+    "per_class_rows",
+    "pool",
+    "register_task",
+    "target_spec",
+    "task_spec",
+    "task_specs",
+    "to_eval_json",
+    "write_eval",
+]

@@ -11,9 +11,10 @@ them only at ``p_better >= REPLACE_P`` on val.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 #: Bootstrap probability a candidate needs before it replaces the bundled weights.
 REPLACE_P = 0.9
@@ -30,8 +31,14 @@ def mean_score(scores: np.ndarray) -> float:
     return float(np.nanmean(scores))
 
 
-def p_better(bundled: Sequence, candidate: Sequence, statistic: Callable[[np.ndarray], float], *,
-             n: int = 2000, seed: int = 0) -> float:
+def p_better(
+    bundled: npt.ArrayLike,
+    candidate: npt.ArrayLike,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    n: int = 2000,
+    seed: int = 0,
+) -> float:
     """Probability that ``candidate`` beats ``bundled`` on the split the images come from.
 
     Both are per-image items in the same image order (e.g. ``(tp, fp, fn)`` rows, or per-tile APLS).

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rsviz.evaluation.measures import BoundaryF1, EvalInput, Measure, PixelMetrics
-from rsviz.evaluation.results import Artifacts, EvalResult
+from rsviz.evaluation.results import Artifacts, ClassRow, EvalResult
 from rsviz.evaluation.tasks import EvalConfig, TaskSpec, specs_for_card, task_spec
 from rsviz.types import ClassInfo, Task
 
@@ -29,11 +29,19 @@ from rsviz.types import ClassInfo, Task
 NODATA_CLASS = 255
 
 
-def _result(spec: TaskSpec, ms: Sequence[Measure], stats: dict[str, dict[str, Any]], params: dict[str, Any],
-            images: int, artifacts: Artifacts, cfg: EvalConfig) -> EvalResult:
+def _result(
+    spec: TaskSpec,
+    ms: Sequence[Measure],
+    stats: dict[str, dict[str, Any]],
+    params: dict[str, Any],
+    images: int,
+    artifacts: Artifacts,
+    cfg: EvalConfig,
+) -> EvalResult:
     values: dict[str, Any] = {}
-    rows: tuple = ()
-    confusion, names = None, ()
+    rows: tuple[ClassRow, ...] = ()
+    confusion: tuple[tuple[int, ...], ...] | None = None
+    names: tuple[str, ...] = ()
     pixel = next((x for x in ms if isinstance(x, PixelMetrics) and x.name in stats), None)
     boundary = next((x for x in ms if isinstance(x, BoundaryF1) and x.name in stats), None)
     for x in ms:
@@ -47,16 +55,32 @@ def _result(spec: TaskSpec, ms: Sequence[Measure], stats: dict[str, dict[str, An
     return EvalResult(spec.task, values, params, rows, confusion, names, images, stats, artifacts, cfg)
 
 
-def _config(spec: TaskSpec, classes: Sequence[ClassInfo] | None, ignore_index: int | None, gsd: float | None,
-            kw: Mapping[str, Any]) -> EvalConfig:
+def _config(
+    spec: TaskSpec,
+    classes: Sequence[ClassInfo] | None,
+    ignore_index: int | None,
+    gsd: float | None,
+    kw: Mapping[str, Any],
+) -> EvalConfig:
     return EvalConfig(classes=spec.classes_for(classes), ignore_index=ignore_index, gsd=gsd or None, **kw)
 
 
-def evaluate(pred: np.ndarray, gt: np.ndarray, task: Task | str, *, classes: Sequence[ClassInfo] | None = None,
-             valid: np.ndarray | None = None, ignore_index: int | None = None, gsd: float | None = None,
-             heads: Mapping[str, np.ndarray] | None = None, image: np.ndarray | None = None,
-             gt_instances: np.ndarray | None = None, postprocess: Any = None, with_artifacts: bool = False,
-             **params: Any) -> EvalResult:
+def evaluate(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    task: Task | str,
+    *,
+    classes: Sequence[ClassInfo] | None = None,
+    valid: np.ndarray | None = None,
+    ignore_index: int | None = None,
+    gsd: float | None = None,
+    heads: Mapping[str, np.ndarray] | None = None,
+    image: np.ndarray | None = None,
+    gt_instances: np.ndarray | None = None,
+    postprocess: Any = None,
+    with_artifacts: bool = False,
+    **params: Any,
+) -> EvalResult:
     """Evaluate one prediction (an image or an extent) against its ground truth.
 
     Args:
@@ -91,8 +115,10 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: Task | str, *, classes: Seq
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; put both on one grid")
     bad = sorted(set(params) - set(EvalConfig.__dataclass_fields__) - {"classes", "ignore_index", "gsd"})
     if bad:
-        raise ValueError(f"unknown evaluation parameter(s) {bad}; valid: "
-                         f"{', '.join(k for k in EvalConfig.__dataclass_fields__ if k not in ('classes', 'ignore_index', 'gsd'))}")
+        raise ValueError(
+            f"unknown evaluation parameter(s) {bad}; valid: "
+            f"{', '.join(k for k in EvalConfig.__dataclass_fields__ if k not in ('classes', 'ignore_index', 'gsd'))}"
+        )
     v = np.ones(gt.shape, bool) if valid is None else np.asarray(valid, bool).copy()
     if spec.dense and spec.prediction == "classes":
         v &= pred != NODATA_CLASS
@@ -101,8 +127,19 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: Task | str, *, classes: Seq
             named = {c.id: c for c in classes or ()}
             classes = [named.get(i, ClassInfo(i, str(i), (128, 128, 128))) for i in range(n)]
     cfg = _config(spec, classes, ignore_index, gsd, params)
-    x = EvalInput(pred, gt, v, cfg.classes, ignore_index, cfg.gsd, dict(heads or {}), image, gt_instances,
-                  postprocess, with_artifacts)
+    x = EvalInput(
+        pred,
+        gt,
+        v,
+        cfg.classes,
+        ignore_index,
+        cfg.gsd,
+        dict(heads or {}),
+        image,
+        gt_instances,
+        postprocess,
+        with_artifacts,
+    )
     ms = spec.measures(cfg)
     stats: dict[str, dict[str, Any]] = {}
     found: dict[str, Any] = {}
@@ -116,8 +153,15 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, task: Task | str, *, classes: Seq
     return _result(spec, ms, stats, prm, 1, Artifacts(**found), cfg)
 
 
-def evaluate_sample(card: Any, heads: Mapping[str, np.ndarray], sample: Any, *, task: Task | str | None = None,
-                    with_artifacts: bool = False, **params: Any) -> EvalResult | None:
+def evaluate_sample(
+    card: Any,
+    heads: Mapping[str, np.ndarray],
+    sample: Any,
+    *,
+    task: Task | str | None = None,
+    with_artifacts: bool = False,
+    **params: Any,
+) -> EvalResult | None:
     """Evaluate a model's prediction of a :class:`~rsviz.datasets.base.Sample` (or a crop of one).
 
     The task is the first of :func:`~rsviz.evaluation.tasks.specs_for_card` whose ground truth the
@@ -138,10 +182,21 @@ def evaluate_sample(card: Any, heads: Mapping[str, np.ndarray], sample: Any, *, 
     spec = task_spec(task) if task is not None else target_spec(card, sample.targets)
     if spec is None or spec.target not in sample.targets:
         return None
-    return evaluate(heads[spec.prediction], sample.targets[spec.target], spec.task, classes=card.classes or None,
-                    valid=sample.valid, ignore_index=card.ignore_index, gsd=sample.gsd, heads=heads,
-                    image=sample.image, gt_instances=sample.targets.get("instances") if spec.task is Task.BUILDINGS
-                    else None, postprocess=card.postprocess, with_artifacts=with_artifacts, **params)
+    return evaluate(
+        heads[spec.prediction],
+        sample.targets[spec.target],
+        spec.task,
+        classes=card.classes or None,
+        valid=sample.valid,
+        ignore_index=card.ignore_index,
+        gsd=sample.gsd,
+        heads=heads,
+        image=sample.image,
+        gt_instances=sample.targets.get("instances") if spec.task is Task.BUILDINGS else None,
+        postprocess=card.postprocess,
+        with_artifacts=with_artifacts,
+        **params,
+    )
 
 
 def target_spec(card: Any, targets: Mapping[str, Any]) -> TaskSpec | None:
@@ -206,5 +261,9 @@ def evaluate_patches(model: Any, patches: Sequence[tuple[str, np.ndarray, np.nda
     lm = model if isinstance(model, LoadedModel) else load_model_cached(model, "cpu")
     if not patches:
         raise ValueError("no patches to score")
-    return pool([evaluate(classify_patch(lm, img), np.asarray(lab), Task.SCENE, classes=lm.card.classes or None)
-                 for _, img, lab in patches])
+    return pool(
+        [
+            evaluate(classify_patch(lm, img), np.asarray(lab), Task.SCENE, classes=lm.card.classes or None)
+            for _, img, lab in patches
+        ]
+    )

@@ -27,31 +27,55 @@ def _class_items(r: EvalResult) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for row in r.per_class:
         i = row.id
-        items.append({"class_id": i, "class_name": row.name, "gt_count": int(cm[i].sum()),
-                      "pred_count": int(cm[:, i].sum()), "count_error": int(abs(cm[:, i].sum() - cm[i].sum())),
-                      "metrics": {"iou": row.iou, "precision": row.precision, "recall": row.recall, "f1": row.f1,
-                                  "boundary_f1": row.boundary_f1},
-                      "conf_mat": cm[i].tolist()})
+        items.append(
+            {
+                "class_id": i,
+                "class_name": row.name,
+                "gt_count": int(cm[i].sum()),
+                "pred_count": int(cm[:, i].sum()),
+                "count_error": int(abs(cm[:, i].sum() - cm[i].sum())),
+                "metrics": {
+                    "iou": row.iou,
+                    "precision": row.precision,
+                    "recall": row.recall,
+                    "f1": row.f1,
+                    "boundary_f1": row.boundary_f1,
+                },
+                "conf_mat": cm[i].tolist(),
+            }
+        )
     ious = [x.iou for x in r.per_class]
     f1s = [x.f1 for x in r.per_class]
-    items.append({"class_name": "average", "metrics": {"iou": float(np.nanmean(ious)) if ious else None,
-                                                       "f1": float(np.nanmean(f1s)) if f1s else None}})
+    items.append(
+        {
+            "class_name": "average",
+            "metrics": {
+                "iou": float(np.nanmean(ious)) if ious else None,
+                "f1": float(np.nanmean(f1s)) if f1s else None,
+            },
+        }
+    )
     return items
 
 
-def to_eval_json(result: EvalResult, per_scene: Mapping[str, EvalResult] | None = None,
-                 meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def to_eval_json(
+    result: EvalResult, per_scene: Mapping[str, EvalResult] | None = None, meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """raster-vision style ``eval.json`` content (NaN -> null).
 
     Keys: ``task``, ``images``, ``overall`` (class items + ``average``), ``values``, ``params``,
     ``confusion_matrix``, ``class_names``, ``per_scene`` (``{name: {"overall", "values"}}``), ``meta``.
     """
-    doc: dict[str, Any] = {"task": result.task.value, "images": result.images, "overall": _class_items(result),
-                           "values": dict(result.values), "params": dict(result.params),
-                           "confusion_matrix": [list(x) for x in result.confusion] if result.confusion else None,
-                           "class_names": list(result.class_names) or None,
-                           "per_scene": {k: {"overall": _class_items(r), "values": dict(r.values)}
-                                         for k, r in (per_scene or {}).items()}}
+    doc: dict[str, Any] = {
+        "task": result.task.value,
+        "images": result.images,
+        "overall": _class_items(result),
+        "values": dict(result.values),
+        "params": dict(result.params),
+        "confusion_matrix": [list(x) for x in result.confusion] if result.confusion else None,
+        "class_names": list(result.class_names) or None,
+        "per_scene": {k: {"overall": _class_items(r), "values": dict(r.values)} for k, r in (per_scene or {}).items()},
+    }
     if meta:
         doc["meta"] = dict(meta)
     return clean(doc)
@@ -65,8 +89,9 @@ def eval_csv(result: EvalResult) -> str:
     if result.per_class:
         w.writerow(["class_id", "class_name", "iou", "precision", "recall", "f1", "boundary_f1", "support"])
         for c in result.per_class:
-            w.writerow([c.id, c.name, *(fmt_csv(v) for v in (c.iou, c.precision, c.recall, c.f1, c.boundary_f1)),
-                        c.support])
+            w.writerow(
+                [c.id, c.name, *(fmt_csv(v) for v in (c.iou, c.precision, c.recall, c.f1, c.boundary_f1)), c.support]
+            )
         w.writerow([])
     w.writerow(["metric", "value"])
     for k, val in result.values.items():
@@ -74,8 +99,9 @@ def eval_csv(result: EvalResult) -> str:
     return buf.getvalue()
 
 
-def write_eval(result: EvalResult, json_path: str | Path, csv_path: str | Path | None = None,
-               meta: Mapping[str, Any] | None = None) -> None:
+def write_eval(
+    result: EvalResult, json_path: str | Path, csv_path: str | Path | None = None, meta: Mapping[str, Any] | None = None
+) -> None:
     """Write ``eval.json`` and, when ``csv_path`` is given, the CSV of :func:`eval_csv`."""
     Path(json_path).write_text(json.dumps(to_eval_json(result, meta=meta), indent=2) + "\n", encoding="utf-8")
     if csv_path is not None:
@@ -109,8 +135,10 @@ _METRIC_NAMES: dict[str, tuple[str, str]] = {
     "overall_accuracy": ("OA", "Overall accuracy: share of evaluated pixels classified correctly"),
     "kappa": ("kappa", "Cohen's kappa: agreement beyond chance, from the confusion matrix"),
     "boundary_f1": ("boundary F1", "BF score (Csurka et al. 2013): boundary pixels matched within the tolerance"),
-    "edge_head_boundary_f1": ("edge-head boundary F1", "BF score of the edge head (p >= 0.5) against the footprint "
-                                                       "boundaries"),
+    "edge_head_boundary_f1": (
+        "edge-head boundary F1",
+        "BF score of the edge head (p >= 0.5) against the footprint boundaries",
+    ),
     "object_f1": ("object F1", "Instances matched one-to-one at IoU >= the threshold; F1 of TP / FP / FN"),
     "object_precision": ("object precision", "TP / (TP + FP) of matched instances"),
     "object_recall": ("object recall", "TP / (TP + FN) of matched instances"),
@@ -146,8 +174,13 @@ def metric_label(key: str, result: EvalResult | None = None) -> tuple[str, str]:
         base = m.group("base")
         if m.group("px"):
             v = m.group("px").replace("p", ".")
-            suffix = f" (ρ {v} px)" if base.startswith("relaxed") else f" ({v} px buffer)" if base == "apls" \
+            suffix = (
+                f" (ρ {v} px)"
+                if base.startswith("relaxed")
+                else f" ({v} px buffer)"
+                if base == "apls"
                 else f" ({v} px)"
+            )
         elif m.group("m"):
             suffix = f" ({m.group('m').replace('p', '.')} m buffer)"
         elif m.group("iou"):

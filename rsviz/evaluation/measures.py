@@ -91,7 +91,7 @@ class Measure(ABC):
     def measure(self, x: EvalInput) -> Measured:
         """Statistics of one image."""
 
-    def combine(self, stats: Sequence[Stats]) -> Stats:
+    def combine(self, stats: Sequence[Mapping[str, Any]]) -> Stats:
         """Pool the statistics of several images: numbers and arrays are summed, lists (per-image values)
         concatenated."""
         out: Stats = {}
@@ -131,8 +131,9 @@ class PixelMetrics(Measure):
 
     name = "pixel"
 
-    def __init__(self, num_classes: int, class_names: Sequence[str], *, binary: bool,
-                 ignore_index: int | None = None) -> None:
+    def __init__(
+        self, num_classes: int, class_names: Sequence[str], *, binary: bool, ignore_index: int | None = None
+    ) -> None:
         self.num_classes, self.class_names = num_classes, list(class_names)
         self.binary, self.ignore_index = binary, ignore_index
 
@@ -147,7 +148,7 @@ class PixelMetrics(Measure):
         cm.update(p, t, x.valid)
         return Measured({"confusion": cm.matrix.copy()})
 
-    def compute(self, stats: Stats) -> dict[str, Any]:
+    def compute(self, stats: Mapping[str, Any]) -> dict[str, Any]:
         """The :meth:`~rsviz.metrics.pixel.ConfusionMatrix.compute` dict of pooled statistics."""
         from rsviz.metrics.pixel import ConfusionMatrix
 
@@ -159,10 +160,20 @@ class PixelMetrics(Measure):
         r = self.compute(stats)
         if self.binary:
             pos = r["per_class"][1]
-            return {"iou": pos["iou"], "precision": pos["precision"], "recall": pos["recall"], "f1": pos["f1"],
-                    "overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"]}
-        out: dict[str, Value] = {"miou": r["macro"]["iou"], "mean_f1": r["macro"]["f1"],
-                                 "overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"]}
+            return {
+                "iou": pos["iou"],
+                "precision": pos["precision"],
+                "recall": pos["recall"],
+                "f1": pos["f1"],
+                "overall_accuracy": r["overall_accuracy"],
+                "kappa": r["kappa"],
+            }
+        out: dict[str, Value] = {
+            "miou": r["macro"]["iou"],
+            "mean_f1": r["macro"]["f1"],
+            "overall_accuracy": r["overall_accuracy"],
+            "kappa": r["kappa"],
+        }
         out.update({f"iou_{c['name']}": c["iou"] for c in r["per_class"]})
         out.update({f"f1_{c['name']}": c["f1"] for c in r["per_class"]})
         return out
@@ -170,8 +181,10 @@ class PixelMetrics(Measure):
     def rows(self, stats: Stats, boundary: Mapping[int, float] | None = None) -> tuple[ClassRow, ...]:
         """Per-class rows of pooled statistics; ``boundary`` gives each class id's boundary F1."""
         b = boundary or {}
-        return tuple(ClassRow(c["id"], c["name"], c["iou"], c["precision"], c["recall"], c["f1"], c["support"],
-                              b.get(c["id"])) for c in self.compute(stats)["per_class"])
+        return tuple(
+            ClassRow(c["id"], c["name"], c["iou"], c["precision"], c["recall"], c["f1"], c["support"], b.get(c["id"]))
+            for c in self.compute(stats)["per_class"]
+        )
 
 
 class BoundaryF1(Measure):
@@ -199,8 +212,12 @@ class BoundaryF1(Measure):
             p, t = (x.pred == 1) & v, (x.gt > 0) & v
             return Measured({"f1": [boundary_f1(p, t, self.tolerance_px, valid=v)["f1"]]})
         m = v if x.ignore_index is None else v & (x.gt != x.ignore_index)
-        return Measured({f"f1_{c}": [boundary_f1((x.pred == c) & m, (x.gt == c) & m, self.tolerance_px, valid=m)["f1"]]
-                         for c in self.class_ids})
+        return Measured(
+            {
+                f"f1_{c}": [boundary_f1((x.pred == c) & m, (x.gt == c) & m, self.tolerance_px, valid=m)["f1"]]
+                for c in self.class_ids
+            }
+        )
 
     def per_class(self, stats: Stats) -> dict[int, float]:
         """Class id -> mean boundary F1 over images (multiclass), or ``{1: ...}`` (binary)."""
@@ -261,20 +278,35 @@ class ObjectF1(Measure):
             from rsviz.postprocess import instances_for
 
             inst = instances_for(x.heads, getattr(x.postprocess, "instances", None))
-        scores, match = object_f1(x.pred == 1, x.gt > 0, valid=x.valid, iou_threshold=self.iou_threshold,
-                                  min_area=self.min_area_px, pred_instances=inst, gt_instances=x.gt_instances)
-        stats = {"tp": int(scores["tp"]), "fp": int(scores["fp"]), "fn": int(scores["fn"]),
-                 "fp_touching_no_label": _false_positives_off_labels(match)}
+        scores, match = object_f1(
+            x.pred == 1,
+            x.gt > 0,
+            valid=x.valid,
+            iou_threshold=self.iou_threshold,
+            min_area=self.min_area_px,
+            pred_instances=inst,
+            gt_instances=x.gt_instances,
+        )
+        stats = {
+            "tp": int(scores["tp"]),
+            "fp": int(scores["fp"]),
+            "fn": int(scores["fn"]),
+            "fp_touching_no_label": _false_positives_off_labels(match),
+        }
         return Measured(stats, {"match": match} if x.keep_artifacts else {})
 
     def values(self, stats: Stats) -> dict[str, Value]:
         tp, fp, fn = stats["tp"], stats["fp"], stats["fn"]
         s = self.suffix
-        return {f"object_f1_{s}": 2 * tp / max(2 * tp + fp + fn, 1),
-                f"object_precision_{s}": tp / (tp + fp) if tp + fp else float("nan"),
-                f"object_recall_{s}": tp / (tp + fn) if tp + fn else float("nan"),
-                "object_tp": tp, "object_fp": fp, "object_fn": fn,
-                "object_fp_touching_no_label": stats["fp_touching_no_label"]}
+        return {
+            f"object_f1_{s}": 2 * tp / max(2 * tp + fp + fn, 1),
+            f"object_precision_{s}": tp / (tp + fp) if tp + fp else float("nan"),
+            f"object_recall_{s}": tp / (tp + fn) if tp + fn else float("nan"),
+            "object_tp": tp,
+            "object_fp": fp,
+            "object_fn": fn,
+            "object_fp_touching_no_label": stats["fp_touching_no_label"],
+        }
 
     def params(self) -> dict[str, Any]:
         return {"object_iou_threshold": self.iou_threshold, "object_min_area_px": self.min_area_px}
@@ -295,8 +327,9 @@ class EdgeHeadBoundaryF1(Measure):
         from rsviz.metrics.boundary import boundary_f1
 
         gt = x.gt > 0 if x.gt.dtype == bool or x.gt.max(initial=0) <= 1 else x.gt
-        return Measured({"f1": [boundary_f1(x.heads["edge"] >= 0.5, gt, self.tolerance_px, valid=x.valid,
-                                            is_boundary=True)["f1"]]})
+        return Measured(
+            {"f1": [boundary_f1(x.heads["edge"] >= 0.5, gt, self.tolerance_px, valid=x.valid, is_boundary=True)["f1"]]}
+        )
 
     def values(self, stats: Stats) -> dict[str, Value]:
         return {f"edge_head_boundary_f1_{_px(self.tolerance_px)}px": _mean(stats["f1"])}
@@ -406,18 +439,29 @@ class HeightErrors(Measure):
         e = p[ok] - t[ok]
         pos = ok & (p > self.eps) & (t > self.eps)
         ratio = np.maximum(p[pos] / t[pos], t[pos] / p[pos])
-        return Measured({"n": int(e.size), "sum_e": float(e.sum()), "sum_e2": float((e**2).sum()),
-                         "sum_abs": float(np.abs(e).sum()), "delta_n": int(ratio.size),
-                         "delta_hits": int((ratio < 1.25).sum())})
+        return Measured(
+            {
+                "n": int(e.size),
+                "sum_e": float(e.sum()),
+                "sum_e2": float((e**2).sum()),
+                "sum_abs": float(np.abs(e).sum()),
+                "delta_n": int(ratio.size),
+                "delta_hits": int((ratio < 1.25).sum()),
+            }
+        )
 
     def values(self, stats: Stats) -> dict[str, Value]:
         n = stats["n"]
         if not n:
             nan = float("nan")
             return {"rmse": nan, "mae": nan, "bias": nan, "delta_1.25": nan, "pixels": 0}
-        return {"rmse": math.sqrt(stats["sum_e2"] / n), "mae": stats["sum_abs"] / n, "bias": stats["sum_e"] / n,
-                "delta_1.25": stats["delta_hits"] / stats["delta_n"] if stats["delta_n"] else float("nan"),
-                "pixels": n}
+        return {
+            "rmse": math.sqrt(stats["sum_e2"] / n),
+            "mae": stats["sum_abs"] / n,
+            "bias": stats["sum_e"] / n,
+            "delta_1.25": stats["delta_hits"] / stats["delta_n"] if stats["delta_n"] else float("nan"),
+            "pixels": n,
+        }
 
 
 class MultiLabel(Measure):
@@ -429,20 +473,29 @@ class MultiLabel(Measure):
         self.label_names, self.threshold = list(label_names), float(threshold)
 
     def measure(self, x: EvalInput) -> Measured:
-        return Measured({"probs": [np.asarray(x.pred, np.float32).ravel().tolist()],
-                         "labels": [np.asarray(x.gt).astype(int).ravel().tolist()]})
+        return Measured(
+            {
+                "probs": [np.asarray(x.pred, np.float32).ravel().tolist()],
+                "labels": [np.asarray(x.gt).astype(int).ravel().tolist()],
+            }
+        )
 
-    def compute(self, stats: Stats) -> dict[str, Any]:
+    def compute(self, stats: Mapping[str, Any]) -> dict[str, Any]:
         """The :func:`~rsviz.metrics.multilabel.multilabel_metrics` dict of pooled statistics."""
         from rsviz.metrics.multilabel import multilabel_metrics
 
-        return multilabel_metrics(np.asarray(stats["probs"], np.float32), np.asarray(stats["labels"]),
-                                  self.label_names, self.threshold)
+        return multilabel_metrics(
+            np.asarray(stats["probs"], np.float32), np.asarray(stats["labels"]), self.label_names, self.threshold
+        )
 
     def values(self, stats: Stats) -> dict[str, Value]:
         r = self.compute(stats)
-        return {"micro_f1": float(r["micro_f1"]), "macro_f1": float(r["macro_f1"]), "map": float(r["map"]),
-                "patches": len(stats["probs"])}
+        return {
+            "micro_f1": float(r["micro_f1"]),
+            "macro_f1": float(r["macro_f1"]),
+            "map": float(r["map"]),
+            "patches": len(stats["probs"]),
+        }
 
     def params(self) -> dict[str, Any]:
         return {"multilabel_threshold": self.threshold}

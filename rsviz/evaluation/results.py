@@ -63,8 +63,18 @@ class ClassRow:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (NaN -> null)."""
-        return clean({"id": self.id, "name": self.name, "iou": self.iou, "precision": self.precision,
-                      "recall": self.recall, "f1": self.f1, "support": self.support, "boundary_f1": self.boundary_f1})
+        return clean(
+            {
+                "id": self.id,
+                "name": self.name,
+                "iou": self.iou,
+                "precision": self.precision,
+                "recall": self.recall,
+                "f1": self.f1,
+                "support": self.support,
+                "boundary_f1": self.boundary_f1,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,9 @@ class EvalResult:
         try:
             return self.values[key]
         except KeyError:
-            raise KeyError(f"{key!r} is not a figure of this {self.task.value} result; it has: "
-                           f"{', '.join(self.values)}") from None
+            raise KeyError(
+                f"{key!r} is not a figure of this {self.task.value} result; it has: {', '.join(self.values)}"
+            ) from None
 
     def get(self, key: str, default: Value = None) -> Value:
         """A figure by key, or ``default``."""
@@ -127,7 +138,14 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict: task, images, values, params, per_class, confusion_matrix, class_names."""
-        return clean({"task": self.task.value, "images": self.images, "values": dict(self.values),
-                      "params": dict(self.params), "per_class": [r.to_json() for r in self.per_class],
-                      "confusion_matrix": [list(r) for r in self.confusion] if self.confusion is not None else None,
-                      "class_names": list(self.class_names)})
+        return clean(
+            {
+                "task": self.task.value,
+                "images": self.images,
+                "values": dict(self.values),
+                "params": dict(self.params),
+                "per_class": [r.to_json() for r in self.per_class],
+                "confusion_matrix": [list(r) for r in self.confusion] if self.confusion is not None else None,
+                "class_names": list(self.class_names),
+            }
+        )

@@ -81,8 +81,11 @@ class TaskSpec:
     def fits(self, card: Any) -> bool:
         """Whether a model card's heads produce this task's prediction."""
         h = card.heads.get(self.head)
-        return h is not None and HeadKind(h.kind) in self.head_kinds and (
-            not self.binary or Task.parse(card.task) is self.task)
+        return (
+            h is not None
+            and HeadKind(h.kind) in self.head_kinds
+            and (not self.binary or Task.parse(card.task) is self.task)
+        )
 
     def classes_for(self, classes: Sequence[ClassInfo] | None) -> tuple[ClassInfo, ...]:
         """The legend to score with: ``classes``, or the task's default."""
@@ -142,8 +145,12 @@ def _binary_measures(cfg: EvalConfig, names: Sequence[str]) -> list[m.Measure]:
 
 def _buildings(cfg: EvalConfig) -> list[m.Measure]:
     names = [c.name for c in (cfg.classes or BUILDINGS.default_classes)[:2]]
-    return [*_binary_measures(cfg, names), m.ObjectF1(cfg.iou_threshold, cfg.min_area_px),
-            m.EdgeHeadBoundaryF1(cfg.boundary_tolerance_px), m.Reconstruction()]
+    return [
+        *_binary_measures(cfg, names),
+        m.ObjectF1(cfg.iou_threshold, cfg.min_area_px),
+        m.EdgeHeadBoundaryF1(cfg.boundary_tolerance_px),
+        m.Reconstruction(),
+    ]
 
 
 def _roads(cfg: EvalConfig) -> list[m.Measure]:
@@ -157,8 +164,11 @@ def _landcover(cfg: EvalConfig) -> list[m.Measure]:
     for c in cfg.classes:
         names[c.id] = c.name
     ids = [c.id for c in cfg.classes if c.id != cfg.ignore_index]
-    return [m.PixelMetrics(n, names, binary=False, ignore_index=cfg.ignore_index),
-            m.BoundaryF1(cfg.boundary_tolerance_px, binary=False, class_ids=ids), m.Reconstruction()]
+    return [
+        m.PixelMetrics(n, names, binary=False, ignore_index=cfg.ignore_index),
+        m.BoundaryF1(cfg.boundary_tolerance_px, binary=False, class_ids=ids),
+        m.Reconstruction(),
+    ]
 
 
 def _height(cfg: EvalConfig) -> list[m.Measure]:
@@ -169,22 +179,64 @@ def _scene(cfg: EvalConfig) -> list[m.Measure]:
     return [m.MultiLabel([c.name for c in cfg.classes])]
 
 
-BUILDINGS = register_task(TaskSpec(
-    Task.BUILDINGS, target="buildings", prediction="classes", head="seg", head_kinds=(HeadKind.BINARY,),
-    measures=_buildings, headline=("iou", "f1", "boundary_f1_2px", "object_f1_iou50"),
-    default_classes=(ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "buildings", (230, 25, 75))),
-    vectors="instances"))
-ROADS = register_task(TaskSpec(
-    Task.ROADS, target="roads", prediction="classes", head="seg", head_kinds=(HeadKind.BINARY,),
-    measures=_roads, headline=("iou", "relaxed_f1_3px", "apls_4m", "apls_4px"),
-    default_classes=(ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "roads", (255, 225, 25))),
-    vectors="classes"))
-LANDCOVER = register_task(TaskSpec(
-    Task.LANDCOVER, target="classes", prediction="classes", head="seg", head_kinds=(HeadKind.MULTICLASS,),
-    measures=_landcover, headline=("miou", "overall_accuracy", "kappa", "mean_f1"), vectors="classes"))
-HEIGHT = register_task(TaskSpec(
-    Task.HEIGHT, target="height", prediction="height", head="height", head_kinds=(HeadKind.REGRESSION,),
-    measures=_height, headline=("rmse", "mae", "bias", "delta_1.25")))
-SCENE = register_task(TaskSpec(
-    Task.SCENE, target="labels19", prediction="labels", head="labels", head_kinds=(HeadKind.MULTILABEL,),
-    measures=_scene, headline=("micro_f1", "macro_f1", "map"), dense=False))
+BUILDINGS = register_task(
+    TaskSpec(
+        Task.BUILDINGS,
+        target="buildings",
+        prediction="classes",
+        head="seg",
+        head_kinds=(HeadKind.BINARY,),
+        measures=_buildings,
+        headline=("iou", "f1", "boundary_f1_2px", "object_f1_iou50"),
+        default_classes=(ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "buildings", (230, 25, 75))),
+        vectors="instances",
+    )
+)
+ROADS = register_task(
+    TaskSpec(
+        Task.ROADS,
+        target="roads",
+        prediction="classes",
+        head="seg",
+        head_kinds=(HeadKind.BINARY,),
+        measures=_roads,
+        headline=("iou", "relaxed_f1_3px", "apls_4m", "apls_4px"),
+        default_classes=(ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "roads", (255, 225, 25))),
+        vectors="classes",
+    )
+)
+LANDCOVER = register_task(
+    TaskSpec(
+        Task.LANDCOVER,
+        target="classes",
+        prediction="classes",
+        head="seg",
+        head_kinds=(HeadKind.MULTICLASS,),
+        measures=_landcover,
+        headline=("miou", "overall_accuracy", "kappa", "mean_f1"),
+        vectors="classes",
+    )
+)
+HEIGHT = register_task(
+    TaskSpec(
+        Task.HEIGHT,
+        target="height",
+        prediction="height",
+        head="height",
+        head_kinds=(HeadKind.REGRESSION,),
+        measures=_height,
+        headline=("rmse", "mae", "bias", "delta_1.25"),
+    )
+)
+SCENE = register_task(
+    TaskSpec(
+        Task.SCENE,
+        target="labels19",
+        prediction="labels",
+        head="labels",
+        head_kinds=(HeadKind.MULTILABEL,),
+        measures=_scene,
+        headline=("micro_f1", "macro_f1", "map"),
+        dense=False,
+    )
+)

@@ -8,5 +8,12 @@ runner), :mod:`~rsviz.inference.sliding_window` (window geometry and blending), 
 from rsviz.inference.engine import GSDWarning, InferenceCancelled, Prediction, output_band_layout, predict
 from rsviz.inference.tiling import importance_map, window_starts
 
-__all__ = ["predict", "Prediction", "InferenceCancelled", "GSDWarning", "output_band_layout", "importance_map",
-           "window_starts"]
+__all__ = [
+    "predict",
+    "Prediction",
+    "InferenceCancelled",
+    "GSDWarning",
+    "output_band_layout",
+    "importance_map",
+    "window_starts",
+]

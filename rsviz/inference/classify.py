@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -9,17 +11,22 @@ from rsviz.datasets.base import Sample
 from rsviz.errors import BandCountError
 from rsviz.models.preprocessing import Normalisation
 
+if TYPE_CHECKING:
+    from rsviz.models.api import LoadedModel
+    from rsviz.models.card import ModelCard
 
-def normalise_s2(image: np.ndarray, card) -> torch.Tensor:
+
+def normalise_s2(image: np.ndarray, card: ModelCard) -> torch.Tensor:
     """``(12, 120, 120)`` reflectance x 10000 -> ``(1, 12, 120, 120)`` normalised float tensor."""
     if image.shape[0] != card.in_channels:
-        raise BandCountError(f"{card.name} expects {card.in_channels} bands ({', '.join(card.input.bands)}), "
-                             f"got {image.shape[0]}")
+        raise BandCountError(
+            f"{card.name} expects {card.in_channels} bands ({', '.join(card.input.bands)}), got {image.shape[0]}"
+        )
     return Normalisation.from_spec(card.input).normalise(image)[None]
 
 
 @torch.inference_mode()
-def classify_patch(model, sample: Sample | np.ndarray) -> np.ndarray:
+def classify_patch(model: LoadedModel | str, sample: Sample | np.ndarray) -> np.ndarray:
     """Label probabilities of one patch.
 
     Args:
@@ -38,4 +45,3 @@ def classify_patch(model, sample: Sample | np.ndarray) -> np.ndarray:
     img = sample.image if isinstance(sample, Sample) else sample
     x = normalise_s2(img, lm.card).to(lm.device)
     return torch.sigmoid(lm.net(x)["labels"])[0].float().cpu().numpy()
-

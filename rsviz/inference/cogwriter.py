@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from rsviz.errors import ModelInputError
@@ -45,8 +46,15 @@ COMPRESSION: dict[str, dict[str, object]] = {
 
 BLOCK = 512
 
-_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
-               "float32": "Float32", "float64": "Float64"}
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 
 def check_compression(compress: str) -> None:
@@ -79,8 +87,13 @@ def overview_levels(height: int, width: int, block: int = BLOCK) -> list[tuple[i
     return out
 
 
-def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "deflate", overviews: str = "AUTO",
-           threads: int | None = None) -> None:
+def to_cog(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    compress: str = "deflate",
+    overviews: str = "AUTO",
+    threads: int | None = None,
+) -> None:
     """Copy a raster to a COG with GDAL's COG driver: 512 px tiles, all CPU cores compressing, BigTIFF
     when needed; overviews made with nearest resampling unless the source has them.
 
@@ -98,10 +111,17 @@ def to_cog(src: str | os.PathLike, dst: str | os.PathLike, compress: str = "defl
     import rasterio.shutil
 
     check_compression(compress)
-    rasterio.shutil.copy(str(src), str(dst), driver="COG", **COMPRESSION[compress], BLOCKSIZE=BLOCK,
-                         OVERVIEWS=overviews, OVERVIEW_RESAMPLING="NEAREST",
-                         NUM_THREADS="ALL_CPUS" if threads is None else str(max(1, int(threads))),
-                         BIGTIFF="IF_SAFER")
+    rasterio.shutil.copy(
+        str(src),
+        str(dst),
+        driver="COG",
+        **COMPRESSION[compress],
+        BLOCKSIZE=BLOCK,
+        OVERVIEWS=overviews,
+        OVERVIEW_RESAMPLING="NEAREST",
+        NUM_THREADS="ALL_CPUS" if threads is None else str(max(1, int(threads))),
+        BIGTIFF="IF_SAFER",
+    )
 
 
 class StreamedCOG:
@@ -124,22 +144,45 @@ class StreamedCOG:
         name: Stem of the intermediate files.
     """
 
-    def __init__(self, folder: Path, height: int, width: int, count: int, dtype: str, transform: Affine, crs,
-                 nodata: float | None = None, descriptions: list[str] | None = None, tags: dict | None = None,
-                 overviews: bool = True, compress: str = "none", name: str = "main") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        height: int,
+        width: int,
+        count: int,
+        dtype: str,
+        transform: Affine,
+        crs: CRS | None,
+        nodata: float | None = None,
+        descriptions: list[str] | None = None,
+        tags: dict[str, str] | None = None,
+        overviews: bool = True,
+        compress: str = "none",
+        name: str = "main",
+    ) -> None:
         check_compression(compress)
         self.folder, self.name = Path(folder), name
         self.height, self.width, self.count, self.dtype = height, width, count, dtype
         self.transform, self.crs, self.nodata = transform, crs, nodata
         self.descriptions = list(descriptions or [""] * count)
         self.tags = dict(tags or {})
-        prof = {"driver": "GTiff", "count": count, "dtype": dtype, "crs": crs, "tiled": True, "blockxsize": BLOCK,
-                "blockysize": BLOCK, "compress": str(COMPRESSION[compress]["COMPRESS"]), "nodata": nodata,
-                "BIGTIFF": "IF_SAFER"}
+        prof = {
+            "driver": "GTiff",
+            "count": count,
+            "dtype": dtype,
+            "crs": crs,
+            "tiled": True,
+            "blockxsize": BLOCK,
+            "blockysize": BLOCK,
+            "compress": str(COMPRESSION[compress]["COMPRESS"]),
+            "nodata": nodata,
+            "BIGTIFF": "IF_SAFER",
+        }
         if dtype.startswith("float") and compress != "none":
             prof["predictor"] = 3
-        self.main = rasterio.open(self.folder / f"{name}.tif", "w", height=height, width=width, transform=transform,
-                                  **prof)
+        self.main = rasterio.open(
+            self.folder / f"{name}.tif", "w", height=height, width=width, transform=transform, **prof
+        )
         for i, d in enumerate(self.descriptions, 1):
             self.main.set_band_description(i, d)
         if self.tags:
@@ -147,8 +190,17 @@ class StreamedCOG:
         self.levels = overview_levels(height, width) if overviews else []
         ovr_prof = dict(prof, compress="none")
         ovr_prof.pop("predictor", None)
-        self.ovr = [rasterio.open(self.folder / f"{name}_ovr{f}.tif", "w", height=h, width=w,
-                                  transform=transform * Affine.scale(f), **ovr_prof) for f, h, w in self.levels]
+        self.ovr = [
+            rasterio.open(
+                self.folder / f"{name}_ovr{f}.tif",
+                "w",
+                height=h,
+                width=w,
+                transform=transform * Affine.scale(f),
+                **ovr_prof,
+            )
+            for f, h, w in self.levels
+        ]
 
     @property
     def path(self) -> Path:
@@ -168,7 +220,7 @@ class StreamedCOG:
             i0, i1 = -(-row // f), -(-(row + h) // f)
             j0, j1 = -(-col // f), -(-(col + w) // f)
             if i1 > i0 and j1 > j0:
-                part = data[:, i0 * f - row::f, j0 * f - col::f][:, :i1 - i0, :j1 - j0]
+                part = data[:, i0 * f - row :: f, j0 * f - col :: f][:, : i1 - i0, : j1 - j0]
                 ds.write(np.ascontiguousarray(part), window=Window(j0, i0, j1 - j0, i1 - i0))
 
     def _vrt(self) -> Path:
@@ -204,8 +256,9 @@ class StreamedCOG:
             if not ds.closed:
                 ds.close()
 
-    def finish(self, dst: str | os.PathLike, compress: str = "deflate", cog: bool = True,
-               threads: int | None = None) -> Path:
+    def finish(
+        self, dst: str | os.PathLike[str], compress: str = "deflate", cog: bool = True, threads: int | None = None
+    ) -> Path:
         """Close the intermediates and write ``dst``: with ``cog``, GDAL's COG driver copies the VRT of the
         intermediate and its overview levels, compressing with ``compress``; else the intermediate itself
         (already in its codec) is moved there. ``threads``: GDAL compression threads (None: all cores).
@@ -217,7 +270,9 @@ class StreamedCOG:
         self.close()
         dst = Path(dst)
         if cog:
-            to_cog(self._vrt(), dst, compress, overviews="FORCE_USE_EXISTING" if self.levels else "NONE", threads=threads)
+            to_cog(
+                self._vrt(), dst, compress, overviews="FORCE_USE_EXISTING" if self.levels else "NONE", threads=threads
+            )
         else:
             os.replace(self.path, dst)
         return dst

@@ -10,7 +10,7 @@ the whole orthomosaic (MONAI ``sliding_window_inference`` with overlap) would se
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 from affine import Affine
@@ -19,8 +19,12 @@ from rasterio.windows import Window
 from rsviz.errors import CRSError
 from rsviz.raster import RasterData
 
+if TYPE_CHECKING:
+    from rsviz.inference.engine import Prediction
+    from rsviz.models.api import LoadedModel
 
-def _intersects(a, b) -> bool:
+
+def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
@@ -55,9 +59,15 @@ def context_mosaic(center: RasterData, neighbours: Iterable[RasterData], margin:
         raise CRSError("context inference needs a georeferenced image: the center raster has no CRS")
     bands, (h, w) = center.array.shape[0], center.shape
     transform = center.transform * Affine.translation(-margin, -margin)
-    mosaic = RasterData(np.zeros((bands, h + 2 * margin, w + 2 * margin), center.array.dtype), transform,
-                        center.crs, np.zeros((h + 2 * margin, w + 2 * margin), bool), center.band_names, center.scale)
-    out, valid = mosaic.array, mosaic.valid
+    mosaic = RasterData(
+        np.zeros((bands, h + 2 * margin, w + 2 * margin), center.array.dtype),
+        transform,
+        center.crs,
+        np.zeros((h + 2 * margin, w + 2 * margin), bool),
+        center.band_names,
+        center.scale,
+    )
+    out, valid = mosaic.array, mosaic.valid_mask
     if margin > 0:
         box = mosaic.bounds
         for nb in neighbours:
@@ -71,19 +81,36 @@ def context_mosaic(center: RasterData, neighbours: Iterable[RasterData], margin:
                 continue
             img = np.zeros_like(out)
             got = np.zeros(out.shape[1:], np.uint8)
-            reproject(nb.array, img, src_transform=nb.transform, src_crs=nb.crs, dst_transform=transform,
-                      dst_crs=center.crs, resampling=Resampling.bilinear)
-            reproject(nb.valid.astype(np.uint8), got, src_transform=nb.transform, src_crs=nb.crs,
-                      dst_transform=transform, dst_crs=center.crs, resampling=Resampling.nearest, dst_nodata=0)
+            reproject(
+                nb.array,
+                img,
+                src_transform=nb.transform,
+                src_crs=nb.crs,
+                dst_transform=transform,
+                dst_crs=center.crs,
+                resampling=Resampling.bilinear,
+            )
+            reproject(
+                nb.valid_mask.astype(np.uint8),
+                got,
+                src_transform=nb.transform,
+                src_crs=nb.crs,
+                dst_transform=transform,
+                dst_crs=center.crs,
+                resampling=Resampling.nearest,
+                dst_nodata=0,
+            )
             fill = (got > 0) & ~valid
             out[:, fill] = img[:, fill]
             valid |= fill
-    out[:, margin:margin + h, margin:margin + w] = center.array
-    valid[margin:margin + h, margin:margin + w] = center.valid
+    out[:, margin : margin + h, margin : margin + w] = center.array
+    valid[margin : margin + h, margin : margin + w] = center.valid_mask
     return mosaic, Window(margin, margin, w, h)
 
 
-def predict_with_context(model, center: RasterData, neighbours: Iterable[RasterData], margin: int, **kwargs):
+def predict_with_context(
+    model: LoadedModel | str, center: RasterData, neighbours: Iterable[RasterData], margin: int, **kwargs: Any
+) -> Prediction:
     """:func:`rsviz.inference.predict` of ``center`` inside :func:`context_mosaic`, cropped back.
 
     Args:
@@ -110,7 +137,7 @@ def predict_with_context(model, center: RasterData, neighbours: Iterable[RasterD
     mosaic, win = context_mosaic(center, neighbours, margin)
     p = predict(model, mosaic, **kwargs)
     r0, c0, h, w = win.row_off, win.col_off, win.height, win.width
-    p.heads = {k: np.ascontiguousarray(v[..., r0:r0 + h, c0:c0 + w]) for k, v in p.heads.items()}
-    p.transform, p.valid, p.window = center.transform, center.valid.copy(), Window(0, 0, w, h)
+    p.heads = {k: np.ascontiguousarray(v[..., r0 : r0 + h, c0 : c0 + w]) for k, v in p.heads.items()}
+    p.transform, p.valid, p.window = center.transform, center.valid_mask.copy(), Window(0, 0, w, h)
     p.options = {**p.options, "context_px": margin}
     return p

@@ -67,8 +67,20 @@ from rsviz.models.card import ModelCard
 from rsviz.raster import RasterData
 from rsviz.types import BBox, ProgressCallback
 
-__all__ = ["predict", "Prediction", "check_input", "output_band_layout", "InferenceCancelled", "GSDWarning",
-           "resolve_precision", "cpu_bf16_supported", "NODATA_CLASS", "panel_groups", "PANEL_COLS", "FINALIZE_COLS"]
+__all__ = [
+    "predict",
+    "Prediction",
+    "check_input",
+    "output_band_layout",
+    "InferenceCancelled",
+    "GSDWarning",
+    "resolve_precision",
+    "cpu_bf16_supported",
+    "NODATA_CLASS",
+    "panel_groups",
+    "PANEL_COLS",
+    "FINALIZE_COLS",
+]
 
 NODATA_CLASS = 255
 #: Widest column panel, pixels: wider rasters are processed in panels of window columns, so the
@@ -111,8 +123,15 @@ class Prediction:
         return self.valid.shape  # type: ignore[return-value, unused-ignore]
 
 
-def check_input(card: ModelCard, count: int, dtype: np.dtype[Any] | type | str, transform: Affine, crs: CRS | None,
-                shape: tuple[int, int], sample: np.ndarray | None = None) -> list[str]:
+def check_input(
+    card: ModelCard,
+    count: int,
+    dtype: np.dtype[Any] | type | str,
+    transform: Affine,
+    crs: CRS | None,
+    shape: tuple[int, int],
+    sample: np.ndarray | None = None,
+) -> list[str]:
     """Check an input against the model card.
 
     Args:
@@ -136,18 +155,28 @@ def check_input(card: ModelCard, count: int, dtype: np.dtype[Any] | type | str, 
     if count != n:
         raise BandCountError(
             f"{card.name} expects {n} bands ({', '.join(card.input.bands)}) but the image has {count}; "
-            f"choose an image with those bands or a model for {count}-band input")
-    if card.input.dtype == "uint8" and np.dtype(dtype).itemsize > 1 and sample is not None and sample.size and sample.max() > 255:
+            f"choose an image with those bands or a model for {count}-band input"
+        )
+    if (
+        card.input.dtype == "uint8"
+        and np.dtype(dtype).itemsize > 1
+        and sample is not None
+        and sample.size
+        and sample.max() > 255
+    ):
         raise ModelInputError(
             f"{card.name} expects 8-bit values (0-255) but the image has values up to {int(sample.max())}; "
-            "rescale it to 8-bit (e.g. gdal_translate -scale -ot Byte) first")
+            "rescale it to 8-bit (e.g. gdal_translate -scale -ot Byte) first"
+        )
     msgs = []
     if crs is not None:
         g = gsd_metres(transform, crs, *shape)
         lo, hi = card.input.gsd_range_m
         if g < lo / 4 or g > hi * 4:
-            msgs.append(f"image GSD {g:.2f} m is far outside {card.name}'s training range {lo:g}-{hi:g} m; "
-                        "expect degraded predictions (resample the image closer to that GSD)")
+            msgs.append(
+                f"image GSD {g:.2f} m is far outside {card.name}'s training range {lo:g}-{hi:g} m; "
+                "expect degraded predictions (resample the image closer to that GSD)"
+            )
             warnings.warn(msgs[-1], GSDWarning, stacklevel=3)
     return msgs
 
@@ -163,7 +192,7 @@ def split_heads(predictor: Predictor, out: torch.Tensor, valid: np.ndarray, thre
 
     derived: dict[str, torch.Tensor] = {}
     if predictor.seg_kind is not None:
-        p = out[:predictor.heads["seg"].channels]
+        p = out[: predictor.heads["seg"].channels]
         if predictor.seg_kind == "binary":
             derived["classes"] = (p[0] >= threshold).to(torch.uint8)
             derived["entropy"] = torch.special.entr(p[0]).add_(torch.special.entr(1 - p[0]))
@@ -248,8 +277,10 @@ def predict(
     lm = model if isinstance(model, LoadedModel) else load_model(model, device or "auto")
     card = lm.card
     if not any(h.kind != "multilabel" for h in card.heads.values()):
-        raise ModelInputError(f"{card.name} classifies whole patches and has no per-pixel output; use "
-                              "rsviz.inference.classify.classify_patch (the app's Scene classification page)")
+        raise ModelInputError(
+            f"{card.name} classifies whole patches and has no per-pixel output; use "
+            "rsviz.inference.classify.classify_patch (the app's Scene classification page)"
+        )
     tile = int(tile or card.input.tile_size)
     overlap = card.input.overlap if overlap is None else float(overlap)
     tta = bool(card.input.tta) if tta is None else bool(tta)
@@ -264,11 +295,23 @@ def predict(
         check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), first)
         predictor = Predictor(lm, tta, precision)
         geom = WindowGeometry.of(H, W, tile, overlap, PANEL_COLS)
-        inferer = SlidingWindowInferer(predictor, predictor.channels, geom, blend=blend, device=lm.device,
-                                       fill=predictor.norm.fill_value(), batch_size=batch_size, cancel=cancel,
-                                       progress=progress, finalize_cols=FINALIZE_COLS)
-        sink: Sink = (COGSink(Path(output), card, tta, H, W, src.transform, src.crs, cog, compress)
-                      if output is not None else MemorySink(H, W, predictor.layout))
+        inferer = SlidingWindowInferer(
+            predictor,
+            predictor.channels,
+            geom,
+            blend=blend,
+            device=lm.device,
+            fill=predictor.norm.fill_value(),
+            batch_size=batch_size,
+            cancel=cancel,
+            progress=progress,
+            finalize_cols=FINALIZE_COLS,
+        )
+        sink: Sink = (
+            COGSink(Path(output), card, tta, H, W, src.transform, src.crs, cog, compress)
+            if output is not None
+            else MemorySink(H, W, predictor.layout)
+        )
         # failed or cancelled runs leave no files: the sink is aborted unless it was closed
         stack.callback(sink.abort)
         t0 = time.perf_counter()
@@ -278,11 +321,28 @@ def predict(
                 _store(block, sink, predictor, threshold)
         secs = time.perf_counter() - t0  # compute and streaming; the final COG step is not counted
         result = sink.close()
-        pred = Prediction(heads=result.heads, transform=src.transform, crs=src.crs, valid=result.valid,
-                          window=src.window, model=card.name,
-                          options={"tile": [geom.tile_h, geom.tile_w], "overlap": overlap, "blend": blend, "tta": tta,
-                                   "batch_size": inferer.batch_size, "device": str(lm.device), "threshold": threshold,
-                                   "precision": str(predictor.amp_dtype or torch.float32).replace("torch.", "")},
-                          stats={"tiles": geom.total, "seconds": secs, "mpx_per_s": H * W / 1e6 / max(secs, 1e-9),
-                                 "files": [str(f) for f in result.files]})
+        pred = Prediction(
+            heads=result.heads,
+            transform=src.transform,
+            crs=src.crs,
+            valid=result.valid,
+            window=src.window,
+            model=card.name,
+            options={
+                "tile": [geom.tile_h, geom.tile_w],
+                "overlap": overlap,
+                "blend": blend,
+                "tta": tta,
+                "batch_size": inferer.batch_size,
+                "device": str(lm.device),
+                "threshold": threshold,
+                "precision": str(predictor.amp_dtype or torch.float32).replace("torch.", ""),
+            },
+            stats={
+                "tiles": geom.total,
+                "seconds": secs,
+                "mpx_per_s": H * W / 1e6 / max(secs, 1e-9),
+                "files": [str(f) for f in result.files],
+            },
+        )
     return pred

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -11,8 +12,11 @@ from rsviz.errors import CRSError
 from rsviz.inference.engine import Prediction
 from rsviz.inference.sinks import COGSink
 
+if TYPE_CHECKING:
+    from rsviz.models.card import ModelCard
 
-def write_prediction_cog(pred: Prediction, card, path: str | Path) -> Path:
+
+def write_prediction_cog(pred: Prediction, card: ModelCard, path: str | Path) -> Path:
     """Write a prediction as a COG with the band layout of :func:`~rsviz.inference.output_band_layout`.
 
     Raises:
@@ -34,7 +38,7 @@ def write_prediction_cog(pred: Prediction, card, path: str | Path) -> Path:
 AREA_CRS = "EPSG:6933"
 
 
-def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.0) -> dict:
+def prediction_polygons_geojson(pred: Prediction, card: ModelCard, min_area_px: float = 10.0) -> dict[str, Any]:
     """Polygons of a prediction as a GeoJSON FeatureCollection in EPSG:4326 (RFC 7946).
 
     * Building models (``card.task == "buildings"``): one polygon per building *instance*, split by the
@@ -75,11 +79,14 @@ def prediction_polygons_geojson(pred: Prediction, card, min_area_px: float = 10.
 
         instances = instances_for(pred.heads, postprocess_of(card))
         polys = instance_polygons(instances, t, min_area=min_area_px * px_area, valid=pred.valid).items()
-        found = [(g, 1, {"instance_id": val}) for val, g in polys]
+        found: list[tuple[Any, int, dict[str, Any]]] = [(g, 1, {"instance_id": val}) for val, g in polys]
     else:
         mask = (cls == 1) if binary else (cls != 255)
-        found = [(g, int(val), {}) for geom, val in shapes(cls.astype(np.uint8), mask=mask, transform=t, connectivity=4)
-                 if (g := shapely.geometry.shape(geom)).area / px_area >= min_area_px]
+        found = [
+            (g, int(val), {})
+            for geom, val in shapes(cls.astype(np.uint8), mask=mask, transform=t, connectivity=4)
+            if (g := shapely.geometry.shape(geom)).area / px_area >= min_area_px
+        ]
     feats = []
     for g, cid, props in found:
         geom = shapely.geometry.mapping(g)

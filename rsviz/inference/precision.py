@@ -10,17 +10,42 @@ from rsviz.errors import ModelInputError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: AVX512-BF16 and AMX.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
 def cpu_bf16_supported() -> bool:
-    """True when oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX).
+    """True when this CPU runs bfloat16 natively (AVX512-BF16 or AMX), so bf16 autocast is faster than fp32.
+
+    oneDNN also *accepts* bf16 on plain AVX-512 CPUs (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
+    is True there) but emulates it, several times slower than fp32 (measured on a 2-core AVX-512 Xeon
+    without AVX512-BF16: 10.0 s against about 2 s for 9 tiles of 512 px, ``docs/benchmarks.md``), so
+    the CPU flags decide where they can be read; elsewhere oneDNN's answer is used.
 
     Returns:
-        False where PyTorch has no oneDNN (mkldnn) backend or cannot tell.
+        False where PyTorch has no oneDNN (mkldnn) backend or the CPU lacks native bf16.
     """
     try:
-        return bool(torch.backends.mkldnn.is_available() and  # type: ignore[no-untyped-call]
-                     torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        onednn = bool(
+            torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     except (AttributeError, RuntimeError):
         return False
+    flags = _cpu_flags()
+    return onednn and (flags is None or bool(flags & NATIVE_BF16_FLAGS))
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

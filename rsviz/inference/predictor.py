@@ -108,7 +108,7 @@ class Predictor:
         intermediate per-head tensors and no concatenation."""
         c = 0
         for k, n in self.layout:
-            h, v, dst = self.heads[k], out[k], res[:, c:c + n]
+            h, v, dst = self.heads[k], out[k], res[:, c : c + n]
             if h.kind == "multiclass":
                 dst.copy_(torch.softmax(v, dim=1, dtype=torch.float32))
             else:

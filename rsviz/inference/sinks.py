@@ -96,7 +96,7 @@ def name_channels(layout: list[tuple[str, int]], arr: np.ndarray) -> dict[str, n
     heads: dict[str, np.ndarray] = {}
     c = 0
     for name, n in layout:
-        v = arr[c:c + n]
+        v = arr[c : c + n]
         c += n
         if name == "seg":
             heads["probs"] = v
@@ -127,7 +127,7 @@ class MemorySink:
     def channels_out(self, window: Window) -> torch.Tensor:
         """The stack's ``(channels, height, width)`` view of ``window``."""
         r0, c0 = int(window.row_off), int(window.col_off)
-        return self.stack[:, r0:r0 + int(window.height), c0:c0 + int(window.width)]
+        return self.stack[:, r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
 
     def write(self, window: Window, heads: Heads, valid: np.ndarray) -> None:
         """Copy the derived heads (``classes``, ``entropy``) and ``valid`` of ``window``; the channel heads
@@ -218,9 +218,21 @@ class COGSink:
         threads: Threads GDAL compresses the final COG with (``None``: all cores).
     """
 
-    def __init__(self, path: Path, card: ModelCard, tta: bool, height: int, width: int, transform: Affine,
-                 crs: CRS | None, cog: bool, compress: str = "deflate", *, queue_blocks: int = 2,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        card: ModelCard,
+        tta: bool,
+        height: int,
+        width: int,
+        transform: Affine,
+        crs: CRS | None,
+        cog: bool,
+        compress: str = "deflate",
+        *,
+        queue_blocks: int = 2,
+        threads: int | None = None,
+    ) -> None:
         self.path, self.card, self.cog, self.compress = Path(path), card, cog, compress
         self.threads = threads or os.cpu_count() or 1
         self.layout = output_band_layout(card, tta)
@@ -232,14 +244,35 @@ class COGSink:
         self.tmpdir = Path(tempfile.mkdtemp(prefix="rsviz-", dir=self.path.parent))
         try:
             own = "none" if cog else compress  # a COG is compressed by the final copy
-            self.main = StreamedCOG(self.tmpdir, height, width, len(self.layout), "uint8", transform, crs,
-                                    descriptions=[d for _, d in self.layout], overviews=cog, compress=own,
-                                    tags={"rsviz_model": card.name, "rsviz_bands": ",".join(n for n, _ in self.layout)})
+            self.main = StreamedCOG(
+                self.tmpdir,
+                height,
+                width,
+                len(self.layout),
+                "uint8",
+                transform,
+                crs,
+                descriptions=[d for _, d in self.layout],
+                overviews=cog,
+                compress=own,
+                tags={"rsviz_model": card.name, "rsviz_bands": ",".join(n for n, _ in self.layout)},
+            )
             self.hds: StreamedCOG | None = None
             if "height" in card.heads:
-                self.hds = StreamedCOG(self.tmpdir, height, width, 1, "float32", transform, crs, nodata=float("nan"),
-                                       descriptions=[f"height ({card.heads['height'].units})"], overviews=cog,
-                                       compress=own, name="height")
+                self.hds = StreamedCOG(
+                    self.tmpdir,
+                    height,
+                    width,
+                    1,
+                    "float32",
+                    transform,
+                    crs,
+                    nodata=float("nan"),
+                    descriptions=[f"height ({card.heads['height'].units})"],
+                    overviews=cog,
+                    compress=own,
+                    name="height",
+                )
         except BaseException:
             self.abort()
             raise

@@ -96,8 +96,9 @@ class WindowGeometry:
     panels: list[tuple[int, int]]
 
     @classmethod
-    def of(cls, height: int, width: int, tile: int, overlap: float, panel_cols: int = PANEL_COLS,
-           multiple: int = 32) -> WindowGeometry:
+    def of(
+        cls, height: int, width: int, tile: int, overlap: float, panel_cols: int = PANEL_COLS, multiple: int = 32
+    ) -> WindowGeometry:
         """Windows of side ``tile`` overlapping by ``overlap`` (fraction in ``[0, 1)``); a raster smaller than a
         tile gets one window of its size rounded up to ``multiple`` (the input is padded).
 
@@ -157,21 +158,23 @@ class _SeamCarry:
 
     def __init__(self, channels: int, height: int, width: int, device: torch.device) -> None:
         self.channels = channels
-        self.data = torch.zeros((channels + 1, height, width), dtype=torch.float32, device=device) if width > 0 else None
+        self.data = (
+            torch.zeros((channels + 1, height, width), dtype=torch.float32, device=device) if width > 0 else None
+        )
         self.width_in = 0  # columns the current panel receives from the previous one
 
     def add_into(self, acc: torch.Tensor, wsum: torch.Tensor, r0: int, r1: int) -> None:
         """Add the carried sums of rows ``[r0, r1)`` to the first :attr:`width_in` columns of ``acc`` / ``wsum``."""
         ci = self.width_in
         if ci > 0 and self.data is not None:
-            acc[:, :, :ci] += self.data[:self.channels, r0:r1, :ci]
+            acc[:, :, :ci] += self.data[: self.channels, r0:r1, :ci]
             wsum[:, :ci] += self.data[self.channels, r0:r1, :ci]
 
     def keep(self, acc: torch.Tensor, wsum: torch.Tensor, r0: int, r1: int) -> None:
         """Store ``acc`` / ``wsum`` (``(C, n, co)`` / ``(n, co)``) as the carry of rows ``[r0, r1)``."""
         co = acc.shape[-1]
         if co > 0 and self.data is not None:
-            self.data[:self.channels, r0:r1, :co] = acc
+            self.data[: self.channels, r0:r1, :co] = acc
             self.data[self.channels, r0:r1, :co] = wsum
 
 
@@ -192,8 +195,8 @@ class _PanelBuffer:
         # shift the strip up by n rows in place: blocks of <= n rows never overlap their source
         for r in range(0, keep, n):
             k = min(n, keep - r)
-            self.acc[:, r:r + k].copy_(self.acc[:, r + n:r + n + k])
-            self.wsum[r:r + k].copy_(self.wsum[r + n:r + n + k])
+            self.acc[:, r : r + k].copy_(self.acc[:, r + n : r + n + k])
+            self.wsum[r : r + k].copy_(self.wsum[r + n : r + n + k])
         self.acc[:, keep:].zero_()
         self.wsum[keep:].zero_()
         self.valid[:keep] = self.valid[n:]
@@ -251,10 +254,20 @@ class SlidingWindowInferer:
         ValueError: Unknown ``blend``.
     """
 
-    def __init__(self, predictor: PredictorFn, channels: int, geometry: WindowGeometry, *, blend: str = "gaussian",
-                 device: torch.device | None = None, fill: np.ndarray | None = None, batch_size: int = 4,
-                 cancel: Callable[[], bool] | None = None, progress: Callable[[int, int], None] | None = None,
-                 finalize_cols: int = FINALIZE_COLS) -> None:
+    def __init__(
+        self,
+        predictor: PredictorFn,
+        channels: int,
+        geometry: WindowGeometry,
+        *,
+        blend: str = "gaussian",
+        device: torch.device | None = None,
+        fill: np.ndarray | None = None,
+        batch_size: int = 4,
+        cancel: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        finalize_cols: int = FINALIZE_COLS,
+    ) -> None:
         self.predictor, self.channels, self.geometry = predictor, channels, geometry
         self.device = device or torch.device("cpu")
         g = geometry
@@ -296,25 +309,27 @@ class SlidingWindowInferer:
         for y, (data, valid) in zip(g.rows, reader.iter_rows(spans), strict=True):
             yield from self._finalize(buf, min(y, H) - buf.y0, x_lo, fin, co, carry)
             y1 = min(y + th, H)
-            buf.valid[y - buf.y0:y1 - buf.y0, :x_hi - x_lo] |= valid
+            buf.valid[y - buf.y0 : y1 - buf.y0, : x_hi - x_lo] |= valid
             fill = self.fill if self.fill is not None else np.zeros(data.shape[0], np.float32)
             self._predict_strip(prepare_strip(data, valid, fill, th, pw), xs, buf)
         yield from self._finalize(buf, H - buf.y0, x_lo, fin, co, carry)
         carry.width_in = co
 
-    def _finalize(self, buf: _PanelBuffer, n_rows: int, x_lo: int, fin: int, co: int,
-                  carry: _SeamCarry) -> Iterator[BlendedBlock]:
+    def _finalize(
+        self, buf: _PanelBuffer, n_rows: int, x_lo: int, fin: int, co: int, carry: _SeamCarry
+    ) -> Iterator[BlendedBlock]:
         """Yield the first ``n_rows`` rows of the buffer (columns ``[0, fin)``), then shift them out."""
         if n_rows <= 0:
             return
         r0, r1 = buf.y0, buf.y0 + n_rows
         acc, wsum = buf.acc[:, :n_rows], buf.wsum[:n_rows]
         carry.add_into(acc, wsum, r0, r1)  # what the previous panel's windows left in the shared columns
-        carry.keep(acc[:, :, fin:fin + co], wsum[:, fin:fin + co], r0, r1)
+        carry.keep(acc[:, :, fin : fin + co], wsum[:, fin : fin + co], r0, r1)
         for c0 in range(0, fin, self.finalize_cols):  # column blocks bound the consumer's temporaries
             c1 = min(c0 + self.finalize_cols, fin)
-            yield BlendedBlock(r0, r1, x_lo + c0, x_lo + c1, acc[:, :, c0:c1], wsum[:, c0:c1],
-                               buf.valid[:n_rows, c0:c1].copy())
+            yield BlendedBlock(
+                r0, r1, x_lo + c0, x_lo + c1, acc[:, :, c0:c1], wsum[:, c0:c1], buf.valid[:n_rows, c0:c1].copy()
+            )
         buf.shift(n_rows)
 
     def _predict_strip(self, strip: np.ndarray, xs: list[int], buf: _PanelBuffer) -> None:
@@ -326,7 +341,7 @@ class SlidingWindowInferer:
                 raise InferenceCancelled("inference cancelled; nothing was written")
             bs = self.batch_size
             # raw dtype (uint8 for most imagery): 4x less to copy (and to send to a GPU) than float32
-            batch = torch.from_numpy(np.stack([strip[:, :, x:x + tw] for x in xs[i:i + bs]]))
+            batch = torch.from_numpy(np.stack([strip[:, :, x : x + tw] for x in xs[i : i + bs]]))
             try:
                 if dev.type == "cuda":
                     batch = batch.pin_memory().to(dev, non_blocking=True)
@@ -338,13 +353,14 @@ class SlidingWindowInferer:
                     raise
                 torch.cuda.empty_cache()
                 self.batch_size = max(1, bs // 2)
-                warnings.warn(f"CUDA out of memory; batch size halved to {self.batch_size}", RuntimeWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"CUDA out of memory; batch size halved to {self.batch_size}", RuntimeWarning, stacklevel=4
+                )
                 continue
             for j in range(out.shape[0]):
                 x = xs[i + j]
-                buf.acc[:, :, x:x + tw].addcmul_(out[j], self.wmap)
-                buf.wsum[:, x:x + tw] += self.wmap
+                buf.acc[:, :, x : x + tw].addcmul_(out[j], self.wmap)
+                buf.wsum[:, x : x + tw] += self.wmap
             i += out.shape[0]
             self.done += out.shape[0]
             if self.progress is not None:
@@ -363,9 +379,19 @@ class _ArrayReader:
             yield self.image[:, r0:r1, c0:c1], self.valid[r0:r1, c0:c1]
 
 
-def sliding_window_inference(image: np.ndarray, predictor: PredictorFn, channels: int, tile: int, overlap: float = 0.25,
-                             *, blend: str = "gaussian", batch_size: int = 4, device: torch.device | None = None,
-                             panel_cols: int = PANEL_COLS, valid: np.ndarray | None = None) -> torch.Tensor:
+def sliding_window_inference(
+    image: np.ndarray,
+    predictor: PredictorFn,
+    channels: int,
+    tile: int,
+    overlap: float = 0.25,
+    *,
+    blend: str = "gaussian",
+    batch_size: int = 4,
+    device: torch.device | None = None,
+    panel_cols: int = PANEL_COLS,
+    valid: np.ndarray | None = None,
+) -> torch.Tensor:
     """Blend a predictor over a whole in-memory image (MONAI's ``sliding_window_inference`` for 2-D rasters).
 
     Args:
@@ -388,5 +414,5 @@ def sliding_window_inference(image: np.ndarray, predictor: PredictorFn, channels
     inferer = SlidingWindowInferer(predictor, channels, geom, blend=blend, device=device, batch_size=batch_size)
     out = torch.empty((channels, h, w), dtype=torch.float32)
     for blk in inferer.run(_ArrayReader(image, valid)):
-        blk.average(out[:, blk.r0:blk.r1, blk.c0:blk.c1])
+        blk.average(out[:, blk.r0 : blk.r1, blk.c0 : blk.c1])
     return out

@@ -50,8 +50,13 @@ class RasterSource:
         ModelInputError: ``bounds`` given for an array.
     """
 
-    def __init__(self, source: str | os.PathLike[str] | np.ndarray | RasterData, window: Window | None = None,
-                 bounds: BBox | None = None, bounds_crs: CRS | str | int = "EPSG:4326") -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | np.ndarray | RasterData,
+        window: Window | None = None,
+        bounds: BBox | None = None,
+        bounds_crs: CRS | str | int = "EPSG:4326",
+    ) -> None:
         self._stack = ExitStack()
         self._ds: DatasetReader | None = None
         self._r: RasterData | None = None
@@ -135,6 +140,7 @@ class RasterSource:
     def __enter__(self) -> RasterSource:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -51,8 +51,9 @@ def _profile(n: int, mode: str, sigma_scale: float) -> np.ndarray:
     return np.sin(math.pi * x / n) ** 2
 
 
-def importance_map(tile: int | tuple[int, int], mode: str = "gaussian", sigma_scale: float = 0.125,
-                   floor: float = 1e-3) -> np.ndarray:
+def importance_map(
+    tile: int | tuple[int, int], mode: str = "gaussian", sigma_scale: float = 0.125, floor: float = 1e-3
+) -> np.ndarray:
     """Per-pixel blending weight of a window (separable in rows and columns).
 
     Args:

@@ -17,7 +17,24 @@ from rsviz.metrics.roads import (
     road_graph_apls,
 )
 
-__all__ = ["ConfusionMatrix", "ObjectMatch", "apls", "apls_from_masks", "binary_error_map", "binary_metrics",
-           "boundary_f1", "disagreement_map", "error_map_rgba", "height_metrics", "height_metrics_per_class",
-           "match_polygons", "match_to_geojson", "multiclass_boundary_f1", "object_f1", "reconstruction_metrics",
-           "relaxed_precision_recall", "residual_map", "road_graph_apls"]
+__all__ = [
+    "ConfusionMatrix",
+    "ObjectMatch",
+    "apls",
+    "apls_from_masks",
+    "binary_error_map",
+    "binary_metrics",
+    "boundary_f1",
+    "disagreement_map",
+    "error_map_rgba",
+    "height_metrics",
+    "height_metrics_per_class",
+    "match_polygons",
+    "match_to_geojson",
+    "multiclass_boundary_f1",
+    "object_f1",
+    "reconstruction_metrics",
+    "relaxed_precision_recall",
+    "residual_map",
+    "road_graph_apls",
+]

@@ -15,6 +15,8 @@ edge response is not double-counted) against boundaries of the ground-truth mask
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import thin
@@ -34,7 +36,7 @@ def boundary_f1(
     tolerance_m: float | None = None,
     valid: np.ndarray | None = None,
     is_boundary: bool = False,
-) -> dict:
+) -> dict[str, float]:
     """BF score between a predicted and a ground-truth mask.
 
     Args:
@@ -65,8 +67,12 @@ def boundary_f1(
     if npred == 0 and ngt == 0:
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan"), "tolerance_px": float(tolerance)}
     if npred == 0 or ngt == 0:
-        return {"precision": 0.0 if npred else float("nan"), "recall": 0.0 if ngt else float("nan"), "f1": 0.0,
-                "tolerance_px": float(tolerance)}
+        return {
+            "precision": 0.0 if npred else float("nan"),
+            "recall": 0.0 if ngt else float("nan"),
+            "f1": 0.0,
+            "tolerance_px": float(tolerance),
+        }
     dg = ndimage.distance_transform_edt(~bg)
     dp = ndimage.distance_transform_edt(~bp)
     p = float((dg[bp] <= tolerance).mean())
@@ -75,7 +81,12 @@ def boundary_f1(
     return {"precision": p, "recall": r, "f1": f, "tolerance_px": float(tolerance)}
 
 
-def multiclass_boundary_f1(pred: np.ndarray, target: np.ndarray, class_ids, tolerance: float = 2.0,
-                           valid: np.ndarray | None = None) -> dict[int, dict]:
+def multiclass_boundary_f1(
+    pred: np.ndarray,
+    target: np.ndarray,
+    class_ids: Iterable[int | np.integer[Any]],
+    tolerance: float = 2.0,
+    valid: np.ndarray | None = None,
+) -> dict[int, dict[str, float]]:
     """BF score per class id (one-vs-rest masks); returns ``{class_id: boundary_f1(...)}``."""
     return {int(c): boundary_f1(pred == c, target == c, tolerance, valid=valid) for c in class_ids}

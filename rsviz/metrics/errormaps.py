@@ -41,7 +41,9 @@ def error_map_rgba(codes: np.ndarray, alpha: int = 200) -> np.ndarray:
     return out
 
 
-def disagreement_map(pred: np.ndarray, target: np.ndarray, num_classes: int, valid: np.ndarray | None = None) -> np.ndarray:
+def disagreement_map(
+    pred: np.ndarray, target: np.ndarray, num_classes: int, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Multiclass disagreement codes: ``-1`` where correct or invalid, else ``true * num_classes + pred``.
 
     Returns:

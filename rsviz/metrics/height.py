@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def height_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-3) -> dict[str, float]:
+def height_metrics(
+    pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-3
+) -> dict[str, float]:
     """RMSE, MAE, bias and delta<1.25 accuracy.
 
     Args:
@@ -34,12 +36,22 @@ def height_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | Non
         return {"rmse": nan, "mae": nan, "bias": nan, "delta_1.25": nan, "pixels": 0}
     pos = ok & (p > eps) & (t > eps)
     ratio = np.maximum(p[pos] / t[pos], t[pos] / p[pos])
-    return {"rmse": float(np.sqrt((e**2).mean())), "mae": float(np.abs(e).mean()), "bias": float(e.mean()),
-            "delta_1.25": float((ratio < 1.25).mean()) if ratio.size else float("nan"), "pixels": int(e.size)}
+    return {
+        "rmse": float(np.sqrt((e**2).mean())),
+        "mae": float(np.abs(e).mean()),
+        "bias": float(e.mean()),
+        "delta_1.25": float((ratio < 1.25).mean()) if ratio.size else float("nan"),
+        "pixels": int(e.size),
+    }
 
 
-def height_metrics_per_class(pred: np.ndarray, target: np.ndarray, classes: np.ndarray, class_names: dict[int, str],
-                             valid: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+def height_metrics_per_class(
+    pred: np.ndarray,
+    target: np.ndarray,
+    classes: np.ndarray,
+    class_names: dict[int, str],
+    valid: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
     """:func:`height_metrics` restricted to each class of a semantic map."""
     out: dict[str, dict[str, float]] = {}
     for cid, name in class_names.items():

@@ -19,7 +19,9 @@ from torchmetrics.functional.classification import (
 )
 
 
-def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, label_names: Sequence[str], threshold: float = 0.5) -> dict[str, Any]:
+def multilabel_metrics(
+    probs: np.ndarray, targets: np.ndarray, label_names: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
     """Multi-label metrics.
 
     Args:
@@ -44,11 +46,27 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, label_names: Sequ
     per: list[dict[str, Any]] = []
     for i, name in enumerate(label_names):
         undefined = support[i] == 0 and pred_pos[i] == 0
-        per.append({"name": name, "precision": float("nan") if undefined else float(prec[i]),
-                    "recall": float("nan") if undefined else float(rec[i]),
-                    "f1": float("nan") if undefined else float(f1[i]), "support": int(support[i])})
+        per.append(
+            {
+                "name": name,
+                "precision": float("nan") if undefined else float(prec[i]),
+                "recall": float("nan") if undefined else float(rec[i]),
+                "f1": float("nan") if undefined else float(f1[i]),
+                "support": int(support[i]),
+            }
+        )
     present = support > 0
-    mAP = float(multilabel_average_precision(p[:, present], t[:, present], num_labels=int(present.sum()), average="macro")) if present.any() else float("nan")
+    mAP = (
+        float(
+            multilabel_average_precision(p[:, present], t[:, present], num_labels=int(present.sum()), average="macro")
+        )
+        if present.any()
+        else float("nan")
+    )
     f1s = np.array([x["f1"] for x in per], float)
-    return {"per_label": per, "micro_f1": float(multilabel_f1_score(p, t, num_labels=n_labels, threshold=threshold, average="micro")),
-            "macro_f1": float(np.nanmean(f1s)) if np.isfinite(f1s).any() else float("nan"), "map": mAP}
+    return {
+        "per_label": per,
+        "micro_f1": float(multilabel_f1_score(p, t, num_labels=n_labels, threshold=threshold, average="micro")),
+        "macro_f1": float(np.nanmean(f1s)) if np.isfinite(f1s).any() else float("nan"),
+        "map": mAP,
+    }

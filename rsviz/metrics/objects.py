@@ -15,6 +15,7 @@ dropped from both sides first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import shapely
@@ -22,6 +23,9 @@ from affine import Affine
 from shapely.strtree import STRtree
 
 from rsviz.postprocess.vectorize import instances_to_polygons, mask_to_polygons
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 
 @dataclass
@@ -38,7 +42,7 @@ class ObjectMatch:
     fp: list[shapely.Polygon] = field(default_factory=list)
     fn: list[shapely.Polygon] = field(default_factory=list)
 
-    def scores(self) -> dict:
+    def scores(self) -> dict[str, float]:
         """``{"precision", "recall", "f1", "tp", "fp", "fn", "mean_iou_tp"}``."""
         tp, fp, fn = len(self.tp), len(self.fp), len(self.fn)
         p = tp / (tp + fp) if tp + fp else float("nan")
@@ -54,8 +58,14 @@ def _iou(a: shapely.Polygon, b: shapely.Polygon) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_polygons(proposals: list, ground_truth: list, iou_threshold: float = 0.5, *, min_area: float = 0.0,
-                   matching: str = "greedy") -> ObjectMatch:
+def match_polygons(
+    proposals: Sequence[shapely.Geometry],
+    ground_truth: Sequence[shapely.Geometry],
+    iou_threshold: float = 0.5,
+    *,
+    min_area: float = 0.0,
+    matching: str = "greedy",
+) -> ObjectMatch:
     """Match proposal polygons to ground-truth polygons (see module docstring).
 
     Args:
@@ -115,10 +125,18 @@ def match_polygons(proposals: list, ground_truth: list, iou_threshold: float = 0
     return res
 
 
-def object_f1(pred_mask: np.ndarray, gt_mask: np.ndarray, *, transform: Affine | None = None,
-              iou_threshold: float = 0.5, min_area: float = 0.0, valid: np.ndarray | None = None,
-              matching: str = "greedy", pred_instances: np.ndarray | None = None,
-              gt_instances: np.ndarray | None = None) -> tuple[dict, ObjectMatch]:
+def object_f1(
+    pred_mask: np.ndarray,
+    gt_mask: np.ndarray,
+    *,
+    transform: Affine | None = None,
+    iou_threshold: float = 0.5,
+    min_area: float = 0.0,
+    valid: np.ndarray | None = None,
+    matching: str = "greedy",
+    pred_instances: np.ndarray | None = None,
+    gt_instances: np.ndarray | None = None,
+) -> tuple[dict[str, float], ObjectMatch]:
     """SpaceNet object F1 between two binary masks on the same grid.
 
     Objects are the 4-connected components of each mask, or the given instance maps
@@ -129,15 +147,21 @@ def object_f1(pred_mask: np.ndarray, gt_mask: np.ndarray, *, transform: Affine |
         ``(scores, match)``: :meth:`ObjectMatch.scores` and the polygons (in ``transform``
         coordinates) for display.
     """
-    p = (instances_to_polygons(pred_instances, transform, valid=valid) if pred_instances is not None
-         else mask_to_polygons(pred_mask, transform, valid=valid))
-    g = (instances_to_polygons(gt_instances, transform, valid=valid) if gt_instances is not None
-         else mask_to_polygons(gt_mask, transform, valid=valid))
+    p = (
+        instances_to_polygons(pred_instances, transform, valid=valid)
+        if pred_instances is not None
+        else mask_to_polygons(pred_mask, transform, valid=valid)
+    )
+    g = (
+        instances_to_polygons(gt_instances, transform, valid=valid)
+        if gt_instances is not None
+        else mask_to_polygons(gt_mask, transform, valid=valid)
+    )
     m = match_polygons(p, g, iou_threshold, min_area=min_area, matching=matching)
     return m.scores(), m
 
 
-def match_to_geojson(match: ObjectMatch, src_crs=None) -> dict:
+def match_to_geojson(match: ObjectMatch, src_crs: CRS | str | None = None) -> dict[str, Any]:
     """GeoJSON FeatureCollection (EPSG:4326 when ``src_crs`` is given) of TP/FP/FN polygons.
 
     Each feature has ``properties.kind`` in {``tp``, ``fp``, ``fn``} and ``iou`` for TPs
@@ -145,13 +169,13 @@ def match_to_geojson(match: ObjectMatch, src_crs=None) -> dict:
     """
     from rasterio.warp import transform_geom
 
-    feats = []
+    feats: list[dict[str, Any]] = []
 
-    def add(geom, kind, iou=None):
+    def add(geom: shapely.Geometry, kind: str, iou: float | None = None) -> None:
         g = shapely.geometry.mapping(geom)
         if src_crs is not None:
             g = transform_geom(src_crs, "EPSG:4326", g)
-        props = {"kind": kind}
+        props: dict[str, str | float] = {"kind": kind}
         if iou is not None:
             props["iou"] = round(iou, 4)
         feats.append({"type": "Feature", "properties": props, "geometry": g})

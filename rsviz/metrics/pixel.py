@@ -22,7 +22,7 @@ weighted means (never counted as 0 or 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, SupportsFloat, Sequence
+from typing import Any, Sequence, SupportsFloat
 
 import numpy as np
 
@@ -70,8 +70,9 @@ class ConfusionMatrix:
         p, t = pred[keep].astype(np.int64), target[keep].astype(np.int64)
         k = self.num_classes
         if p.size and (p.min() < 0 or p.max() >= k or t.min() < 0 or t.max() >= k):
-            raise ValueError(f"class ids must be in [0, {k}); got prediction {p.min()}..{p.max()}, "
-                             f"ground truth {t.min()}..{t.max()}")
+            raise ValueError(
+                f"class ids must be in [0, {k}); got prediction {p.min()}..{p.max()}, ground truth {t.min()}..{t.max()}"
+            )
         self.matrix += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
         return self
 
@@ -101,9 +102,22 @@ class ConfusionMatrix:
         for c in range(self.num_classes):
             if self.ignore_index is not None and c == self.ignore_index:
                 continue
-            per.append({"id": c, "name": names[c], "iou": _f(iou[c]), "precision": _f(prec[c]), "recall": _f(rec[c]),
-                        "f1": _f(f1[c]), "support": int(support[c]), "users_accuracy": _f(prec[c]),
-                        "producers_accuracy": _f(rec[c]), "tp": int(tp[c]), "fp": int(fp[c]), "fn": int(fn[c])})
+            per.append(
+                {
+                    "id": c,
+                    "name": names[c],
+                    "iou": _f(iou[c]),
+                    "precision": _f(prec[c]),
+                    "recall": _f(rec[c]),
+                    "f1": _f(f1[c]),
+                    "support": int(support[c]),
+                    "users_accuracy": _f(prec[c]),
+                    "producers_accuracy": _f(rec[c]),
+                    "tp": int(tp[c]),
+                    "fp": int(fp[c]),
+                    "fn": int(fn[c]),
+                }
+            )
         ids = [p["id"] for p in per]
 
         def macro(key: str) -> float:
@@ -118,11 +132,24 @@ class ConfusionMatrix:
 
         keys = ("iou", "precision", "recall", "f1")
         TP, FP, FN = tp[ids].sum(), fp[ids].sum(), fn[ids].sum()
-        micro = {"iou": _f(_div(TP, TP + FP + FN)), "precision": _f(_div(TP, TP + FP)), "recall": _f(_div(TP, TP + FN)),
-                 "f1": _f(_div(2 * TP, 2 * TP + FP + FN))}
-        return {"per_class": per, "overall_accuracy": oa, "kappa": _f(kappa), "pixels": int(n),
-                "macro": {k: macro(k) for k in keys}, "weighted": {k: weighted(k) for k in keys}, "micro": micro,
-                "confusion_matrix": self.matrix.tolist(), "class_names": names, "ignore_index": self.ignore_index}
+        micro = {
+            "iou": _f(_div(TP, TP + FP + FN)),
+            "precision": _f(_div(TP, TP + FP)),
+            "recall": _f(_div(TP, TP + FN)),
+            "f1": _f(_div(2 * TP, 2 * TP + FP + FN)),
+        }
+        return {
+            "per_class": per,
+            "overall_accuracy": oa,
+            "kappa": _f(kappa),
+            "pixels": int(n),
+            "macro": {k: macro(k) for k in keys},
+            "weighted": {k: weighted(k) for k in keys},
+            "micro": micro,
+            "confusion_matrix": self.matrix.tolist(),
+            "class_names": names,
+            "ignore_index": self.ignore_index,
+        }
 
 
 def _f(x: SupportsFloat) -> float:
@@ -144,6 +171,15 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | Non
     r = cm.compute()
     pos = r["per_class"][1]
     m = cm.matrix
-    return {"iou": pos["iou"], "precision": pos["precision"], "recall": pos["recall"], "f1": pos["f1"],
-            "overall_accuracy": r["overall_accuracy"], "kappa": r["kappa"], "tp": int(m[1, 1]), "fp": int(m[0, 1]),
-            "fn": int(m[1, 0]), "tn": int(m[0, 0])}
+    return {
+        "iou": pos["iou"],
+        "precision": pos["precision"],
+        "recall": pos["recall"],
+        "f1": pos["f1"],
+        "overall_accuracy": r["overall_accuracy"],
+        "kappa": r["kappa"],
+        "tp": int(m[1, 1]),
+        "fp": int(m[0, 1]),
+        "fn": int(m[1, 0]),
+        "tn": int(m[0, 0]),
+    }

@@ -24,7 +24,7 @@ The snapping buffer of the definition is :data:`SPACENET_BUFFER_M` = 4 m (CosmiQ
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Hashable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -34,8 +34,9 @@ from scipy.spatial import cKDTree
 from rsviz.postprocess.road_graph import RoadGraphSettings, mask_graphs, road_graphs
 
 
-def relaxed_precision_recall(pred: np.ndarray, target: np.ndarray, rho: float = 3.0,
-                             valid: np.ndarray | None = None) -> dict:
+def relaxed_precision_recall(
+    pred: np.ndarray, target: np.ndarray, rho: float = 3.0, valid: np.ndarray | None = None
+) -> dict[str, float]:
     """Relaxed precision, recall and F1 within ``rho`` pixels.
 
     Args:
@@ -50,9 +51,21 @@ def relaxed_precision_recall(pred: np.ndarray, target: np.ndarray, rho: float = 
     p, t = np.asarray(pred, bool), np.asarray(target, bool)
     if valid is not None:
         p, t = p & valid, t & valid
-    prec = float((ndimage.distance_transform_edt(~t)[p] <= rho).mean()) if p.any() and t.any() else (0.0 if p.any() else float("nan"))
-    rec = float((ndimage.distance_transform_edt(~p)[t] <= rho).mean()) if t.any() and p.any() else (0.0 if t.any() else float("nan"))
-    f1 = 2 * prec * rec / (prec + rec) if (prec + rec) > 0 else (0.0 if not (math.isnan(prec) or math.isnan(rec)) else float("nan"))
+    prec = (
+        float((ndimage.distance_transform_edt(~t)[p] <= rho).mean())
+        if p.any() and t.any()
+        else (0.0 if p.any() else float("nan"))
+    )
+    rec = (
+        float((ndimage.distance_transform_edt(~p)[t] <= rho).mean())
+        if t.any() and p.any()
+        else (0.0 if t.any() else float("nan"))
+    )
+    f1 = (
+        2 * prec * rec / (prec + rec)
+        if (prec + rec) > 0
+        else (0.0 if not (math.isnan(prec) or math.isnan(rec)) else float("nan"))
+    )
     return {"precision": prec, "recall": rec, "f1": f1, "rho_px": rho}
 
 
@@ -71,14 +84,16 @@ def spacenet_buffer_px(gsd_m: float) -> float:
     return SPACENET_BUFFER_M / gsd_m
 
 
-def _apls_one_way(g_src: nx.Graph, g_dst: nx.Graph, buffer: float, max_nodes: int, rng: np.random.Generator) -> tuple[float, int]:
+def _apls_one_way(
+    g_src: nx.Graph, g_dst: nx.Graph, buffer: float, max_nodes: int, rng: np.random.Generator
+) -> tuple[float, int]:
     ctrl = [n for n, d in g_src.nodes(data=True) if d.get("control")]
     if len(ctrl) > max_nodes:
         ctrl = list(rng.choice(ctrl, size=max_nodes, replace=False))
     if len(ctrl) < 2:
         return float("nan"), 0
     dst_nodes = list(g_dst.nodes)
-    snapped: dict = {}
+    snapped: dict[Hashable, Hashable | None] = {}
     if dst_nodes:
         tree = cKDTree(np.array([g_dst.nodes[n]["xy"] for n in dst_nodes]))
         for n in ctrl:
@@ -102,7 +117,9 @@ def _apls_one_way(g_src: nx.Graph, g_dst: nx.Graph, buffer: float, max_nodes: in
     return 1.0 - float(np.mean(scores)), len(scores)
 
 
-def apls(g_gt: nx.Graph, g_prop: nx.Graph, *, buffer: float = 4.0, max_nodes: int = 300, seed: int = 0) -> dict:
+def apls(
+    g_gt: nx.Graph, g_prop: nx.Graph, *, buffer: float = 4.0, max_nodes: int = 300, seed: int = 0
+) -> dict[str, float]:
     """APLS between a ground-truth and a proposal road graph (see module docstring).
 
     Args:
@@ -128,9 +145,19 @@ def apls(g_gt: nx.Graph, g_prop: nx.Graph, *, buffer: float = 4.0, max_nodes: in
     return {"apls": h, "apls_gt_to_prop": a, "apls_prop_to_gt": b, "pairs_gt": na, "pairs_prop": nb}
 
 
-def apls_from_masks(pred: np.ndarray, target: np.ndarray, *, spacing: float = 20.0, buffer: float = 4.0,
-                    max_nodes: int = 300, min_spur: float = 20.0, clean: bool = True, closing_px: int = 2,
-                    bridge_px: float = 0.0, bridge_angle: float = 30.0) -> dict:
+def apls_from_masks(
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    spacing: float = 20.0,
+    buffer: float = 4.0,
+    max_nodes: int = 300,
+    min_spur: float = 20.0,
+    clean: bool = True,
+    closing_px: int = 2,
+    bridge_px: float = 0.0,
+    bridge_angle: float = 30.0,
+) -> dict[str, float]:
     """APLS between skeleton graphs of two road masks (pixel units).
 
     The proposal graph is the skeleton of the predicted mask after :func:`clean_road_mask`
@@ -154,11 +181,16 @@ def apls_from_masks(pred: np.ndarray, target: np.ndarray, *, spacing: float = 20
     Returns:
         See :func:`apls`.
     """
-    return apls(*mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
-                buffer=buffer, max_nodes=max_nodes)
+    return apls(
+        *mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
+        buffer=buffer,
+        max_nodes=max_nodes,
+    )
 
 
-def road_graph_apls(prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any], *, buffer: float = 4.0) -> dict:
+def road_graph_apls(
+    prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any], *, buffer: float = 4.0
+) -> dict[str, float]:
     """APLS of a road probability map under a card's graph parameters (``extra.road_graph``).
 
     Args:

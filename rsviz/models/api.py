@@ -29,7 +29,7 @@ ENV_VAR = "RSVIZ_MODELS_PATH"
 _EXTRA_DIRS: list[Path] = []
 
 
-def register_model_dir(path: str | os.PathLike) -> None:
+def register_model_dir(path: str | os.PathLike[str]) -> None:
     """Add a folder whose sub-folders are models (each with ``card.json``)."""
     p = Path(path).resolve()
     if p not in _EXTRA_DIRS:
@@ -143,8 +143,9 @@ def load_model(name: str, device: str | torch.device | None = "auto") -> LoadedM
     return from_pretrained(model_dir(name), device, name=name)
 
 
-def from_pretrained(directory: str | os.PathLike, device: str | torch.device | None = "auto", *,
-                    name: str | None = None) -> LoadedModel:
+def from_pretrained(
+    directory: str | os.PathLike[str], device: str | torch.device | None = "auto", *, name: str | None = None
+) -> LoadedModel:
     """Load a model folder written by :func:`save_pretrained` (``config.json``, ``model.safetensors``,
     ``card.json``), registered or not, e.g. a candidate that a packager wrote outside ``weights/``.
 
@@ -173,7 +174,9 @@ def from_pretrained(directory: str | os.PathLike, device: str | torch.device | N
     state = dequantize_state(load_file(str(wpath)))
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise RsvizError(f"weights of {name!r} do not fit its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise RsvizError(
+            f"weights of {name!r} do not fit its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     dev = resolve_device(device)
     net = net.to(dev).eval()
     return LoadedModel(name, card, net, dev)
@@ -240,8 +243,16 @@ def as_stored(net: nn.Module, *, half: bool = True, int8_min_numel: int | None =
     return net
 
 
-def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, directory: str | os.PathLike,
-                    *, half: bool = True, int8_min_numel: int | None = None, readme: str | None = None) -> Path:
+def save_pretrained(
+    net: nn.Module,
+    config: dict[str, Any],
+    card: ModelCard,
+    directory: str | os.PathLike[str],
+    *,
+    half: bool = True,
+    int8_min_numel: int | None = None,
+    readme: str | None = None,
+) -> Path:
     """Write a model folder: ``config.json``, ``model.safetensors``, ``card.json``, ``README.md``.
 
     Args:
@@ -275,24 +286,46 @@ def save_pretrained(net: nn.Module, config: dict[str, Any], card: ModelCard, dir
 
 def render_card_markdown(card: ModelCard) -> str:
     """Short human-readable model card (Markdown)."""
-    lines = [f"# {card.title}", "", f"`{card.name}` — task: **{card.task}**", "",
-             f"**Architecture:** {card.architecture}", "", f"**Reproduces:** {card.paper}", "",
-             f"**Input:** bands {', '.join(card.input.bands)} ({card.input.dtype}, divided by {card.input.scale:g}, "
-             f"normalised with mean {card.input.mean} / std {card.input.std}); GSD {card.input.gsd_range_m[0]:g}-"
-             f"{card.input.gsd_range_m[1]:g} m; tile {card.input.tile_size} px, overlap {card.input.overlap:g}"
-             + ("; test-time augmentation (8 flips/rotations) on by default, as the metrics were measured"
-                if card.input.tta else "") + ".", "",
-             "**Heads:** " + "; ".join(f"`{k}` ({h.kind}, {h.channels} ch{', ' + h.units if h.units else ''})"
-                                       for k, h in card.heads.items()), ""]
+    lines = [
+        f"# {card.title}",
+        "",
+        f"`{card.name}` — task: **{card.task}**",
+        "",
+        f"**Architecture:** {card.architecture}",
+        "",
+        f"**Reproduces:** {card.paper}",
+        "",
+        f"**Input:** bands {', '.join(card.input.bands)} ({card.input.dtype}, divided by {card.input.scale:g}, "
+        f"normalised with mean {card.input.mean} / std {card.input.std}); GSD {card.input.gsd_range_m[0]:g}-"
+        f"{card.input.gsd_range_m[1]:g} m; tile {card.input.tile_size} px, overlap {card.input.overlap:g}"
+        + (
+            "; test-time augmentation (8 flips/rotations) on by default, as the metrics were measured"
+            if card.input.tta
+            else ""
+        )
+        + ".",
+        "",
+        "**Heads:** "
+        + "; ".join(
+            f"`{k}` ({h.kind}, {h.channels} ch{', ' + h.units if h.units else ''})" for k, h in card.heads.items()
+        ),
+        "",
+    ]
     if card.classes:
         lines += ["**Classes:** " + ", ".join(f"{c.id} {c.name} ({c.hex})" for c in card.classes), ""]
     if card.training_data:
         lines += ["## Training data", ""]
-        lines += [f"- {t.get('dataset')}: {t.get('splits', '')} — {t.get('licence', '')}. {t.get('attribution', '')}"
-                  for t in card.training_data]
+        lines += [
+            f"- {t.get('dataset')}: {t.get('splits', '')} — {t.get('licence', '')}. {t.get('attribution', '')}"
+            for t in card.training_data
+        ]
         lines += [""]
     if card.metrics:
-        lines += ["## Measured metrics", "", "| split | " + " | ".join(sorted({k for m in card.metrics.values() for k in m})) + " |"]
+        lines += [
+            "## Measured metrics",
+            "",
+            "| split | " + " | ".join(sorted({k for m in card.metrics.values() for k in m})) + " |",
+        ]
         keys = sorted({k for m in card.metrics.values() for k in m})
         lines += ["|---" * (len(keys) + 1) + "|"]
         for split, m in card.metrics.items():
@@ -312,8 +345,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def import_checkpoint(checkpoint: str | os.PathLike, card: ModelCard | dict[str, Any], config: dict[str, Any],
-                      directory: str | os.PathLike) -> Path:
+def import_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    card: ModelCard | dict[str, Any],
+    config: dict[str, Any],
+    directory: str | os.PathLike[str],
+) -> Path:
     """Import a user's own smp checkpoint with a card they wrote, into a model folder.
 
     The checkpoint is a ``.safetensors`` file, or a ``.pt``/``.pth`` state dict read
@@ -338,12 +375,14 @@ def import_checkpoint(checkpoint: str | os.PathLike, card: ModelCard | dict[str,
     card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
     ckpt = Path(checkpoint)
     if ckpt.suffix == ".safetensors":
-        state = load_file(str(ckpt))
+        state: dict[str, Any] = load_file(str(ckpt))
     else:
         try:
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError/RuntimeError for unsafe or broken files
-            raise RsvizError(f"cannot read {ckpt.name} as a plain state dict ({exc}); save it with torch.save(model.state_dict())") from exc
+            raise RsvizError(
+                f"cannot read {ckpt.name} as a plain state dict ({exc}); save it with torch.save(model.state_dict())"
+            ) from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
     net = build_model(config)
@@ -356,15 +395,29 @@ def import_checkpoint(checkpoint: str | os.PathLike, card: ModelCard | dict[str,
                 break
     missing = target - set(fixed)
     if missing:
-        raise RsvizError(f"{ckpt.name} does not fit {config}: {len(missing)} missing tensors, e.g. {sorted(missing)[:3]}")
+        raise RsvizError(
+            f"{ckpt.name} does not fit {config}: {len(missing)} missing tensors, e.g. {sorted(missing)[:3]}"
+        )
     net.load_state_dict(fixed)
     if config.get("in_channels", card.in_channels) != card.in_channels:
-        raise RsvizError(f"card lists {card.in_channels} bands but the config has in_channels={config.get('in_channels')}")
+        raise RsvizError(
+            f"card lists {card.in_channels} bands but the config has in_channels={config.get('in_channels')}"
+        )
     seg = card.heads.get("seg")
     if seg and seg.kind == "multiclass" and card.classes and len(card.classes) != seg.channels:
         raise RsvizError(f"card lists {len(card.classes)} classes but the seg head has {seg.channels} channels")
     return save_pretrained(net, config, card, directory, half=False)
 
 
-__all__ = ["list_models", "get_model_card", "load_model", "save_pretrained", "import_checkpoint",
-           "register_model_dir", "resolve_device", "LoadedModel", "RsvizError", "unknown_name"]
+__all__ = [
+    "list_models",
+    "get_model_card",
+    "load_model",
+    "save_pretrained",
+    "import_checkpoint",
+    "register_model_dir",
+    "resolve_device",
+    "LoadedModel",
+    "RsvizError",
+    "unknown_name",
+]

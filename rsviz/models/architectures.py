@@ -48,8 +48,13 @@ class MultiTaskUnet(nn.Module):
     ) -> None:
         super().__init__()
         heads = dict(heads or {"seg": 1})
-        net = smp.Unet(encoder_name, encoder_weights=None, in_channels=in_channels, classes=1,
-                       decoder_channels=tuple(decoder_channels))
+        net = smp.Unet(
+            encoder_name,
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=1,
+            decoder_channels=tuple(decoder_channels),
+        )
         self.encoder = net.encoder
         self.decoder = net.decoder
         c = decoder_channels[-1]
@@ -86,8 +91,14 @@ class SmpWrapper(nn.Module):
 
     def __init__(self, smp_arch: str, encoder_name: str, in_channels: int, classes: int, **kwargs: Any) -> None:
         super().__init__()
-        self.net = smp.create_model(smp_arch, encoder_name=encoder_name, encoder_weights=None,
-                                    in_channels=in_channels, classes=classes, **kwargs)
+        self.net = smp.create_model(
+            smp_arch,
+            encoder_name=encoder_name,
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=classes,
+            **kwargs,
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"seg": self.net(x)}
@@ -105,8 +116,12 @@ def _pplinknet(**kwargs: Any) -> nn.Module:
     return PPLinkNet(**kwargs)
 
 
-ARCHITECTURES: dict[str, Any] = {"mtl_unet": MultiTaskUnet, "smp": SmpWrapper, "s2_multilabel": _s2,
-                                 "pplinknet": _pplinknet}
+ARCHITECTURES: dict[str, Any] = {
+    "mtl_unet": MultiTaskUnet,
+    "smp": SmpWrapper,
+    "s2_multilabel": _s2,
+    "pplinknet": _pplinknet,
+}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:

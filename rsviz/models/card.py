@@ -103,8 +103,10 @@ class PostprocessSpec:
         bad = sorted(set(d) - {"instances", "road_graph"})
         if bad:
             raise ValueError(f"unknown postprocess key(s) {bad} in card.json; valid: instances, road_graph")
-        return cls(InstanceSettings.from_dict(d["instances"]) if d.get("instances") is not None else None,
-                   RoadGraphSettings.from_dict(d["road_graph"]) if d.get("road_graph") is not None else None)
+        return cls(
+            InstanceSettings.from_dict(d["instances"]) if d.get("instances") is not None else None,
+            RoadGraphSettings.from_dict(d["road_graph"]) if d.get("road_graph") is not None else None,
+        )
 
 
 @dataclass
@@ -150,12 +152,21 @@ class ModelCard:
     def __post_init__(self) -> None:
         # settings that older cards (and callers) keep in ``extra`` move to the typed ``postprocess``
         self.extra = dict(self.extra)  # the caller's dict is left as it is
-        moved = {new: self.extra.pop(old) for old, new in (("instance_postprocess", "instances"),
-                                                             ("road_graph", "road_graph")) if old in self.extra}
+        moved = {
+            new: self.extra.pop(old)
+            for old, new in (("instance_postprocess", "instances"), ("road_graph", "road_graph"))
+            if old in self.extra
+        }
         if moved:
-            self.postprocess = replace(self.postprocess, **{
-                k: (InstanceSettings if k == "instances" else RoadGraphSettings).from_dict(v) if isinstance(v, dict) else v
-                for k, v in moved.items() if v is not None})
+            # heterogeneous: InstanceSettings for ``instances``, RoadGraphSettings for ``road_graph``
+            changes: dict[str, Any] = {
+                k: (InstanceSettings if k == "instances" else RoadGraphSettings).from_dict(v)
+                if isinstance(v, dict)
+                else v
+                for k, v in moved.items()
+                if v is not None
+            }
+            self.postprocess = replace(self.postprocess, **changes)
 
     @property
     def task_kind(self) -> Task:

@@ -19,6 +19,7 @@ import logging
 import threading
 import weakref
 from collections import Counter
+from typing import cast
 
 import torch
 from torch import nn
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 # iterating a Proxy, unsupported builtins)
 _TRACE_ERRORS = (torch.fx.proxy.TraceError, TypeError, RuntimeError, NotImplementedError, AttributeError)
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+#: ``(_state_version(net), channels_last)`` of a cached copy
+_CacheKey = tuple[tuple[tuple[int, int], ...], bool]
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[_CacheKey, nn.Module]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -65,17 +68,21 @@ def _foldable_pairs(module: nn.Module) -> list[tuple[str, str]]:
         return [(f"{n}.{c}", f"{n}.{b}") for n, child in module.named_children() for c, b in _foldable_pairs(child)]
     mods = dict(module.named_modules())
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for node in graph.nodes:
         bn = mods.get(node.target) if node.op == "call_module" else None
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None or not node.args:
             continue
         src = node.args[0]
-        if not (isinstance(src, torch.fx.Node) and src.op == "call_module"
-                and isinstance(mods.get(src.target), _CONVS + _TRANSPOSED)):
+        if not (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and isinstance(mods.get(src.target), _CONVS + _TRANSPOSED)
+        ):
             continue
         if len(src.users) == 1 and calls[src.target] == 1 and calls[node.target] == 1:
-            pairs.append((src.target, node.target))
+            # a call_module node's target is the module's qualified name (torch.fx types it str | Callable)
+            pairs.append((cast(str, src.target), cast(str, node.target)))
     return pairs
 
 
@@ -105,8 +112,10 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 
     out = copy.deepcopy(net).eval()
     for conv_name, bn_name in _foldable_pairs(out):
-        conv = out.get_submodule(conv_name)
-        fused = fuse_conv_bn_eval(conv, out.get_submodule(bn_name), transpose=isinstance(conv, _TRANSPOSED))
+        # _foldable_pairs only yields (convolution, batch norm) names
+        conv = cast(nn.modules.conv._ConvNd, out.get_submodule(conv_name))
+        bn = cast(nn.modules.batchnorm._BatchNorm, out.get_submodule(bn_name))
+        fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, _TRANSPOSED))
         _replace(out, conv_name, fused)
         _replace(out, bn_name, nn.Identity())
     return out

@@ -59,7 +59,9 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1 - (2 * inter + eps) / (p.sum() + target.sum() + eps)
 
 
-def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+def binary_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
     """Focal loss (Lin et al., ICCV 2017) for binary logits, mean over pixels."""
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p = torch.sigmoid(logits)
@@ -94,8 +96,9 @@ def soft_skeleton(x: torch.Tensor, iterations: int) -> torch.Tensor:
     return skel
 
 
-def soft_cldice_loss(logits: torch.Tensor, target: torch.Tensor, iterations: int = 10, downsample: int = 1,
-                     eps: float = 1.0) -> torch.Tensor:
+def soft_cldice_loss(
+    logits: torch.Tensor, target: torch.Tensor, iterations: int = 10, downsample: int = 1, eps: float = 1.0
+) -> torch.Tensor:
     """Soft centreline Dice loss, a topology-preserving term for tubular structures such as roads.
 
     Shit et al., "clDice - a Novel Topology-Preserving Loss Function for Tubular Structure

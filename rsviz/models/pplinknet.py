@@ -11,6 +11,8 @@ Input ``(B, C, H, W)`` with H, W multiples of 32; output ``{"seg": (B, classes, 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
@@ -29,10 +31,19 @@ class PyramidPooling(nn.Module):
         super().__init__()
         inner = max(channels // len(bins), 8)
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(channels, inner, 1, bias=False), nn.BatchNorm2d(inner),
-                          nn.ReLU(inplace=True)) for b in bins)
-        self.project = nn.Sequential(nn.Conv2d(channels + inner * len(bins), channels, 3, padding=1, bias=False),
-                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(b),
+                nn.Conv2d(channels, inner, 1, bias=False),
+                nn.BatchNorm2d(inner),
+                nn.ReLU(inplace=True),
+            )
+            for b in bins
+        )
+        self.project = nn.Sequential(
+            nn.Conv2d(channels + inner * len(bins), channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -50,8 +61,13 @@ class PPLinkNet(nn.Module):
         bins: Pyramid bins.
     """
 
-    def __init__(self, encoder_name: str = "resnet18", in_channels: int = 3, classes: int = 1,
-                 bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        in_channels: int = 3,
+        classes: int = 1,
+        bins: tuple[int, ...] = (1, 2, 3, 6),
+    ) -> None:
         super().__init__()
         net = smp.Linknet(encoder_name, encoder_weights=None, in_channels=in_channels, classes=classes)
         self.encoder, self.decoder, self.head = net.encoder, net.decoder, net.segmentation_head
@@ -66,8 +82,9 @@ class PPLinkNet(nn.Module):
         return {"seg": self.head(y)}
 
 
-def poly_lr_lambda(total_steps: int, power: float = 0.9):
+def poly_lr_lambda(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
     """Poly learning-rate schedule factor ``(1 - step / total) ** power`` (DeepLab / PP-LinkNet)."""
+
     def f(step: int) -> float:
         return max(0.0, 1.0 - step / max(total_steps, 1)) ** power
 

@@ -20,6 +20,21 @@ from rsviz.postprocess.road_graph import (
 )
 from rsviz.postprocess.vectorize import instance_polygons, instances_to_polygons, mask_to_polygons
 
-__all__ = ["InstanceSettings", "RoadGraphSettings", "bridge_gaps", "clean_road_mask", "graph_from_lines",
-           "graph_from_mask", "graph_lines", "instance_polygons", "instances_for", "instances_to_polygons",
-           "mask_graphs", "mask_to_polygons", "merge_weak_boundaries", "prune_spurs", "road_graphs", "split_instances"]
+__all__ = [
+    "InstanceSettings",
+    "RoadGraphSettings",
+    "bridge_gaps",
+    "clean_road_mask",
+    "graph_from_lines",
+    "graph_from_mask",
+    "graph_lines",
+    "instance_polygons",
+    "instances_for",
+    "instances_to_polygons",
+    "mask_graphs",
+    "mask_to_polygons",
+    "merge_weak_boundaries",
+    "prune_spurs",
+    "road_graphs",
+    "split_instances",
+]

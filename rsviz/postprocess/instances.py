@@ -58,10 +58,18 @@ class InstanceSettings:
         return asdict(self)
 
 
-def split_instances(prob: np.ndarray, edge_prob: np.ndarray | None = None, threshold: float = 0.5,
-                    edge_threshold: float = 0.5, min_seed_px: int = 8, method: str = "auto",
-                    min_distance: int = 10, min_instance_px: int = 0, merge_below: float = 0.0,
-                    keep_edge_instances: bool = False) -> np.ndarray:
+def split_instances(
+    prob: np.ndarray,
+    edge_prob: np.ndarray | None = None,
+    threshold: float = 0.5,
+    edge_threshold: float = 0.5,
+    min_seed_px: int = 8,
+    method: str = "auto",
+    min_distance: int = 10,
+    min_instance_px: int = 0,
+    merge_below: float = 0.0,
+    keep_edge_instances: bool = False,
+) -> np.ndarray:
     """Building instances from a footprint probability map.
 
     Methods:
@@ -181,7 +189,9 @@ def merge_weak_boundaries(instances: np.ndarray, edge_prob: np.ndarray, threshol
     return lut[inst]
 
 
-def instances_for(heads: Mapping[str, np.ndarray], settings: InstanceSettings | Mapping[str, Any] | None = None) -> np.ndarray:
+def instances_for(
+    heads: Mapping[str, np.ndarray], settings: InstanceSettings | Mapping[str, Any] | None = None
+) -> np.ndarray:
     """Building instances of a prediction's heads with a card's post-processing.
 
     Args:
@@ -194,5 +204,15 @@ def instances_for(heads: Mapping[str, np.ndarray], settings: InstanceSettings | 
         ``(H, W)`` int32 instance ids (0 = background), see :func:`split_instances`.
     """
     s = settings if isinstance(settings, InstanceSettings) else InstanceSettings.from_dict(settings)
-    return split_instances(heads["probs"][0], heads.get("edge"), s.threshold, s.edge_threshold, s.min_seed_px,
-                           s.method, s.min_distance, s.min_instance_px, s.merge_below, s.keep_edge_instances)
+    return split_instances(
+        heads["probs"][0],
+        heads.get("edge"),
+        s.threshold,
+        s.edge_threshold,
+        s.min_seed_px,
+        s.method,
+        s.min_distance,
+        s.min_instance_px,
+        s.merge_below,
+        s.keep_edge_instances,
+    )

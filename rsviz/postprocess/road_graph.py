@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import networkx as nx
 import numpy as np
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
+
+if TYPE_CHECKING:
+    import shapely
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ class RoadGraphSettings:
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
-def clean_road_mask(mask: np.ndarray, *, closing_px: int = 2, max_hole_px: int = 100,
-                    max_object_px: int = 100) -> np.ndarray:
+def clean_road_mask(
+    mask: np.ndarray, *, closing_px: int = 2, max_hole_px: int = 100, max_object_px: int = 100
+) -> np.ndarray:
     """Tidy a predicted road mask before it becomes a graph.
 
     Morphological closing with a disk of radius ``closing_px`` (bridges 1-2 px breaks), then
@@ -177,7 +181,9 @@ def bridge_gaps(g: nx.Graph, max_gap: float, *, max_angle: float = 45.0, look_ba
     return g
 
 
-def graph_from_mask(mask: np.ndarray, spacing: float = 20.0, min_length: float = 5.0, min_spur: float = 0.0) -> nx.Graph:
+def graph_from_mask(
+    mask: np.ndarray, spacing: float = 20.0, min_length: float = 5.0, min_spur: float = 0.0
+) -> nx.Graph:
     """Road graph from a binary road mask via its skeleton.
 
     Nodes are skeleton pixels (``xy`` = (col, row) in pixels), 8-connected, edges weighted by
@@ -220,7 +226,9 @@ def graph_from_mask(mask: np.ndarray, spacing: float = 20.0, min_length: float =
     return g
 
 
-def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6, node_spacing: float | None = None) -> nx.Graph:
+def graph_from_lines(
+    lines: Iterable[shapely.Geometry], spacing: float = 20.0, snap: float = 1e-6, node_spacing: float | None = None
+) -> nx.Graph:
     """Road graph from line geometries (shapely LineString / MultiLineString, one CRS).
 
     Lines are densified with nodes at most ``node_spacing`` apart (default ``spacing / 4``), so
@@ -262,8 +270,16 @@ def graph_from_lines(lines: Iterable, spacing: float = 20.0, snap: float = 1e-6,
     return g
 
 
-def mask_graphs(pred, target, spacing: float, min_spur: float, clean: bool, closing_px: int, bridge_px: float,
-                 bridge_angle: float) -> tuple[nx.Graph, nx.Graph]:
+def mask_graphs(
+    pred: np.ndarray,
+    target: np.ndarray,
+    spacing: float,
+    min_spur: float,
+    clean: bool,
+    closing_px: int,
+    bridge_px: float,
+    bridge_angle: float,
+) -> tuple[nx.Graph, nx.Graph]:
     """``(g_gt, g_prop)`` skeleton graphs of a ground-truth and a predicted road mask (arguments as in
     :func:`rsviz.metrics.roads.apls_from_masks`)."""
     p = clean_road_mask(pred, closing_px=closing_px) if clean else pred
@@ -271,7 +287,9 @@ def mask_graphs(pred, target, spacing: float, min_spur: float, clean: bool, clos
     return graph_from_mask(target, spacing, min_spur=min_spur), g_prop
 
 
-def road_graphs(prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any]) -> tuple[nx.Graph, nx.Graph]:
+def road_graphs(
+    prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any]
+) -> tuple[nx.Graph, nx.Graph]:
     """Ground-truth and proposal graphs as :func:`road_graph_apls` scores them (pixel coordinates).
 
     Args:
@@ -283,8 +301,9 @@ def road_graphs(prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings 
         ``(g_gt, g_prop)``; proposal bridge edges carry ``bridge=True``.
     """
     q = params if isinstance(params, RoadGraphSettings) else RoadGraphSettings.from_dict(params)
-    return mask_graphs(np.asarray(prob) >= q.threshold, target, 20.0, q.min_spur, True, int(q.closing_px),
-                       q.bridge_px, q.bridge_angle)
+    return mask_graphs(
+        np.asarray(prob) >= q.threshold, target, 20.0, q.min_spur, True, int(q.closing_px), q.bridge_px, q.bridge_angle
+    )
 
 
 def graph_lines(g: nx.Graph) -> list[tuple[list[tuple[float, float]], bool]]:

@@ -14,8 +14,9 @@ from rasterio.features import shapes
 from shapely.geometry import shape
 
 
-def instance_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
-                      valid: np.ndarray | None = None) -> dict[int, shapely.Geometry]:
+def instance_polygons(
+    instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0, valid: np.ndarray | None = None
+) -> dict[int, shapely.Geometry]:
     """One (multi)polygon per instance id of an int32 instance map (0 = background), keyed by the id.
 
     Args:
@@ -31,7 +32,7 @@ def instance_polygons(instances: np.ndarray, transform: Affine | None = None, *,
     if valid is not None:
         inst = np.where(valid, inst, 0)
     t = transform if transform is not None else Affine.identity()
-    parts: dict[int, list] = {}
+    parts: dict[int, list[shapely.Geometry]] = {}
     for geom, val in shapes(inst, mask=inst > 0, transform=t, connectivity=4):
         parts.setdefault(int(val), []).append(shape(geom))
     out = {}
@@ -44,14 +45,16 @@ def instance_polygons(instances: np.ndarray, transform: Affine | None = None, *,
     return out
 
 
-def instances_to_polygons(instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
-                          valid: np.ndarray | None = None) -> list[shapely.Geometry]:
+def instances_to_polygons(
+    instances: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0, valid: np.ndarray | None = None
+) -> list[shapely.Geometry]:
     """The geometries of :func:`instance_polygons` (same arguments), in increasing id order."""
     return list(instance_polygons(instances, transform, min_area=min_area, valid=valid).values())
 
 
-def mask_to_polygons(mask: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0,
-                     valid: np.ndarray | None = None) -> list[shapely.Polygon]:
+def mask_to_polygons(
+    mask: np.ndarray, transform: Affine | None = None, *, min_area: float = 0.0, valid: np.ndarray | None = None
+) -> list[shapely.Polygon]:
     """Connected components (4-connected) of a binary mask as polygons.
 
     Args:

@@ -89,8 +89,12 @@ def test_library_imports_no_experiments_and_no_ui_outside_the_app():
 
 
 def test_metrics_import_no_models():
-    bad = [f"{_module_name(f)} imports {n}" for f in (ROOT / "rsviz" / "metrics").rglob("*.py")
-           for n, _ in _imports(f) if n.startswith(("rsviz.models", "rsviz.inference", "rsviz.evaluation"))]
+    bad = [
+        f"{_module_name(f)} imports {n}"
+        for f in (ROOT / "rsviz" / "metrics").rglob("*.py")
+        for n, _ in _imports(f)
+        if n.startswith(("rsviz.models", "rsviz.inference", "rsviz.evaluation"))
+    ]
     assert bad == []
 
 

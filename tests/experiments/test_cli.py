@@ -47,8 +47,18 @@ def test_promote_takes_identical_weights_refuses_a_loser_and_adds_a_new_name(tmp
 
     other = shutil.copytree(BUNDLED_DIR / "building-seg", tmp_path / "other" / "building-seg")
     (other / "config.json").write_text((other / "config.json").read_text().replace("{", "{ ", 1))
-    monkeypatch.setattr(sel, "compare", lambda a, b: {"statistic": "val object F1", "bundled": 0.5, "candidate": 0.51,
-                                                     "p_better": 0.6, "replace": False, "replace_p": 0.9})
+    monkeypatch.setattr(
+        sel,
+        "compare",
+        lambda a, b: {
+            "statistic": "val object F1",
+            "bundled": 0.5,
+            "candidate": 0.51,
+            "p_better": 0.6,
+            "replace": False,
+            "replace_p": 0.9,
+        },
+    )
     before = (store / "building-seg" / "config.json").read_text()
     with pytest.raises(PromotionRefused, match="P\\(better\\) 0.600 < 0.9"):
         promote(other, store)

@@ -28,8 +28,13 @@ RECTS = [(10, 20, 40, 60), (50, 90, 80, 150)]  # row0, col0, row1, col1 (exclusi
 
 
 def _write(path: Path, arr: np.ndarray, transform=None, crs=CRS, nodata=None) -> None:
-    profile = {"driver": "GTiff", "height": arr.shape[1], "width": arr.shape[2], "count": arr.shape[0],
-               "dtype": arr.dtype.name}
+    profile = {
+        "driver": "GTiff",
+        "height": arr.shape[1],
+        "width": arr.shape[2],
+        "count": arr.shape[0],
+        "dtype": arr.dtype.name,
+    }
     if transform is not None:
         profile.update(transform=transform, crs=crs)
     if nodata is not None:

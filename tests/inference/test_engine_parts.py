@@ -24,12 +24,16 @@ def _image(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(3, h, w), dtype=np.uint8)
 
 
-@pytest.mark.parametrize(("overlap", "blend", "panel"), [(0.25, "gaussian", 100), (0.5, "cosine", 70), (0.0, "constant", 32)])
+@pytest.mark.parametrize(
+    ("overlap", "blend", "panel"), [(0.25, "gaussian", 100), (0.5, "cosine", 70), (0.0, "constant", 32)]
+)
 def test_identity_and_1x1_conv_predictors_reproduce_the_input_across_panel_seams(overlap, blend, panel):
     img = _image(75, 211, seed=1)
     geom = WindowGeometry.of(75, 211, 32, overlap, panel)
     assert len(geom.panels) > 2
-    ident = sliding_window_inference(img, lambda b: b.float(), 3, 32, overlap, blend=blend, panel_cols=panel, batch_size=3)
+    ident = sliding_window_inference(
+        img, lambda b: b.float(), 3, 32, overlap, blend=blend, panel_cols=panel, batch_size=3
+    )
     np.testing.assert_allclose(ident.numpy(), img.astype(np.float32), atol=1e-4)
     assert (np.rint(ident.numpy()) == img).all()
     conv = torch.nn.Conv2d(3, 2, 1)
@@ -52,8 +56,8 @@ class RecordingSink:
 
     def write(self, window, heads, valid):
         r, c, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
-        self.count[r:r + h, c:c + w] += 1
-        self.probs[r:r + h, c:c + w] = heads["probs"][0]
+        self.count[r : r + h, c : c + w] += 1
+        self.probs[r : r + h, c : c + w] = heads["probs"][0]
         assert valid.shape == (h, w)
         self.calls.append("write")
 
@@ -95,8 +99,20 @@ def test_threaded_cog_sink_equals_memory_sink_and_cancel_leaves_nothing(pointwis
     img = _image(300, 700, seed=3)
     transform = rasterio.transform.from_origin(500000, 5000000, 0.5, 0.5)
     src = tmp_path / "in.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=300, width=700, count=3, dtype="uint8", crs="EPSG:32633",
-                       transform=transform, tiled=True, blockxsize=128, blockysize=128) as dst:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        height=300,
+        width=700,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=transform,
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+    ) as dst:
         dst.write(img)
     monkeypatch.setattr(engine, "PANEL_COLS", 200)
     monkeypatch.setattr(engine, "FINALIZE_COLS", 64)  # many small blocks through the writer queue
@@ -112,7 +128,7 @@ def test_threaded_cog_sink_equals_memory_sink_and_cancel_leaves_nothing(pointwis
     np.testing.assert_array_equal(a[0], mem.heads["classes"])
     np.testing.assert_array_equal(a[1], np.rint(mem.heads["probs"][0] * 255).astype(np.uint8))
     np.testing.assert_array_equal(a[3], np.rint(mem.heads["edge"] * 255).astype(np.uint8))
-    np.testing.assert_array_equal(ov, mem.heads["classes"][::2, ::2][:ov.shape[0], :ov.shape[1]])
+    np.testing.assert_array_equal(ov, mem.heads["classes"][::2, ::2][: ov.shape[0], : ov.shape[1]])
     with rasterio.open(out) as ds:
         assert ds.read(window=Window(0, 0, 10, 10)).shape == (a.shape[0], 10, 10)
     cancelled = tmp_path / "cancel"

@@ -18,8 +18,10 @@ def test_variants_output_19_logits(variant):
 
 def test_pooling_recovers_native_resolutions_exactly():
     rng = np.random.default_rng(0)
-    native = {b: rng.integers(0, 10000, (120 if b in BANDS[:4] else 60 if b in BANDS[4:10] else 20,) * 2).astype(np.float32)
-              for b in BANDS}
+    native = {
+        b: rng.integers(0, 10000, (120 if b in BANDS[:4] else 60 if b in BANDS[4:10] else 20,) * 2).astype(np.float32)
+        for b in BANDS
+    }
     x = torch.from_numpy(upsample_stack(native)[None])
     x10, x20, x60 = split_resolutions(x)
     np.testing.assert_array_equal(x20[0, 0].numpy(), native["B05"])

@@ -12,8 +12,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_bundled_model_family_has_a_recipe():
-    assert {"building-mtl", "building-seg", "height-mtl", "landcover-deeplabv3plus", "roads-pplinknet",
-            "s2-resize", "s2-intermediate", "s2-late"} <= set(RECIPES)
+    assert {
+        "building-mtl",
+        "building-seg",
+        "height-mtl",
+        "landcover-deeplabv3plus",
+        "roads-pplinknet",
+        "s2-resize",
+        "s2-intermediate",
+        "s2-late",
+    } <= set(RECIPES)
 
 
 def test_semantic_recipe_rejects_unknown_names_and_keys(tmp_path):
@@ -34,8 +42,11 @@ def test_roads_recipe_trains_and_writes_a_loadable_run(mirror, tmp_path):
     from experiments.recipes.semantic import train
     from rsviz.models.architectures import build_model
 
-    out = train("roads-pplinknet", None, {"steps": 2, "val_every": 2, "crop": 64, "batch_size": 2,
-                                          "out": str(tmp_path / "run"), "threads": 2})
+    out = train(
+        "roads-pplinknet",
+        None,
+        {"steps": 2, "val_every": 2, "crop": 64, "batch_size": 2, "out": str(tmp_path / "run"), "threads": 2},
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_step"] == 2 and 0.0 <= summary["val_iou"] <= 1.0
     assert (out / "curves.csv").exists() and (out / "curves.png").exists()
@@ -54,9 +65,22 @@ def test_roads_fine_tune_starts_from_init_weights_and_selects_by_apls(mirror, tm
     net = build_model(DEFAULTS["roads-pplinknet"]["arch"])
     init = {k: v.clone() for k, v in net.state_dict().items()}
     save_file(init, str(tmp_path / "init.safetensors"))
-    out = train("roads-pplinknet", None, {"steps": 1, "val_every": 1, "crop": 64, "batch_size": 2, "lr": 0.0,
-                                          "init": str(tmp_path / "init.safetensors"), "cldice_weight": 0.5,
-                                          "select_by": "val_apls", "out": str(tmp_path / "ft"), "threads": 2})
+    out = train(
+        "roads-pplinknet",
+        None,
+        {
+            "steps": 1,
+            "val_every": 1,
+            "crop": 64,
+            "batch_size": 2,
+            "lr": 0.0,
+            "init": str(tmp_path / "init.safetensors"),
+            "cldice_weight": 0.5,
+            "select_by": "val_apls",
+            "out": str(tmp_path / "ft"),
+            "threads": 2,
+        },
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert "best_val_apls" in summary and 0.0 <= summary["val_apls"] <= 1.0
     got = load_file(str(out / "best.safetensors"))
@@ -71,8 +95,11 @@ def test_training_stages_follow_the_init_chain(tmp_path):
     def run(name, init, precision=None):
         d = tmp_path / name
         d.mkdir()
-        cfg = {"steps": 10, **({"init": str(tmp_path / init / "best.safetensors")} if init else {}),
-               **({"precision": precision} if precision else {})}
+        cfg = {
+            "steps": 10,
+            **({"init": str(tmp_path / init / "best.safetensors")} if init else {}),
+            **({"precision": precision} if precision else {}),
+        }
         (d / "train_config.json").write_text(json.dumps(cfg))
         (d / "summary.json").write_text(json.dumps({"best_step": 5, "best_val_iou": 0.5, "wall_s": 1.0}))
         return d
@@ -119,8 +146,20 @@ def test_building_recipe_selects_by_val_object_f1(mirror, tmp_path):
     with pytest.raises(UnknownNameError, match="val_object_f1"):
         train(None, {"select_by": "val_loss", "out": str(tmp_path / "bad")})
     pp = {"method": "components", "min_instance_px": 100}
-    out = train(None, {"steps": 2, "val_every": 1, "crop": 64, "batch_size": 2, "threads": 2, "lr": 1e-4,
-                       "select_by": "val_object_f1", "postprocess": pp, "out": str(tmp_path / "run")})
+    out = train(
+        None,
+        {
+            "steps": 2,
+            "val_every": 1,
+            "crop": 64,
+            "batch_size": 2,
+            "threads": 2,
+            "lr": 1e-4,
+            "select_by": "val_object_f1",
+            "postprocess": pp,
+            "out": str(tmp_path / "run"),
+        },
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selected_by"] == "val_object_f1" and 0.0 <= summary["best_val_object_f1"] <= 1.0
     rows = (out / "curves.csv").read_text().splitlines()
@@ -162,8 +201,15 @@ def test_fine_tuning_starts_from_bundled_int8_weights(tmp_path):
     arch = DEFAULTS["roads-pplinknet"]["arch"]
     torch.manual_seed(0)
     net = build_model(arch)
-    card = ModelCard(name="r", title="r", task="roads", architecture="a", paper="p",
-                     heads={"seg": HeadSpec("binary", 1)}, input=InputSpec(bands=["red", "green", "blue"]))
+    card = ModelCard(
+        name="r",
+        title="r",
+        task="roads",
+        architecture="a",
+        paper="p",
+        heads={"seg": HeadSpec("binary", 1)},
+        input=InputSpec(bands=["red", "green", "blue"]),
+    )
     d = save_pretrained(net, arch, card, tmp_path / "r", half=True, int8_min_numel=1_000_000)
     stored = load_file(str(d / "model.safetensors"))
     assert any(k.endswith(".__int8") for k in stored)
@@ -180,8 +226,13 @@ def test_building_batches_pad_chips_smaller_than_the_crop():
     from experiments.recipes.building import _batch
 
     rng = np.random.default_rng(0)
-    small = (np.full((3, 40, 50), 0.5, np.float32), np.ones((40, 50), np.uint8), np.zeros((40, 50), np.uint8),
-             np.ones((40, 50), np.uint8), None)
+    small = (
+        np.full((3, 40, 50), 0.5, np.float32),
+        np.ones((40, 50), np.uint8),
+        np.zeros((40, 50), np.uint8),
+        np.ones((40, 50), np.uint8),
+        None,
+    )
     x, y, e, v, c = _batch([small], rng, 64, 3, 0.0)
     assert x.shape == (3, 3, 64, 64) and v.shape == (3, 1, 64, 64)
     assert v.sum(dim=(1, 2, 3)).tolist() == [2000.0] * 3  # only the chip's own 40 x 50 pixels count
@@ -197,8 +248,10 @@ def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch
     import experiments.packaging.building as bc
 
     def scene(prob, gt_inst):
-        s = SimpleNamespace(targets={"buildings": (gt_inst > 0).astype(np.uint8), "instances": gt_inst},
-                            valid=np.ones(gt_inst.shape, bool))
+        s = SimpleNamespace(
+            targets={"buildings": (gt_inst > 0).astype(np.uint8), "instances": gt_inst},
+            valid=np.ones(gt_inst.shape, bool),
+        )
         return s, SimpleNamespace(heads={"probs": prob[None].astype(np.float32)})
 
     # split a: two 20 x 20 houses that touch (a distance-transform split is right)
@@ -208,8 +261,8 @@ def test_building_postprocessing_is_chosen_on_every_val_split_pooled(monkeypatch
     # split cuts each shed in two)
     gt_b = np.zeros((64, 64), np.int32)
     for i, c in enumerate((2, 22, 42)):
-        gt_b[2:42, c:c + 12] = i + 1
-        gt_b[20:24, c:c + 4] = gt_b[20:24, c + 8:c + 12] = 0
+        gt_b[2:42, c : c + 12] = i + 1
+        gt_b[20:24, c : c + 4] = gt_b[20:24, c + 8 : c + 12] = 0
     calls = []
 
     def fake_predictions(lm, ds, split, tile=512, overlap=0.25, tta=None):
@@ -269,13 +322,29 @@ def test_building_recipe_with_weight_averaging_outputs_the_average(mirror, tmp_p
     from rsviz.models.architectures import build_model
 
     torch.manual_seed(1)
-    arch = {"arch": "mtl_unet", "encoder_name": "mobilenet_v2", "in_channels": 3,
-            "heads": {"seg": 1, "edge": 1, "recon": 3}, "decoder_channels": [128, 64, 32, 16, 16]}
+    arch = {
+        "arch": "mtl_unet",
+        "encoder_name": "mobilenet_v2",
+        "in_channels": 3,
+        "heads": {"seg": 1, "edge": 1, "recon": 3},
+        "decoder_channels": [128, 64, 32, 16, 16],
+    }
     init = build_model(arch).state_dict()
     save_file({k: v.contiguous() for k, v in init.items()}, str(tmp_path / "init.safetensors"))
-    out = train(None, {"steps": 3, "val_every": 3, "crop": 64, "batch_size": 2, "threads": 2, "lr": 0.0,
-                       "init": str(tmp_path / "init.safetensors"), "swa": {"start": 1, "every": 1, "bn_batches": 2},
-                       "out": str(tmp_path / "run")})
+    out = train(
+        None,
+        {
+            "steps": 3,
+            "val_every": 3,
+            "crop": 64,
+            "batch_size": 2,
+            "threads": 2,
+            "lr": 0.0,
+            "init": str(tmp_path / "init.safetensors"),
+            "swa": {"start": 1, "every": 1, "bn_batches": 2},
+            "out": str(tmp_path / "run"),
+        },
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selected_by"] == "swa" and summary["swa"]["snapshots"] == 3 and summary["best_step"] == 3
     got = load_file(str(out / "best.safetensors"))
@@ -296,23 +365,43 @@ def test_building_packager_copies_post_processing_and_tta_from_a_card(monkeypatc
     from rsviz.models.architectures import build_model
     from rsviz.models.card import ModelCard
 
-    arch = {"arch": "mtl_unet", "encoder_name": "mobilenet_v2", "in_channels": 3, "heads": {"seg": 1},
-            "decoder_channels": [128, 64, 32, 16, 16]}
+    arch = {
+        "arch": "mtl_unet",
+        "encoder_name": "mobilenet_v2",
+        "in_channels": 3,
+        "heads": {"seg": 1},
+        "decoder_channels": [128, 64, 32, 16, 16],
+    }
     run = tmp_path / "run"
     run.mkdir()
     save_file({k: v.contiguous() for k, v in build_model(arch).state_dict().items()}, str(run / "best.safetensors"))
     (run / "config.json").write_text(json.dumps(arch))
-    recipe = {"name": "building-seg", "steps": 1, "encoder_name": "mobilenet_v2", "decoder_channels": [128, 64, 32, 16, 16]}
+    recipe = {
+        "name": "building-seg",
+        "steps": 1,
+        "encoder_name": "mobilenet_v2",
+        "decoder_channels": [128, 64, 32, 16, 16],
+    }
     (run / "train_config.json").write_text(json.dumps(recipe))
-    (run / "summary.json").write_text(json.dumps({"best_val_iou": 0.5, "best_step": 1, "selected_by": "swa",
-                                                  "swa": {"snapshots": 4}}))
-    ref = bc._card("building-seg", {"seg": 1}, {}, recipe, {}, {"instance_postprocess": {"method": "distance",
-                                                                                      "min_distance": 40}}, tta=True)
+    (run / "summary.json").write_text(
+        json.dumps({"best_val_iou": 0.5, "best_step": 1, "selected_by": "swa", "swa": {"snapshots": 4}})
+    )
+    ref = bc._card(
+        "building-seg",
+        {"seg": 1},
+        {},
+        recipe,
+        {},
+        {"instance_postprocess": {"method": "distance", "min_distance": 40}},
+        tta=True,
+    )
     (tmp_path / "ref").mkdir()
     ref.save(tmp_path / "ref" / "card.json")
     gt = np.zeros((20, 20), np.int32)
     gt[2:8, 2:8] = 1
-    s = SimpleNamespace(targets={"buildings": (gt > 0).astype(np.uint8), "instances": gt}, valid=np.ones(gt.shape, bool))
+    s = SimpleNamespace(
+        targets={"buildings": (gt > 0).astype(np.uint8), "instances": gt}, valid=np.ones(gt.shape, bool)
+    )
     calls = []
 
     def predictions(lm, ds, split, tta=None, **kw):
@@ -343,8 +432,9 @@ def test_road_packager_copies_tta_and_graph_extraction_from_a_card(monkeypatch, 
     cfg = {**DEFAULTS["roads-pplinknet"], "out": str(tmp_path / "run")}
     run = tmp_path / "run"
     run.mkdir()
-    save_file({k: v.contiguous() for k, v in build_model(cfg["arch"]).state_dict().items()},
-              str(run / "best.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in build_model(cfg["arch"]).state_dict().items()}, str(run / "best.safetensors")
+    )
     (run / "config.json").write_text(json.dumps(cfg["arch"]))
     (run / "train_config.json").write_text(json.dumps(cfg))
     (run / "summary.json").write_text(json.dumps({"best_step": 5, "selected_by": "swa", "swa": {"snapshots": 2}}))
@@ -376,8 +466,13 @@ def test_building_batches_carry_the_contact_zone_for_the_edge_loss():
 
     inst = np.zeros((64, 64), np.int32)
     inst[10:30, 10:30], inst[10:30, 30:50] = 1, 2
-    chip = (np.full((3, 64, 64), 0.5, np.float32), (inst > 0).astype(np.uint8), np.zeros((64, 64), np.uint8),
-            np.ones((64, 64), np.uint8), inst)
+    chip = (
+        np.full((3, 64, 64), 0.5, np.float32),
+        (inst > 0).astype(np.uint8),
+        np.zeros((64, 64), np.uint8),
+        np.ones((64, 64), np.uint8),
+        inst,
+    )
     *_, c = _batch([chip], np.random.default_rng(0), 64, 4, 0.0, contact_px=5)
     assert [int(n) for n in c.sum(dim=(1, 2, 3))] == [int(contact_mask(inst, 5).sum())] * 4  # rotated, not cropped
     *_, none = _batch([chip], np.random.default_rng(0), 64, 2, 0.0)

@@ -48,8 +48,10 @@ def test_fetch_downloads_and_checks_sha256(tmp_path, monkeypatch, local_origin):
 
     monkeypatch.setenv(catalog.ENV_VAR, str(tmp_path / "cache"))
     entries = catalog.files("alexandria-height")
-    served = [catalog.FileEntry(e.dataset, e.path, e.sha256, e.size, f"{local_origin}/{urllib.parse.quote(e.path)}")
-              for e in entries]
+    served = [
+        catalog.FileEntry(e.dataset, e.path, e.sha256, e.size, f"{local_origin}/{urllib.parse.quote(e.path)}")
+        for e in entries
+    ]
     monkeypatch.setattr(catalog, "files", lambda name: served if name == "alexandria-height" else [])
     calls = []
     catalog.fetch("alexandria-height", progress=lambda d, t: calls.append((d, t)))
@@ -78,10 +80,15 @@ def test_verify_cli_names_a_corrupted_file_and_fails(mirror, tmp_path):
     data[5000] ^= 0xFF
     victim.write_bytes(bytes(data))
     env = {**__import__("os").environ, catalog.ENV_VAR: str(dst)}
-    ok = subprocess.run([sys.executable, "-m", "rsviz", "data", "verify", "joplin-buildings"], env=env,
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "rsviz", "data", "verify", "joplin-buildings"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 1
     assert "tile_337-9136.tif" in ok.stdout and "corrupt" in ok.stdout
-    good = subprocess.run([sys.executable, "-m", "rsviz", "data", "verify", "alexandria-height"],
-                          env={**env, catalog.ENV_VAR: str(mirror)}, capture_output=True, text=True)
+    good = subprocess.run(
+        [sys.executable, "-m", "rsviz", "data", "verify", "alexandria-height"],
+        env={**env, catalog.ENV_VAR: str(mirror)},
+        capture_output=True,
+        text=True,
+    )
     assert good.returncode == 0 and "OK" in good.stdout

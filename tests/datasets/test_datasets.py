@@ -1,4 +1,5 @@
 """Real-data tests over the sample mirror: loaders, alignment, splits."""
+
 import numpy as np
 import pytest
 import shapely
@@ -76,10 +77,17 @@ def test_banepa_building_fraction_matches_clipped_polygon_area(mirror, idx):
 
     ref = scenes("banepa-buildings", "train")[idx]
     s = ref.load()
-    feats, _ = read_geojson_features(mirror / "banepa-buildings/data/sample/train/osm/osm_features_ac7e343eb1faacd2.geojson")
+    feats, _ = read_geojson_features(
+        mirror / "banepa-buildings/data/sample/train/osm/osm_features_ac7e343eb1faacd2.geojson"
+    )
     # equal-area computation in the local UTM zone (45N)
     to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32645", always_xy=True).transform
-    w, s_, e, n = s.transform.c, s.transform.f + s.transform.e * s.shape[0], s.transform.c + s.transform.a * s.shape[1], s.transform.f
+    w, s_, e, n = (
+        s.transform.c,
+        s.transform.f + s.transform.e * s.shape[0],
+        s.transform.c + s.transform.a * s.shape[1],
+        s.transform.f,
+    )
     chip = shp_transform(to_utm, box(w, s_, e, n))
     polys = shapely.union_all([shp_transform(to_utm, shape(f["geometry"])).buffer(0) for f in feats])
     fraction = polys.intersection(chip).area / chip.area

@@ -6,7 +6,11 @@ from rsviz.labels import rasterize_roads, road_class
 
 
 def _line(x0, y0, x1, y1, **props):
-    return {"type": "Feature", "properties": props, "geometry": {"type": "LineString", "coordinates": [[x0, y0], [x1, y1]]}}
+    return {
+        "type": "Feature",
+        "properties": props,
+        "geometry": {"type": "LineString", "coordinates": [[x0, y0], [x1, y1]]},
+    }
 
 
 def test_road_class_from_osm_or_spacenet_tags():
@@ -18,14 +22,22 @@ def test_road_class_from_osm_or_spacenet_tags():
 def test_buffer_width_follows_road_class():
     # 200 m x 200 m grid at 0.5 m in UTM 33N; a 100 m residential (half-width 3 m) and a motorway (7 m)
     t = Affine(0.5, 0, 500000, 0, -0.5, 5000200)
-    res = rasterize_roads([_line(500050, 5000150, 500150, 5000150, highway="residential")], t, (400, 400),
-                          "EPSG:32633", "EPSG:32633")
-    mot = rasterize_roads([_line(500050, 5000050, 500150, 5000050, highway="motorway")], t, (400, 400),
-                          "EPSG:32633", "EPSG:32633")
+    res = rasterize_roads(
+        [_line(500050, 5000150, 500150, 5000150, highway="residential")], t, (400, 400), "EPSG:32633", "EPSG:32633"
+    )
+    mot = rasterize_roads(
+        [_line(500050, 5000050, 500150, 5000050, highway="motorway")], t, (400, 400), "EPSG:32633", "EPSG:32633"
+    )
     assert res.sum() * 0.25 == pytest.approx(100 * 6, rel=0.03)  # length x 2 x half-width, flat caps
     assert mot.sum() * 0.25 == pytest.approx(100 * 14, rel=0.03)
-    const = rasterize_roads([_line(500050, 5000150, 500150, 5000150, highway="motorway")], t, (400, 400),
-                            "EPSG:32633", "EPSG:32633", constant_half_width_m=2.0)
+    const = rasterize_roads(
+        [_line(500050, 5000150, 500150, 5000150, highway="motorway")],
+        t,
+        (400, 400),
+        "EPSG:32633",
+        "EPSG:32633",
+        constant_half_width_m=2.0,
+    )
     assert const.sum() * 0.25 == pytest.approx(100 * 4, rel=0.03)
 
 
@@ -48,8 +60,11 @@ def test_spacenet_vegas_rasterizer_and_apls(mirror):
     m = rasterize_roads(feats, r.transform, r.shape, r.crs, crs)
     assert 0.02 < m.mean() < 0.3
     inv = ~r.transform
-    gt_lines = [shapely.geometry.LineString([inv * c[:2] for c in f["geometry"]["coordinates"]]) for f in feats
-                if f["geometry"]["type"] == "LineString"]
+    gt_lines = [
+        shapely.geometry.LineString([inv * c[:2] for c in f["geometry"]["coordinates"]])
+        for f in feats
+        if f["geometry"]["type"] == "LineString"
+    ]
     with open(d / "gt_json_prop_wkt/proposal/sn3_sample_submission_albu.csv") as fh:
         prop = [shapely.wkt.loads(row["WKT_Pix"]) for row in csv.DictReader(fh) if row["ImageId"] == "AOI_2_Vegas_img0"]
     g_gt, g_prop = graph_from_lines(gt_lines, spacing=50), graph_from_lines(prop, spacing=50)

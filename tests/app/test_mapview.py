@@ -46,7 +46,13 @@ def test_overlay_needs_a_crs():
 
 
 def test_drawn_bounds_from_st_folium_result():
-    res = {"last_active_drawing": {"geometry": {"type": "Polygon", "coordinates": [
-        [[85.51, 27.63], [85.51, 27.64], [85.52, 27.64], [85.52, 27.63], [85.51, 27.63]]]}}}
+    res = {
+        "last_active_drawing": {
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[85.51, 27.63], [85.51, 27.64], [85.52, 27.64], [85.52, 27.63], [85.51, 27.63]]],
+            }
+        }
+    }
     assert mapview.drawn_bounds(res) == (85.51, 27.63, 85.52, 27.64)
     assert mapview.drawn_bounds({}) is None

@@ -15,9 +15,17 @@ from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 
 
 def _building_card(**extra):
-    return ModelCard("toy-b", "toy", "buildings", "toy", "none",
-                     heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary")},
-                     input=InputSpec(bands=["red", "green", "blue"]), classes=list(BUILDING_CLASSES), extra=extra)
+    return ModelCard(
+        "toy-b",
+        "toy",
+        "buildings",
+        "toy",
+        "none",
+        heads={"seg": HeadSpec("binary"), "edge": HeadSpec("binary")},
+        input=InputSpec(bands=["red", "green", "blue"]),
+        classes=list(BUILDING_CLASSES),
+        extra=extra,
+    )
 
 
 def _two_touching_buildings(transform, crs):
@@ -48,14 +56,28 @@ def test_buildings_export_one_polygon_per_instance_with_ground_area():
 
 def test_multiclass_export_one_polygon_per_region_and_no_crs_is_refused():
     classes = [ClassInfo(0, "land", (0, 0, 0)), ClassInfo(1, "road", (255, 0, 0)), ClassInfo(2, "water", (0, 0, 255))]
-    card = ModelCard("toy-m", "toy", "landcover", "toy", "none", heads={"seg": HeadSpec("multiclass", 3)},
-                     input=InputSpec(bands=["red", "green", "blue"]), classes=classes)
+    card = ModelCard(
+        "toy-m",
+        "toy",
+        "landcover",
+        "toy",
+        "none",
+        heads={"seg": HeadSpec("multiclass", 3)},
+        input=InputSpec(bands=["red", "green", "blue"]),
+        classes=classes,
+    )
     cls = np.zeros((20, 20), np.uint8)
     cls[:, 8:10] = 1
     cls[15:, 15:] = 2
     cls[0:2, 0:2] = 255  # nodata
-    pred = Prediction({"classes": cls}, Affine(1, 0, 500000, 0, -1, 5000000), CRS.from_epsg(32633),
-                      cls != 255, Window(0, 0, 20, 20), "toy-m")
+    pred = Prediction(
+        {"classes": cls},
+        Affine(1, 0, 500000, 0, -1, 5000000),
+        CRS.from_epsg(32633),
+        cls != 255,
+        Window(0, 0, 20, 20),
+        "toy-m",
+    )
     feats = prediction_polygons_geojson(pred, card)["features"]
     by_class = {}
     for f in feats:

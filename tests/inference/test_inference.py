@@ -85,7 +85,9 @@ def test_translation_equivariant_model_shows_no_seams(toys, shape):
     assert pred.heads["recon"].shape == (3, *shape)
 
 
-@pytest.mark.parametrize(("overlap", "blend", "panel"), [(0.25, "gaussian", 200), (0.5, "cosine", 130), (0.0, "gaussian", 64)])
+@pytest.mark.parametrize(
+    ("overlap", "blend", "panel"), [(0.25, "gaussian", 200), (0.5, "cosine", 130), (0.0, "gaussian", 64)]
+)
 def test_column_panels_blend_exactly_like_one_panel(toys, monkeypatch, tmp_path, overlap, blend, panel):
     """Wide rasters run in column panels; the carried seam sums make the result equal the one-panel run."""
     from rsviz.inference import engine
@@ -153,9 +155,20 @@ def test_streamed_cog_validates_and_equals_in_memory(toys, tmp_path):
     _, pw = toys
     img = _image(300, 700, seed=3)
     src = tmp_path / "in.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=300, width=700, count=3, dtype="uint8", crs="EPSG:32633",
-                       transform=rasterio.transform.from_origin(500000, 5000000, 0.5, 0.5), tiled=True,
-                       blockxsize=128, blockysize=128) as dst:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        height=300,
+        width=700,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(500000, 5000000, 0.5, 0.5),
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+    ) as dst:
         dst.write(img)
     mem = predict(pw, src, tile=64, overlap=0.25)
     out = tmp_path / "out.tif"
@@ -262,17 +275,37 @@ def test_cli_predict_writes_class_ids_on_input_grid(toys, scene_dir, tmp_path):
     from rsviz.models.api import model_dir
 
     env = {**os.environ, "RSVIZ_MODELS_PATH": str(model_dir("toy-pointwise").parent)}
-    code = ("import sys; from tests import toy_models; from rsviz.models import architectures as a; "
-            "a.ARCHITECTURES['toy_pointwise']=toy_models.PointwiseNet; from rsviz.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; from tests import toy_models; from rsviz.models import architectures as a; "
+        "a.ARCHITECTURES['toy_pointwise']=toy_models.PointwiseNet; from rsviz.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     out = tmp_path / "pred.tif"
-    r = subprocess.run([sys.executable, "-c", code, "predict", "toy-pointwise", str(scene_dir / "image.tif"), str(out),
-                        "--tile", "64", "--device", "cpu"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "predict",
+            "toy-pointwise",
+            str(scene_dir / "image.tif"),
+            str(out),
+            "--tile",
+            "64",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     with rasterio.open(out) as ds, rasterio.open(scene_dir / "image.tif") as src:
         assert ds.transform == src.transform and ds.crs == src.crs and ds.shape == src.shape
         assert "class id" in ds.descriptions[0]
         assert set(np.unique(ds.read(1))) <= {0, 1, 255}
-    bad = subprocess.run([sys.executable, "-m", "rsviz", "predict", "nope", "a.tif", "b.tif"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "rsviz", "predict", "nope", "a.tif", "b.tif"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "valid names" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -289,9 +322,16 @@ def test_import_user_deeplabv3plus_checkpoint_openearthmap(tmp_path):
     ckpt = tmp_path / "oem.pth"
     torch.save({"state_dict": net.state_dict()}, ckpt)
     classes = [c.__class__(i, c.name, c.color) for i, c in enumerate(OPENEARTHMAP_CLASSES)]
-    card = ModelCard("oem-deeplab", "OpenEarthMap DeepLabV3+ (user)", "landcover", "DeepLabV3+ resnet18",
-                     "Xia et al., OpenEarthMap, WACV 2023", heads={"seg": HeadSpec("multiclass", 8)},
-                     input=InputSpec(bands=["red", "green", "blue"], tile_size=256), classes=classes)
+    card = ModelCard(
+        "oem-deeplab",
+        "OpenEarthMap DeepLabV3+ (user)",
+        "landcover",
+        "DeepLabV3+ resnet18",
+        "Xia et al., OpenEarthMap, WACV 2023",
+        heads={"seg": HeadSpec("multiclass", 8)},
+        input=InputSpec(bands=["red", "green", "blue"], tile_size=256),
+        classes=classes,
+    )
     cfg = {"arch": "smp", "smp_arch": "DeepLabV3Plus", "encoder_name": "resnet18", "in_channels": 3, "classes": 8}
     root = tmp_path / "models"
     import_checkpoint(ckpt, card, cfg, root / "oem-deeplab")

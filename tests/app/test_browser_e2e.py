@@ -53,8 +53,11 @@ def _select(page, label, option_text):
 
 
 def _metric_value(page, label):
-    m = page.locator('[data-testid="stMetric"]').filter(
-        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$"))).first
+    m = (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")))
+        .first
+    )
     m.wait_for(timeout=120_000)
     return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
@@ -98,12 +101,16 @@ def _draw_and_run(page, timings, tag, lo=0.2, hi=0.8):
     t_up = time.perf_counter()
     page.wait_for_timeout(300)
     _shot(page, f"{tag}-2a-mouseup")
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stAlert\"]')]"
-                           ".some(e => e.innerText.includes('Extent:') && !e.innerText.includes('whole scene'))",
-                           timeout=60_000)
-    page.wait_for_function("() => { const t = document.body.innerText; const m = t.match(/window \\(col, row, width, "
-                           "height\\) = \\((\\d+), (\\d+), (\\d+), (\\d+)\\)/); return m && m[1] !== '0'; }",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stAlert\"]')]"
+        ".some(e => e.innerText.includes('Extent:') && !e.innerText.includes('whole scene'))",
+        timeout=60_000,
+    )
+    page.wait_for_function(
+        "() => { const t = document.body.innerText; const m = t.match(/window \\(col, row, width, "
+        "height\\) = \\((\\d+), (\\d+), (\\d+), (\\d+)\\)/); return m && m[1] !== '0'; }",
+        timeout=60_000,
+    )
     cap = page.locator("text=/window \\(col, row, width, height\\)/").first.inner_text()
     win = tuple(int(v) for v in re.search(r"= \((\d+), (\d+), (\d+), (\d+)\)", cap).groups())
     _shot(page, f"{tag}-2-drawn")
@@ -142,14 +149,17 @@ def test_draw_run_compare_metrics_iou_matches_library(browser, mirror):
         ref = [r for r in scenes("banepa-buildings") if r.id == CHIP][0]
         sc = scene_from_sample(ref.load())
         sub = crop(sc, Extent(Window(*win), None))
-        p = predict(load_model(MODEL, "cpu"), RasterData(sub.image, sub.transform, sub.crs, sub.valid), tile=512,
-                    overlap=0.25)
+        p = predict(
+            load_model(MODEL, "cpu"), RasterData(sub.image, sub.transform, sub.crs, sub.valid), tile=512, overlap=0.25
+        )
         iou = binary_metrics(p.heads["classes"] == 1, sub.targets["buildings"], sub.valid)["iou"]
         assert shown == f"{iou:.3f}", (shown, iou, win)
         # cached: same extent, same options -> instant
         _rerun_cached(page, timings, "cached_run_to_metrics_s")
         timings["extent_px"] = win[2] * win[3]
-        (ART / "e2e-timings.json").write_text(json.dumps({"mouse_up_to_metrics_s": timings, "note": "written down, not asserted"}, indent=1))
+        (ART / "e2e-timings.json").write_text(
+            json.dumps({"mouse_up_to_metrics_s": timings, "note": "written down, not asserted"}, indent=1)
+        )
     del np
 
 
@@ -162,6 +172,7 @@ def test_time_mouse_up_to_metrics_for_about_one_megapixel(browser, mirror):
         win, shown = _draw_and_run(page, timings, "1mpx-cold", lo=0.05, hi=0.95)
         _rerun_cached(page, timings, "1mpx-cached_run_to_metrics_s")
         timings["extent_px"] = win[2] * win[3]
-        (ART / "e2e-timings-1mpx.json").write_text(json.dumps({"mouse_up_to_metrics_s": timings,
-                                                                "note": "written down, not asserted"}, indent=1))
+        (ART / "e2e-timings-1mpx.json").write_text(
+            json.dumps({"mouse_up_to_metrics_s": timings, "note": "written down, not asserted"}, indent=1)
+        )
     assert re.fullmatch(r"\d\.\d{3}", shown)

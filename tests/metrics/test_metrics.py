@@ -40,8 +40,12 @@ def test_pixel_metrics_equal_torchmetrics(seed):
     r = ConfusionMatrix(k).update(p, t).compute()
     P, T = torch.from_numpy(p).flatten(), torch.from_numpy(t).flatten()
     np.testing.assert_array_equal(r["confusion_matrix"], multiclass_confusion_matrix(P, T, k).numpy())
-    for key, fn in [("iou", multiclass_jaccard_index), ("precision", multiclass_precision), ("recall", multiclass_recall),
-                    ("f1", multiclass_f1_score)]:
+    for key, fn in [
+        ("iou", multiclass_jaccard_index),
+        ("precision", multiclass_precision),
+        ("recall", multiclass_recall),
+        ("f1", multiclass_f1_score),
+    ]:
         ref = fn(P, T, k, average="none").numpy()
         np.testing.assert_allclose([c[key] for c in r["per_class"]], ref, rtol=1e-6, err_msg=key)
         np.testing.assert_allclose(r["macro"][key], fn(P, T, k, average="macro").item(), rtol=1e-6)
@@ -56,8 +60,9 @@ def test_ignore_index_matches_torchmetrics(seed):
     t = rng.integers(0, 4, (50, 50))
     p = rng.integers(0, 3, (50, 50))
     r = ConfusionMatrix(4, ignore_index=3).update(p, t).compute()
-    ref = multiclass_jaccard_index(torch.from_numpy(p).flatten(), torch.from_numpy(t).flatten(), 4, average="none",
-                                   ignore_index=3).numpy()
+    ref = multiclass_jaccard_index(
+        torch.from_numpy(p).flatten(), torch.from_numpy(t).flatten(), 4, average="none", ignore_index=3
+    ).numpy()
     np.testing.assert_allclose([c["iou"] for c in r["per_class"]], ref[:3], rtol=1e-6)
     assert [c["id"] for c in r["per_class"]] == [0, 1, 2]
 
@@ -113,7 +118,7 @@ def test_object_f1_from_masks_with_min_area():
 
 def _square(shift):
     m = np.zeros((64, 64), bool)
-    m[20:40, 20 + shift:40 + shift] = True
+    m[20:40, 20 + shift : 40 + shift] = True
     return m
 
 
@@ -194,15 +199,47 @@ def test_error_map_codes():
 
 def test_cli_evaluate_json_and_grid_mismatch(scene_dir, tmp_path):
     out = tmp_path / "eval.json"
-    r = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt.tif"), "--gt",
-                        str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rsviz",
+            "evaluate",
+            "--pred",
+            str(scene_dir / "gt.tif"),
+            "--gt",
+            str(scene_dir / "gt.tif"),
+            "--task",
+            "buildings",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["values"]["iou"] == 1.0 and doc["values"]["object_f1_iou50"] == 1.0
     assert doc["overall"][1]["class_name"] == "buildings" and doc["overall"][-1]["class_name"] == "average"
     assert out.with_suffix(".csv").read_text().startswith("class_id,class_name,iou")
-    bad = subprocess.run([sys.executable, "-m", "rsviz", "evaluate", "--pred", str(scene_dir / "gt_shifted.tif"), "--gt",
-                          str(scene_dir / "gt.tif"), "--task", "buildings", "--out", str(out)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rsviz",
+            "evaluate",
+            "--pred",
+            str(scene_dir / "gt_shifted.tif"),
+            "--gt",
+            str(scene_dir / "gt.tif"),
+            "--task",
+            "buildings",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "transform" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -326,8 +363,13 @@ def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
     from rsviz.postprocess import RoadGraphSettings
 
     plain = evaluate(pred, road, "roads")
-    graph = evaluate(pred, road, "roads", heads={"probs": prob[None]},
-                     postprocess=PostprocessSpec(road_graph=RoadGraphSettings(threshold=0.3)))
+    graph = evaluate(
+        pred,
+        road,
+        "roads",
+        heads={"probs": prob[None]},
+        postprocess=PostprocessSpec(road_graph=RoadGraphSettings(threshold=0.3)),
+    )
     assert plain["iou"] == graph["iou"]  # pixel metrics keep the class map
     assert graph["apls_4px"] == pytest.approx(1.0, abs=0.05) and plain["apls_4px"] < 0.8
 
@@ -347,8 +389,14 @@ def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
     from rsviz.models.card import PostprocessSpec
     from rsviz.postprocess import RoadGraphSettings
 
-    res = evaluate(broken, road, "roads", with_artifacts=True, heads={"probs": (broken * 0.9)[None]},
-                   postprocess=PostprocessSpec(road_graph=RoadGraphSettings(bridge_px=30.0)))
+    res = evaluate(
+        broken,
+        road,
+        "roads",
+        with_artifacts=True,
+        heads={"probs": (broken * 0.9)[None]},
+        postprocess=PostprocessSpec(road_graph=RoadGraphSettings(bridge_px=30.0)),
+    )
     g_gt, g_prop = res.artifacts.graphs
     for g in (g_gt, g_prop):
         lines = graph_lines(g)

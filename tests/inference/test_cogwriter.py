@@ -31,8 +31,17 @@ def test_streamed_cog_holds_every_pixel_and_nearest_overviews(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     t = from_origin(500000, 5000000, 0.25, 0.25)
-    cog = StreamedCOG(scratch, H, W, 2, "uint8", t, rasterio.crs.CRS.from_epsg(32633),
-                      descriptions=["class id", "probability x 255"], tags={"rsviz_model": "m"})
+    cog = StreamedCOG(
+        scratch,
+        H,
+        W,
+        2,
+        "uint8",
+        t,
+        rasterio.crs.CRS.from_epsg(32633),
+        descriptions=["class id", "probability x 255"],
+        tags={"rsviz_model": "m"},
+    )
     _write_in_blocks(cog, arr, [0, 97, 700, 701, H], [0, 333, 1024, W])
     out = cog.finish(tmp_path / "out.tif", "deflate")
     valid, errors, _ = cog_validate(str(out), quiet=True)
@@ -57,8 +66,20 @@ def test_overviews_equal_gdal_nearest_on_power_of_two_sizes(tmp_path):
     _write_in_blocks(cog, arr, [0, 300, H], [0, 512, W])
     ours = cog.finish(tmp_path / "ours.tif", "zstd")
     plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", driver="GTiff", height=H, width=W, count=1, dtype="uint8", tiled=True,
-                       blockxsize=512, blockysize=512, crs="EPSG:32633", transform=from_origin(0, 10, 1, 1)) as ds:
+    with rasterio.open(
+        plain,
+        "w",
+        driver="GTiff",
+        height=H,
+        width=W,
+        count=1,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        crs="EPSG:32633",
+        transform=from_origin(0, 10, 1, 1),
+    ) as ds:
         ds.write(arr)
     to_cog(plain, tmp_path / "gdal.tif", "zstd")
     with rasterio.open(ours, OVERVIEW_LEVEL=0) as a, rasterio.open(tmp_path / "gdal.tif", OVERVIEW_LEVEL=0) as b:
@@ -72,8 +93,18 @@ def test_float_band_with_nan_nodata_and_plain_geotiff(tmp_path):
     for cog_out in (True, False):
         d = tmp_path / f"s{cog_out}"
         d.mkdir()
-        cog = StreamedCOG(d, H, W, 1, "float32", from_origin(0, 10, 1, 1), None, nodata=float("nan"),
-                          overviews=cog_out, compress="none" if cog_out else "lzw")
+        cog = StreamedCOG(
+            d,
+            H,
+            W,
+            1,
+            "float32",
+            from_origin(0, 10, 1, 1),
+            None,
+            nodata=float("nan"),
+            overviews=cog_out,
+            compress="none" if cog_out else "lzw",
+        )
         _write_in_blocks(cog, arr, [0, 256, H], [0, W])
         out = cog.finish(tmp_path / f"h{cog_out}.tif", "zstd", cog=cog_out)
         with rasterio.open(out) as ds:

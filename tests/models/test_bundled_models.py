@@ -103,7 +103,9 @@ def test_predict_on_a_folder_writes_colour_pngs_and_class_id_geotiffs(mirror, na
         assert set(np.unique(ids)) <= set(range(card.heads["seg"].channels))
         png = np.asarray(Image.open(tmp_path / "out" / f"{r.path.stem}.png").convert("RGB"))
         assert png.shape[:2] == ids.shape
-        assert {tuple(int(v) for v in png[y, x]) for y, x in [(0, 0), (ids.shape[0] // 2, ids.shape[1] // 2)]} <= colours
+        assert {
+            tuple(int(v) for v in png[y, x]) for y, x in [(0, 0), (ids.shape[0] // 2, ids.shape[1] // 2)]
+        } <= colours
 
 
 def test_refresh_metrics_is_for_road_models_only(tmp_path):

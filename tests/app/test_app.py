@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.realdata
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+PAGES = Path(__file__).resolve().parents[2] / "pages"
 
 
 def _fake_st_folium(*args, **kwargs):

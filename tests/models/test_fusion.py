@@ -31,8 +31,11 @@ def test_every_bundled_model_folds_to_the_same_outputs(name):
     assert count_batchnorms(lm.net) > 0, "the loaded model itself must stay unfolded"
 
 
-@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1, bias=False),
-                                  nn.ConvTranspose2d(3, 4, 2, stride=2)], ids=["conv", "transposed"])
+@pytest.mark.parametrize(
+    "conv",
+    [nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ConvTranspose2d(3, 4, 2, stride=2)],
+    ids=["conv", "transposed"],
+)
 def test_folding_is_exact_for_a_hand_built_conv_bn(conv):
     torch.manual_seed(0)
     net = nn.Sequential(conv, nn.BatchNorm2d(4), nn.ReLU())

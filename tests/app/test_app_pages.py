@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from tests import toy_models
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCENE = "banepa-buildings / OAM-386694-220245-19 (test)"
 
 
@@ -20,8 +20,13 @@ def toys(tmp_path_factory):
 
 def _rectangle(bounds):
     w, s, e, n = bounds
-    return {"last_active_drawing": {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
-        [[w, s], [w, n], [e, n], [e, s], [w, s]]]}}, "all_drawings": []}
+    return {
+        "last_active_drawing": {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [w, n], [e, n], [e, s], [w, s]]]},
+        },
+        "all_drawings": [],
+    }
 
 
 def _chip_bounds():
@@ -73,8 +78,12 @@ def test_full_session_map_run_compare_metrics_export(mirror):
 
         sc = scene_from_sample([r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220245-19"][0].load())
         sub = crop(sc, resolve_extent(sc, b))
-        p = predict(load_model("toy-pointwise", "cpu"), RasterData(sub.image, sub.transform, sub.crs, sub.valid), tile=256,
-                    overlap=0.25)
+        p = predict(
+            load_model("toy-pointwise", "cpu"),
+            RasterData(sub.image, sub.transform, sub.crs, sub.valid),
+            tile=256,
+            overlap=0.25,
+        )
         iou = binary_metrics(p.heads["classes"] == 1, sub.targets["buildings"], sub.valid)["iou"]
         assert shown["IoU"] == f"{iou:.3f}"
         at.switch_page("pages/export.py").run()
