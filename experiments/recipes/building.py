@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 from experiments.packaging.building import object_scores
 from experiments.recipes.common import (
+    MEAN,
+    STD,
     CurveLogger,
     WeightAverage,
     augment,
@@ -77,9 +79,6 @@ DEFAULTS: dict[str, Any] = {
     "contact_px": 5,
 }
 SELECT = ("val_iou", "val_object_f1")
-
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 
 def _load_split(split: str, zoom: int) -> list[tuple]:

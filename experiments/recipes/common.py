@@ -12,6 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsviz.models.card import InputSpec
+
+#: Per-band mean / std of the RGB recipes after scaling to [0, 1]: the card input spec's defaults
+#: (:class:`rsviz.models.card.InputSpec`), so training normalises exactly as inference does.
+_RGB_SPEC = InputSpec(bands=["red", "green", "blue"])
+MEAN = np.array(_RGB_SPEC.mean, np.float32)[:, None, None]
+STD = np.array(_RGB_SPEC.std, np.float32)[:, None, None]
+
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator for data sampling."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from experiments.recipes.common import CurveLogger, augment, optimise, save_weights, start_run
+from experiments.recipes.common import MEAN, STD, CurveLogger, augment, optimise, save_weights, start_run
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
@@ -48,8 +48,6 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "out": "runs/height-mtl",
 }
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 IGNORE = 255
 
 

@@ -34,6 +34,8 @@ import torch
 from torch.nn import functional as F
 
 from experiments.recipes.common import (
+    MEAN,
+    STD,
     CurveLogger,
     WeightAverage,
     augment,
@@ -51,8 +53,6 @@ from rsviz.models.losses import binary_focal_loss, soft_cldice_loss, soft_dice_l
 from rsviz.models.pplinknet import poly_lr_lambda
 
 IGNORE = 255
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "landcover-deeplabv3plus": {

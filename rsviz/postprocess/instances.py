@@ -8,14 +8,16 @@ chosen on val) and used the same way by object F1, the app's maps and the GeoJSO
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from rsviz.postprocess.settings import CardSettings
+
 
 @dataclass(frozen=True)
-class InstanceSettings:
+class InstanceSettings(CardSettings):
     """Instance post-processing of a building model (arguments of :func:`split_instances`).
 
     Attributes:
@@ -30,6 +32,7 @@ class InstanceSettings:
         keep_edge_instances: Exempt instances touching the image edge from ``min_instance_px``.
     """
 
+    kind: ClassVar[str] = "instance post-processing"
     method: str = "auto"
     threshold: float = 0.5
     edge_threshold: float = 0.5
@@ -38,24 +41,6 @@ class InstanceSettings:
     min_instance_px: int = 0
     merge_below: float = 0.0
     keep_edge_instances: bool = False
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> InstanceSettings:
-        """Settings from a card's dict; missing keys take the defaults.
-
-        Raises:
-            ValueError: A key that is not a setting (the message lists the valid ones).
-        """
-        d = dict(d or {})
-        valid = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - valid)
-        if bad:
-            raise ValueError(f"unknown instance post-processing setting(s) {bad}; valid: {', '.join(sorted(valid))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the card layout)."""
-        return asdict(self)
 
 
 def split_instances(

@@ -11,8 +11,8 @@ so a card states it as :class:`RoadGraphSettings` (``extra.road_graph``), chosen
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -22,9 +22,11 @@ from skimage.morphology import skeletonize
 if TYPE_CHECKING:
     import shapely
 
+from rsviz.postprocess.settings import CardSettings
+
 
 @dataclass(frozen=True)
-class RoadGraphSettings:
+class RoadGraphSettings(CardSettings):
     """How a road probability map becomes the proposal graph of APLS (a card's ``extra.road_graph``).
 
     Attributes:
@@ -35,29 +37,12 @@ class RoadGraphSettings:
         bridge_angle: Largest angle between a dead end's direction and the bridge, degrees.
     """
 
+    kind: ClassVar[str] = "road-graph"
     threshold: float = 0.5
     closing_px: int = 2
     min_spur: float = 20.0
     bridge_px: float = 0.0
     bridge_angle: float = 30.0
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> RoadGraphSettings:
-        """Settings from a card's dict; missing keys take the defaults.
-
-        Raises:
-            ValueError: A key that is not a setting (the message lists the valid ones).
-        """
-        d = dict(d or {})
-        valid = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - valid)
-        if bad:
-            raise ValueError(f"unknown road-graph setting(s) {bad}; valid: {', '.join(sorted(valid))}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the card layout)."""
-        return asdict(self)
 
 
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
