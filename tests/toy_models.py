@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -9,6 +11,9 @@ from rsviz.datasets.buildings import BUILDING_CLASSES
 from rsviz.models import architectures
 from rsviz.models.api import register_model_dir, save_pretrained
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
+
+#: Device of the inference tests (``RSVIZ_TEST_DEVICE=cuda`` on a GPU machine, as scripts/device_check.sh runs them).
+TEST_DEVICE = os.environ.get("RSVIZ_TEST_DEVICE", "cpu")
 
 
 class ConstantNet(nn.Module):

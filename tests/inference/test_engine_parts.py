@@ -17,7 +17,7 @@ from tests import toy_models
 @pytest.fixture(scope="module")
 def pointwise(tmp_path_factory):
     toy_models.register(tmp_path_factory.mktemp("models"))
-    return load_model("toy-pointwise", "cpu")
+    return load_model("toy-pointwise", toy_models.TEST_DEVICE)
 
 
 def _image(h, w, seed=0):

@@ -26,7 +26,7 @@ def predict(*args, **kwargs):
 @pytest.fixture(scope="module")
 def toys(tmp_path_factory):
     toy_models.register(tmp_path_factory.mktemp("models"))
-    return load_model("toy-constant", "cpu"), load_model("toy-pointwise", "cpu")
+    return load_model("toy-constant", toy_models.TEST_DEVICE), load_model("toy-pointwise", toy_models.TEST_DEVICE)
 
 
 def _image(h, w, seed=0):
