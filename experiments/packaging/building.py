@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.packaging import add_out_argument
 from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
 from rsviz.datasets.buildings import BUILDING_CLASSES
@@ -385,12 +386,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mtl", type=Path, help="training run of the multi-task model")
     p.add_argument("--baseline", type=Path, help="training run of the single-task baseline")
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="parent folder of the model folders written (never weights/: promote a candidate with `rsviz promote`)",
-    )
+    add_out_argument(p)
     p.add_argument(
         "--choose-tta",
         action="store_true",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from experiments.packaging import add_out_argument
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_CLASSES, DUBAI_IGNORE
 from rsviz.evaluation import evaluate_sample, pool
@@ -125,12 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="rsviz package height", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="training run folder")
-    ap.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="parent folder of the model folder written (never weights/: promote a candidate with `rsviz promote`)",
-    )
+    add_out_argument(ap)
     a = ap.parse_args(argv)
     d = a.run
     cfg = json.loads((d / "config.json").read_text())

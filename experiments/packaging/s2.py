@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from experiments.packaging import add_out_argument
 from experiments.recipes.s2 import load_patches
 from rsviz.datasets.bigearthnet import BANDS, LABELS_19
 from rsviz.evaluation import evaluate_patches, multilabel_rows
@@ -93,12 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="rsviz package s2", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="training run folders (one per fusion variant)")
-    ap.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="parent folder of the model folders written (never weights/: promote a candidate with `rsviz promote`)",
-    )
+    add_out_argument(ap)
     a = ap.parse_args(argv)
     run_dirs = a.runs
     test = load_patches()["test"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.packaging import add_out_argument
 from experiments.packaging.building import cpu_speed
 from experiments.recipes.common import training_stages, tta_note
 from rsviz.datasets import scenes
@@ -376,12 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         help="model folder whose card's TTA setting and road-graph extraction are copied instead of "
         "chosen on val (e.g. weights/roads-pplinknet)",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        help="parent folder of the model folders written (required with training runs; never weights/: "
-        "promote a candidate with `rsviz promote`)",
-    )
+    add_out_argument(p, required=False)
     a = p.parse_args(argv)
     if a.out is None:
         p.error("--out is required")

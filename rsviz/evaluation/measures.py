@@ -159,15 +159,9 @@ class PixelMetrics(Measure):
     def values(self, stats: Stats) -> dict[str, Value]:
         r = self.compute(stats)
         if self.binary:
-            pos = r["per_class"][1]
-            return {
-                "iou": pos["iou"],
-                "precision": pos["precision"],
-                "recall": pos["recall"],
-                "f1": pos["f1"],
-                "overall_accuracy": r["overall_accuracy"],
-                "kappa": r["kappa"],
-            }
+            from rsviz.metrics.pixel import positive_class_summary
+
+            return dict(positive_class_summary(r))
         out: dict[str, Value] = {
             "miou": r["macro"]["iou"],
             "mean_f1": r["macro"]["f1"],

@@ -22,7 +22,7 @@ weighted means (never counted as 0 or 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence, SupportsFloat
+from typing import Any, Mapping, Sequence, SupportsFloat
 
 import numpy as np
 
@@ -169,17 +169,24 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | Non
     """
     cm = ConfusionMatrix(2).update(np.asarray(pred).astype(np.uint8), np.asarray(target).astype(np.uint8), valid)
     r = cm.compute()
-    pos = r["per_class"][1]
     m = cm.matrix
+    return {
+        **positive_class_summary(r),
+        "tp": int(m[1, 1]),
+        "fp": int(m[0, 1]),
+        "fn": int(m[1, 0]),
+        "tn": int(m[0, 0]),
+    }
+
+
+def positive_class_summary(result: Mapping[str, Any]) -> dict[str, float]:
+    """IoU, precision, recall, F1 of class 1 and OA, kappa of a binary :meth:`ConfusionMatrix.compute` result."""
+    pos = result["per_class"][1]
     return {
         "iou": pos["iou"],
         "precision": pos["precision"],
         "recall": pos["recall"],
         "f1": pos["f1"],
-        "overall_accuracy": r["overall_accuracy"],
-        "kappa": r["kappa"],
-        "tp": int(m[1, 1]),
-        "fp": int(m[0, 1]),
-        "fn": int(m[1, 0]),
-        "tn": int(m[0, 0]),
+        "overall_accuracy": result["overall_accuracy"],
+        "kappa": result["kappa"],
     }
