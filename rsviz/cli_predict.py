@@ -64,12 +64,17 @@ def add_predict_parser(sub) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rsviz.errors import RasterReadError
+    from rsviz.errors import ModelInputError, RasterReadError
     from rsviz.inference import predict
     from rsviz.models.api import load_model
 
-    lm = load_model(args.model, args.device)
     inp, out = Path(args.input), Path(args.output)
+    if out.resolve() == inp.resolve():
+        raise ModelInputError(
+            f"the output {out} is the input itself; writing there would replace the imagery with the prediction: "
+            "give another output path (a folder of its own for a folder of images)"
+        )
+    lm = load_model(args.model, args.device)
     opts = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size, tta=args.tta)
     if inp.is_dir():
         files = sorted(f for f in inp.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)

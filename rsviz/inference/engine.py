@@ -268,7 +268,8 @@ def predict(
         :class:`Prediction` on the grid of the window read.
 
     Raises:
-        BandCountError, ModelInputError: Input does not match the model card, or unknown ``compress``.
+        BandCountError, ModelInputError: Input does not match the model card, unknown ``compress``, a tile that
+            is not a positive multiple of 32, or an overlap outside [0, 1).
         ExtentError: ``bounds`` do not overlap the raster.
         RasterReadError: Unreadable source.
         InferenceCancelled: ``cancel()`` returned True.
@@ -284,8 +285,10 @@ def predict(
     tile = int(tile or card.input.tile_size)
     overlap = card.input.overlap if overlap is None else float(overlap)
     tta = bool(card.input.tta) if tta is None else bool(tta)
-    if tile % 32:
-        raise ModelInputError(f"tile must be a multiple of 32 pixels, got {tile}")
+    if tile <= 0 or tile % 32:
+        raise ModelInputError(f"tile must be a positive multiple of 32 pixels, got {tile}")
+    if not 0.0 <= overlap < 1.0:  # also refuses NaN
+        raise ModelInputError(f"overlap must be a fraction in [0, 1) of the tile, got {overlap}; e.g. 0.25")
     with ExitStack() as stack:
         # bound GDAL's block cache (default 5 % of RAM) so streaming stays O(tile x width)
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "128"))))

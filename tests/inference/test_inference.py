@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,3 +396,21 @@ def test_cancelled_stream_leaves_no_scratch_files(toys, tmp_path):
     with pytest.raises(InferenceCancelled):
         predict(pw, _image(200, 200), tile=64, output=tmp_path / "out.tif", cancel=lambda: True)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("overlap", [1.0, -0.1, float("nan")])
+def test_overlap_outside_0_1_is_refused_with_the_value(toys, overlap):
+    with pytest.raises(ModelInputError, match="overlap must be a fraction in \\[0, 1\\)"):
+        predict(toys[1], np.zeros((3, 64, 64), np.uint8), overlap=overlap)
+
+
+def test_cli_refuses_to_write_the_prediction_over_its_input(scene_dir, tmp_path):
+    import shutil
+
+    from rsviz.cli import main
+
+    img = shutil.copy(scene_dir / "image.tif", tmp_path / "chip.tif")
+    before = Path(img).read_bytes()
+    assert main(["predict", "building-mtl", str(img), str(img), "--device", "cpu"]) == 2
+    assert main(["predict", "building-mtl", str(tmp_path), str(tmp_path), "--device", "cpu"]) == 2
+    assert Path(img).read_bytes() == before
