@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from rsviz.types import NODATA_CLASS
+
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
-NODATA = 255
 
 EPILOG = """\
 OUTPUT is a uint8 GeoTIFF (a COG unless --no-cog) on INPUT's grid, same CRS and transform over
@@ -139,5 +140,5 @@ def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
     with rasterio.open(tif, "w", **prof) as dst:
         dst.write(cls[None])
         dst.write_colormap(1, {c.id: (*c.color, 255) for c in card.classes})
-    Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA,))).save(png)
+    Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA_CLASS,))).save(png)
     return tif, png

@@ -22,6 +22,8 @@ PixelWindow = Tuple[int, int, int, int]
 ImageArray = npt.NDArray[np.generic]
 #: Single-band label array, ``(height, width)``.
 MaskArray = npt.NDArray[np.generic]
+#: Class id of "no prediction" (input nodata) in class maps: the engine writes it, the evaluator skips it.
+NODATA_CLASS = 255
 #: Progress callback: ``(done, total)``.
 ProgressCallback = Callable[[int, int], None]
 

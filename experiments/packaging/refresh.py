@@ -14,17 +14,18 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
-from rsviz.models.api import from_pretrained, render_card_markdown
+from rsviz.models.api import LoadedModel, from_pretrained, render_card_markdown
+from rsviz.models.card import ModelCard
 
 
-def measure(model_dir: Path) -> dict[str, dict]:
+def measure(lm: LoadedModel) -> dict[str, dict[str, Any]]:
     """The card's metrics re-measured by task (the splits each packager reports).
 
     Raises:
         ValueError: A task with no card evaluation here.
     """
-    lm = from_pretrained(model_dir, "cpu")
     task = lm.card.task
     if task == "buildings":
         from experiments.packaging.building import SPLITS, evaluate_building
@@ -51,23 +52,40 @@ def measure(model_dir: Path) -> dict[str, dict]:
     raise ValueError(f"no card evaluation for task {task!r}; valid: buildings, roads, landcover, height, scene")
 
 
-def refresh(model_dir: Path, out: Path) -> Path:
-    """Copy ``model_dir`` into ``out`` and re-measure the copy's card; returns the copy's folder."""
-    dst = out / model_dir.name
-    if dst.resolve() != model_dir.resolve():
-        shutil.copytree(model_dir, dst, dirs_exist_ok=True)
-    lm = from_pretrained(dst, "cpu")
+def remeasure(model_dir: Path, *, keep_other_splits: bool = False, record_before: bool = False) -> ModelCard:
+    """Re-measure a model folder's card in place from its stored weights (which are not touched).
+
+    Args:
+        model_dir: The folder (``config.json``, ``model.safetensors``, ``card.json``).
+        keep_other_splits: Keep the card's figures of splits :func:`measure` does not report (else they go).
+        record_before: Keep the previous figures under ``extra.metrics_before_refresh`` (the first ones, on
+            a repeated refresh).
+
+    Returns:
+        The rewritten card (``card.json`` and ``README.md`` are saved).
+    """
+    lm = from_pretrained(model_dir, "cpu")
     card = lm.card
-    before = card.extra.get("metrics_before_refresh") or card.metrics
-    card.metrics = measure(dst)
-    card.extra["metrics_before_refresh"] = before
+    fresh = measure(lm)
+    if record_before:
+        card.extra["metrics_before_refresh"] = card.extra.get("metrics_before_refresh") or card.metrics
+    card.metrics = {**card.metrics, **fresh} if keep_other_splits else fresh
     if card.task == "roads":
         from experiments.packaging.semantic import road_metric_policy
         from rsviz.models.card import road_graph_of
 
         card.extra["metric_policy"] = road_metric_policy(road_graph_of(card).to_dict())
-    card.save(dst / "card.json")
-    (dst / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
+    card.save(model_dir / "card.json")
+    (model_dir / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
+    return card
+
+
+def refresh(model_dir: Path, out: Path) -> Path:
+    """Copy ``model_dir`` into ``out`` and re-measure the copy's card; returns the copy's folder."""
+    dst = out / model_dir.name
+    if dst.resolve() != model_dir.resolve():
+        shutil.copytree(model_dir, dst, dirs_exist_ok=True)
+    remeasure(dst, record_before=True)
     return dst
 
 

@@ -343,18 +343,13 @@ def refresh_road_metrics(model_dir: Path) -> dict:
     Raises:
         ValueError: The folder holds no road model.
     """
-    from rsviz.models.api import from_pretrained, render_card_markdown
+    from experiments.packaging.refresh import remeasure
 
     model_dir = Path(model_dir)
-    lm = from_pretrained(model_dir, "cpu")
-    if lm.card.task != "roads":
-        raise ValueError(f"{model_dir} holds a {lm.card.task!r} model; --refresh-metrics is for road models")
-    card = lm.card
-    card.metrics = {**card.metrics, "eth-test": evaluate_roads(lm, "test"), "eth-val": evaluate_roads(lm, "val")}
-    card.extra["metric_policy"] = road_metric_policy(road_graph_of(card).to_dict())
-    card.save(model_dir / "card.json")
-    (model_dir / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
-    return card.metrics
+    task = ModelCard.load(model_dir / "card.json").task
+    if task != "roads":
+        raise ValueError(f"{model_dir} holds a {task!r} model; --refresh-metrics is for road models")
+    return remeasure(model_dir, keep_other_splits=True).metrics
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@
 * :mod:`~rsviz.evaluation.bootstrap`: paired bootstrap over images (model selection).
 """
 
-from rsviz.evaluation.evaluate import NODATA_CLASS, evaluate, evaluate_patches, evaluate_sample, pool, target_spec
+from rsviz.evaluation.evaluate import evaluate, evaluate_patches, evaluate_sample, pool, target_spec
 from rsviz.evaluation.export import (
     eval_csv,
     fmt,
@@ -20,6 +20,7 @@ from rsviz.evaluation.export import (
 )
 from rsviz.evaluation.results import Artifacts, ClassRow, EvalResult
 from rsviz.evaluation.tasks import EvalConfig, TaskSpec, register_task, task_spec, task_specs
+from rsviz.types import NODATA_CLASS
 
 __all__ = [
     "NODATA_CLASS",

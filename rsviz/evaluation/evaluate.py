@@ -23,10 +23,7 @@ import numpy as np
 from rsviz.evaluation.measures import BoundaryF1, EvalInput, Measure, PixelMetrics
 from rsviz.evaluation.results import Artifacts, ClassRow, EvalResult
 from rsviz.evaluation.tasks import EvalConfig, TaskSpec, specs_for_card, task_spec
-from rsviz.types import ClassInfo, Task
-
-#: Class id of "no prediction" in class maps (the engine's nodata).
-NODATA_CLASS = 255
+from rsviz.types import NODATA_CLASS, ClassInfo, Task
 
 
 def _result(

@@ -158,12 +158,12 @@ _METRIC_NAMES: dict[str, tuple[str, str]] = {
 _PARAM = re.compile(r"^(?P<base>.+?)_(?:(?P<px>\d+(?:p\d+)?)px|(?P<m>\d+(?:p\d+)?)m|iou(?P<iou>\d+)|(?P<d>\d+\.\d+))$")
 
 
-def metric_label(key: str, result: EvalResult | None = None) -> tuple[str, str]:
+def metric_label(key: str) -> tuple[str, str]:
     """Display name and definition of a figure key: ``boundary_f1_2px`` -> ``("boundary F1 (2 px)", ...)``.
 
     Args:
-        key: A key of :attr:`~rsviz.evaluation.results.EvalResult.values`.
-        result: Unused by the name; kept so callers may pass the result the key belongs to.
+        key: A key of :attr:`~rsviz.evaluation.results.EvalResult.values`; its parameter suffix
+            (``_2px``, ``_4m``, ``_iou50``, ``_1.25``) becomes part of the name.
 
     Returns:
         ``(name, definition)``; unknown keys give the key with spaces and an empty definition.

@@ -19,7 +19,6 @@ its place in a :class:`~rsviz.evaluation.tasks.TaskSpec`'s ``measures``.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -320,7 +319,7 @@ class EdgeHeadBoundaryF1(Measure):
     def measure(self, x: EvalInput) -> Measured:
         from rsviz.metrics.boundary import boundary_f1
 
-        gt = x.gt > 0 if x.gt.dtype == bool or x.gt.max(initial=0) <= 1 else x.gt
+        gt = x.gt > 0  # the footprints; their boundaries are what the edge head should find
         return Measured(
             {"f1": [boundary_f1(x.heads["edge"] >= 0.5, gt, self.tolerance_px, valid=x.valid, is_boundary=True)["f1"]]}
         )
@@ -428,34 +427,14 @@ class HeightErrors(Measure):
         self.eps = eps
 
     def measure(self, x: EvalInput) -> Measured:
-        p, t = np.asarray(x.pred, np.float64), np.asarray(x.gt, np.float64)
-        ok = np.isfinite(p) & np.isfinite(t) & x.valid
-        e = p[ok] - t[ok]
-        pos = ok & (p > self.eps) & (t > self.eps)
-        ratio = np.maximum(p[pos] / t[pos], t[pos] / p[pos])
-        return Measured(
-            {
-                "n": int(e.size),
-                "sum_e": float(e.sum()),
-                "sum_e2": float((e**2).sum()),
-                "sum_abs": float(np.abs(e).sum()),
-                "delta_n": int(ratio.size),
-                "delta_hits": int((ratio < 1.25).sum()),
-            }
-        )
+        from rsviz.metrics.height import height_error_sums
+
+        return Measured(dict(height_error_sums(x.pred, x.gt, x.valid, self.eps)))
 
     def values(self, stats: Stats) -> dict[str, Value]:
-        n = stats["n"]
-        if not n:
-            nan = float("nan")
-            return {"rmse": nan, "mae": nan, "bias": nan, "delta_1.25": nan, "pixels": 0}
-        return {
-            "rmse": math.sqrt(stats["sum_e2"] / n),
-            "mae": stats["sum_abs"] / n,
-            "bias": stats["sum_e"] / n,
-            "delta_1.25": stats["delta_hits"] / stats["delta_n"] if stats["delta_n"] else float("nan"),
-            "pixels": n,
-        }
+        from rsviz.metrics.height import height_metrics_from_sums
+
+        return dict(height_metrics_from_sums(stats))
 
 
 class MultiLabel(Measure):

@@ -10,7 +10,7 @@ and one :func:`register_task` call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import rsviz.evaluation.measures as m
@@ -71,7 +71,6 @@ class TaskSpec:
     default_classes: tuple[ClassInfo, ...] = ()
     vectors: str | None = None
     dense: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def binary(self) -> bool:

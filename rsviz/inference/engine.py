@@ -65,7 +65,7 @@ from rsviz.inference.source import RasterSource
 from rsviz.models.api import LoadedModel, load_model
 from rsviz.models.card import ModelCard
 from rsviz.raster import RasterData
-from rsviz.types import BBox, ProgressCallback
+from rsviz.types import NODATA_CLASS, BBox, ProgressCallback
 
 __all__ = [
     "predict",
@@ -82,7 +82,6 @@ __all__ = [
     "FINALIZE_COLS",
 ]
 
-NODATA_CLASS = 255
 #: Widest column panel, pixels: wider rasters are processed in panels of window columns, so the
 #: strip buffers are O(tile x panel) rather than O(tile x width) (see :func:`panel_groups`). Read
 #: by :func:`predict` at every call.
