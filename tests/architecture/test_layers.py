@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[set[str]] = [
     {"rsviz.errors", "rsviz.types", "rsviz.resources"},
     {"rsviz.geo"},
-    {"rsviz.raster", "rsviz.labels", "rsviz.data", "rsviz.display"},
+    {"rsviz.raster", "rsviz.labels", "rsviz.data", "rsviz.display", "rsviz.tiles"},
     {"rsviz.postprocess"},
     {"rsviz.metrics"},
     {"rsviz.datasets"},
     {"rsviz.models"},
     {"rsviz.inference"},
     {"rsviz.evaluation"},
-    {"rsviz.report", "rsviz.cli", "rsviz.cli_predict", "rsviz.cli_evaluate", "rsviz.__main__", "rsviz"},
+    {"rsviz.workspace", "rsviz.report", "rsviz.cli", "rsviz.cli_predict", "rsviz.cli_evaluate", "rsviz.__main__", "rsviz"},
     {"rsviz.app"},
 ]
 UI_PACKAGES = ("streamlit", "streamlit_folium", "folium", "leafmap")
