@@ -8,6 +8,12 @@ tree). A non-editable install has no checkout beside it, so it needs the variabl
   model folders are added with ``RSVIZ_MODELS_PATH``, see :mod:`rsviz.models.api`).
 * :func:`static_dir`: ``RSVIZ_STATIC_DIR``, else ``<repository>/static`` (``npm ci --prefix static``
   installs Leaflet and its plugins under ``node_modules``; Streamlit serves the folder).
+* :func:`cache_dir`: ``RSVIZ_CACHE_DIR``, else ``<user cache>/rsviz/derived``: products rsviz builds from
+  the sample data (mosaicked scenes, overviews), never committed and safe to delete.
+* :func:`workspace_dir`: ``RSVIZ_WORKSPACE``, else ``<user cache>/rsviz/workspace``: the analyst's scenes
+  and runs (COGs and their records), which survive an app restart.
+
+The data mirror (``RSVIZ_DATA_DIR``) is only ever read: nothing is written below it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_ENV_VAR = "RSVIZ_WEIGHTS_DIR"
 STATIC_ENV_VAR = "RSVIZ_STATIC_DIR"
+CACHE_ENV_VAR = "RSVIZ_CACHE_DIR"
+WORKSPACE_ENV_VAR = "RSVIZ_WORKSPACE"
 
 
 def weights_dir() -> Path:
@@ -31,3 +39,21 @@ def static_dir() -> Path:
     """Folder Streamlit serves as ``app/static``: ``$RSVIZ_STATIC_DIR``, else ``<repository>/static``."""
     env = os.environ.get(STATIC_ENV_VAR)
     return Path(env).expanduser() if env else REPO_ROOT / "static"
+
+
+def _user_cache() -> Path:
+    import pooch
+
+    return Path(pooch.os_cache("rsviz"))
+
+
+def cache_dir() -> Path:
+    """Folder of derived products (mosaics, overviews): ``$RSVIZ_CACHE_DIR``, else ``<user cache>/rsviz/derived``."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env).expanduser().resolve() if env else _user_cache() / "derived"
+
+
+def workspace_dir() -> Path:
+    """Folder of the app's scenes and runs: ``$RSVIZ_WORKSPACE``, else ``<user cache>/rsviz/workspace``."""
+    env = os.environ.get(WORKSPACE_ENV_VAR)
+    return Path(env).expanduser().resolve() if env else _user_cache() / "workspace"
