@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# derived products and the app's workspace go to a folder of this test session, never the user's cache
+_TMP = Path(tempfile.mkdtemp(prefix="rsviz-tests-"))
+os.environ.setdefault("RSVIZ_CACHE_DIR", str(_TMP / "derived"))
+os.environ.setdefault("RSVIZ_WORKSPACE", str(_TMP / "workspace"))
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data"
