@@ -1,20 +1,12 @@
 """rsviz dashboard entry point: ``streamlit run app.py``.
 
-Icons are Material Symbols, whose font Streamlit serves itself, so they render offline and on machines
-without an emoji font.
+This file defines the ASGI application: Streamlit's ``st.App`` running the page script
+``dashboard.py``, plus the XYZ tile routes (:func:`rsviz.app.routes.tile_routes`) served by the
+same process, so the map's imagery, ground truth and predictions come from this server, offline and
+behind a reverse proxy (``server.baseUrlPath``) alike. ``streamlit run app.py`` starts both.
 """
 
 import streamlit as st
+from rsviz.app.routes import tile_routes
 
-st.set_page_config(page_title="rsviz", page_icon=":material/satellite_alt:", layout="wide")
-
-pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/map.py", title="Map", icon=":material/map:"),
-    st.Page("pages/run.py", title="Run", icon=":material/play_arrow:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("pages/metrics.py", title="Metrics", icon=":material/bar_chart:"),
-    st.Page("pages/scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
-    st.Page("pages/export.py", title="Export", icon=":material/download:"),
-]
-st.navigation(pages).run()
+app = st.App("dashboard.py", routes=tile_routes())

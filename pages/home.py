@@ -1,4 +1,4 @@
-"""Landing page: bundled models, sample scenes, device, and one scene on the map."""
+"""Landing page: device, bundled models, first-run sample data, one sample scene on the map."""
 
 import streamlit as st
 from streamlit_folium import st_folium
@@ -7,9 +7,6 @@ from rsviz.app import home
 
 st.title("rsviz — segmentation model QA on the map")
 home.render_intro()
-scene = home.scene_picker()
-if scene is not None:
-    sample, opts = scene
-    m = home.landing_map(sample, **opts)
-    st_folium(m, height=560, use_container_width=True, returned_objects=[], key="home-map")
+home.render_first_run()
+home.render_scene(st_folium)
 home.render_attribution()

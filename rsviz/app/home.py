@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from rsviz.app import state
 from rsviz.app.mapview import assets_installed
-from rsviz.app.scenes import find_scene, scene_map, scene_options
+from rsviz.app.scenes import SceneOption, find_scene, scene_map, scene_options
 from rsviz.data import catalog
-from rsviz.datasets import Sample
 from rsviz.errors import RsvizError
 from rsviz.evaluation import fmt, metric_label, task_spec
+from rsviz.workspace import Scene, open_sample
+from rsviz.workspace.scene import open_mosaic
 
 
 def device_label() -> str:
@@ -50,68 +52,146 @@ def render_intro() -> None:
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
+#: Datasets the default scenes need: fetched on the first start when the cache lacks them.
+FIRST_RUN_DATASETS = ("banepa-buildings",)
+
+
+@st.cache_resource(show_spinner=False)
+def _first_run_lock():
+    import threading
+
+    return threading.Lock()
+
+
+def render_first_run() -> None:
+    """On a fresh machine: fetch the sample data the default scenes need (checksummed, from their origins), with a
+    progress bar here and in the terminal; offline, say which command or variable to use instead."""
+    missing = []
+    for name in FIRST_RUN_DATASETS:
+        try:
+            catalog.require(name)
+        except RsvizError:
+            missing.append(name)
+    if not missing:
+        return
+    from tqdm import tqdm
+
+    with _first_run_lock():
+        for name in missing:
+            n = len(catalog.files(name))
+            bar = st.progress(0.0, text=f"First start: fetching the sample dataset {name} ({n} files)…")
+            with tqdm(total=n, desc=f"rsviz: fetching {name}", unit="file") as term:
+
+                def progress(done: int, total: int, bar=bar, term=term, name=name) -> None:
+                    term.update(done - term.n)
+                    bar.progress(done / max(total, 1), text=f"Fetching {name}: {done}/{total} files")
+
+                try:
+                    catalog.fetch(name, progress)
+                except RsvizError as exc:
+                    bar.empty()
+                    st.warning(
+                        f"The sample data could not be fetched ({exc}). Offline, point {catalog.ENV_VAR} at a copy of "
+                        f"the sample data (e.g. `{catalog.ENV_VAR}=../shared/rsviz-data streamlit run app.py`), or run "
+                        f"`rsviz data fetch {name}` once online. Your own rasters open from Map -> Local path."
+                    )
+                    return
+            bar.progress(1.0, text=f"{name}: fetched and checksummed")
+    scene_option_list.clear()
+
+
 @st.cache_data(show_spinner=False)
 def scene_option_list(data_dir: str):
     """Scene options of the data cache at ``data_dir`` (the argument keys the Streamlit cache)."""
     return scene_options()
 
 
-@st.cache_data(show_spinner="Loading scene…", max_entries=16)
-def _load_sample(data_dir: str, dataset: str, scene_id: str) -> Sample:
-    return find_scene(dataset, scene_id).load()
+def open_option(o: SceneOption) -> Scene:
+    """Open a picker option as a workspace scene: a mosaicked area (built into the derived cache on first use) or
+    a catalog chip."""
+    if o.mosaic:
+        from rsviz.datasets.mosaics import build_mosaic
+
+        bar = st.progress(0.0, text=f"Building the mosaic {o.mosaic} (once)…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Building the mosaic {o.mosaic}: {done}/{total}")
+
+        m = build_mosaic(o.mosaic, progress=progress)
+        bar.empty()
+        return open_mosaic(m)
+    return open_sample(find_scene(o.dataset, o.id))
 
 
-def load_sample(dataset: str, scene_id: str) -> Sample:
-    """Load (and cache) one sample scene from the current data cache."""
-    return _load_sample(str(catalog.data_dir()), dataset, scene_id)
+def _open_home_choice() -> None:
+    label = st.session_state.get("home-scene")
+    opts = {o.label: o for o in scene_option_list(str(catalog.data_dir()))[0]}
+    if label in opts:
+        try:
+            state.set_scene(open_option(opts[label]))
+        except (RsvizError, OSError, KeyError) as exc:
+            st.session_state["home-error"] = str(exc)
 
 
-def scene_picker() -> tuple[Sample, dict] | None:
-    """Scene selector and map options; returns the loaded sample and map options."""
+def render_scene(st_folium) -> None:
+    """Sample-scene picker (opens the scene for every page) and its map."""
     opts, problems = scene_option_list(str(catalog.data_dir()))
     for p in problems:
         st.info(p)
     if not opts:
         st.error(
-            f"No sample data found in {catalog.data_dir()}. Run `python -m rsviz data fetch` "
-            f"or set {catalog.ENV_VAR} to a folder with the sample data."
+            f"No sample data found in {catalog.data_dir()}. Run `rsviz data fetch` or set {catalog.ENV_VAR} to a "
+            "folder with the sample data; your own rasters open from Map -> Local path."
         )
-        return None
+        return
     labels = [o.label for o in opts]
-    default = next((i for i, o in enumerate(opts) if o.split == "test"), 0)
-    c1, c2, c3, c4 = st.columns([4, 1, 1, 2])
-    choice = c1.selectbox("Sample scene", labels, index=default, key="home-scene")
-    show_gt = c2.toggle("Ground truth", value=True, key="home-gt")
-    basemap = c3.toggle("Basemap", value=False, key="home-basemap", help="OpenStreetMap tiles; needs internet")
-    opacity = c4.slider("Ground-truth opacity", 0.0, 1.0, 0.5, 0.05, key="home-opacity")
+    sources = [f"mosaic:{o.mosaic}" if o.mosaic else f"sample:{o.dataset}/{o.id}" for o in opts]
+    cur = state.scene()
+    default = next(
+        (i for i, o in enumerate(opts) if o.mosaic), next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    )
+    if cur is not None and cur.source in sources:
+        st.session_state["home-scene"] = labels[sources.index(cur.source)]
+    elif "home-scene" not in st.session_state:
+        st.session_state["home-scene"] = labels[default]
+    c1, c2 = st.columns([4, 1])
+    c1.selectbox("Sample scene", labels, key="home-scene", on_change=_open_home_choice)
+    basemap = c2.toggle("Basemap", value=False, key="home-basemap", help="OpenStreetMap tiles; needs internet")
+    if cur is None:
+        _open_home_choice()
+        cur = state.scene()
+    if st.session_state.get("home-error"):
+        st.error(st.session_state.pop("home-error"))
     with st.expander(f"{len(opts)} sample scenes"):
         counts: dict[str, dict[str, int]] = {}
         for op in opts:
             counts.setdefault(op.dataset, {}).setdefault(op.split, 0)
             counts[op.dataset][op.split] += 1
         st.dataframe(
-            [{"dataset": d, **c, "about": catalog.dataset_info(d).title} for d, c in counts.items()],
+            [
+                {
+                    "dataset": d,
+                    **c,
+                    "about": catalog.dataset_info(d).title if d in catalog.DATASETS else "mosaicked sample areas",
+                }
+                for d, c in counts.items()
+            ],
             hide_index=True,
             width="stretch",
         )
-    o = opts[labels.index(choice)]
-    try:
-        sample = load_sample(o.dataset, o.id)
-    except RsvizError as exc:
-        st.error(str(exc))
-        return None
-    gsd = sample.gsd
-    crs = sample.crs or "none (not georeferenced)"
+    if cur is None:
+        return
     st.caption(
-        f"{sample.shape[1]} × {sample.shape[0]} px · {sample.image.shape[0]} bands · CRS {crs}"
-        + (f" · GSD {gsd:.2f} m" if gsd else "")
+        f"**{cur.name}** · {cur.width:,} × {cur.height:,} px · {cur.count} bands · CRS "
+        f"{cur.crs.to_string() if cur.crs else 'none (not georeferenced)'}"
+        + (f" · GSD {cur.gsd:.2f} m" if cur.gsd else "")
     )
-    return sample, {"show_gt": show_gt, "basemap": basemap, "gt_opacity": opacity}
+    if cur.georeferenced:
+        from rsviz.app.layers import scene_layers
 
-
-def landing_map(sample: Sample, show_gt: bool, basemap: bool, gt_opacity: float):
-    """Folium map of the sample (imagery overlay, ground truth toggle, draw tool)."""
-    return scene_map(sample, show_gt=show_gt, basemap=basemap, gt_opacity=gt_opacity)
+        base = str(st.get_option("server.baseUrlPath") or "")
+        m = scene_map(cur, scene_layers(cur), base_url=base, basemap=basemap, draw=False, height=560)
+        st_folium(m, height=560, use_container_width=True, returned_objects=[], key=f"home-map-{cur.key}")
 
 
 def render_attribution() -> None:

@@ -6,25 +6,17 @@ Streamlit's static file serving (``[server] enableStaticServing``) publishes tha
 at ``/app/static/``. :func:`localize_assets` rewrites each map element's JS/CSS links
 to those local URLs and drops the ones the map does not need (Bootstrap, icon fonts).
 
-Imagery is reprojected to EPSG:3857 (the map's CRS) and drawn as a PNG image overlay
-with EPSG:4326 corner coordinates, so it shows without any basemap tiles.
+Imagery, ground truth and predictions are XYZ tile layers rendered by this app's own tile route
+(:mod:`rsviz.app.routes`, rio-tiler), so they show at native resolution and without any basemap.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 from typing import Sequence
 
 import folium
-import numpy as np
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from rsviz.errors import CRSError
-from rsviz.geo import WEB_MERCATOR, reproject_bounds
 from rsviz.resources import static_dir
 from rsviz.types import BBox
 
@@ -41,8 +33,6 @@ LOCAL_ASSETS = {
     "leaflet_draw_js": "leaflet-draw/dist/leaflet.draw.js",
     "leaflet_draw_css": "leaflet-draw/dist/leaflet.draw.css",
 }
-#: Max side of a display overlay, pixels (larger rasters are decimated for display only).
-MAX_OVERLAY_SIDE = 2048
 
 
 def assets_installed() -> bool:
@@ -70,7 +60,8 @@ def localize_assets(m: folium.Map, base_url: str = "/") -> folium.Map:
     Returns:
         ``m``.
     """
-    prefix = base_url.rstrip("/") + "/" + STATIC_URL
+    b = base_url.strip("/")
+    prefix = ("/" + b if b else "") + "/" + STATIC_URL
     for el in _walk(m):
         for attr in ("default_js", "default_css"):
             links = getattr(el, attr, None)
@@ -95,6 +86,8 @@ def make_map(
     basemap: bool = True,
     draw: bool = True,
     height: int = 600,
+    max_zoom: int = 24,
+    base_url: str = "",
 ) -> folium.Map:
     """A leafmap (folium backend) map with local assets and an optional rectangle draw tool.
 
@@ -104,6 +97,8 @@ def make_map(
         basemap: Add OpenStreetMap tiles (fail quietly offline; overlays still show).
         draw: Add the Leaflet.draw rectangle tool (polygons, lines, markers disabled).
         height: Map height in pixels.
+        max_zoom: Deepest zoom (from the layers' GSD).
+        base_url: Streamlit ``server.baseUrlPath`` the local assets are served below.
 
     Returns:
         The map, with JS/CSS links pointing at the local static server.
@@ -124,14 +119,14 @@ def make_map(
         layers_control=False,
         locate_control=False,
         minimap_control=False,
-        max_zoom=24,
+        max_zoom=max_zoom,
     )
     for key, child in list(m._children.items()):  # leafmap adds a default basemap; we decide ourselves
         if isinstance(child, folium.TileLayer):
             del m._children[key]
     if basemap:
         folium.TileLayer(
-            "OpenStreetMap", name="OpenStreetMap basemap", max_zoom=24, max_native_zoom=19, control=True
+            "OpenStreetMap", name="OpenStreetMap basemap", max_zoom=max_zoom, max_native_zoom=19, control=True
         ).add_to(m)
     if draw:
         from folium.plugins import Draw
@@ -148,120 +143,91 @@ def make_map(
             },
             edit_options={"edit": False},
         ).add_to(m)
-    return localize_assets(m)
+    return localize_assets(m, base_url or "/")
 
 
-def warp_to_web_mercator(
-    array: np.ndarray,
-    transform: Affine,
-    crs: CRS | None,
-    *,
-    resampling: Resampling = Resampling.nearest,
-    max_side: int = MAX_OVERLAY_SIDE,
-) -> tuple[np.ndarray, BBox]:
-    """Reproject a ``(bands, H, W)`` array to EPSG:3857 for display.
+def tile_url(layer_id: str, base_url: str = "") -> str:
+    """XYZ URL template of a registered layer on this server (:func:`rsviz.app.routes.tile_url_template`)."""
+    from rsviz.app.routes import tile_url_template
 
-    Args:
-        array: ``(bands, H, W)`` uint8 (e.g. RGBA); 0 fills outside the source.
-        transform: Source affine transform.
-        crs: Source CRS.
-        resampling: Resampling (nearest for labels, bilinear for imagery).
-        max_side: Output is decimated so its longer side is at most this.
-
-    Returns:
-        ``(warped, bounds_lonlat)`` with ``warped`` ``(bands, h, w)`` and EPSG:4326
-        ``(west, south, east, north)`` of its extent.
-
-    Raises:
-        CRSError: If ``crs`` is None.
-    """
-    if crs is None:
-        raise CRSError("this image has no CRS, so it cannot be placed on the map; georeference it first")
-    bands, h, w = array.shape
-    left, top = transform * (0, 0)
-    right, bottom = transform * (w, h)
-    dst_t, dw, dh = calculate_default_transform(
-        crs,
-        WEB_MERCATOR,
-        w,
-        h,
-        left=min(left, right),
-        bottom=min(top, bottom),
-        right=max(left, right),
-        top=max(top, bottom),
-    )
-    f = max(dw, dh) / max_side
-    if f > 1:
-        dst_t = dst_t * Affine.scale(f)
-        dw, dh = int(np.ceil(dw / f)), int(np.ceil(dh / f))
-    out = np.zeros((bands, dh, dw), array.dtype)
-    reproject(
-        array,
-        out,
-        src_transform=transform,
-        src_crs=crs,
-        dst_transform=dst_t,
-        dst_crs=WEB_MERCATOR,
-        resampling=resampling,
-        src_nodata=None,
-        dst_nodata=0,
-    )
-    b3857 = (dst_t.c, dst_t.f + dst_t.e * dh, dst_t.c + dst_t.a * dw, dst_t.f)
-    return out, reproject_bounds(b3857, WEB_MERCATOR, "EPSG:4326")
+    return tile_url_template(layer_id, base_url)
 
 
-def png_data_uri(rgba: np.ndarray) -> str:
-    """``data:image/png;base64,...`` of an ``(H, W, 3|4)`` uint8 array."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgba).save(buf, format="PNG", optimize=False, compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+#: CSS that draws class layers without smoothing beyond native resolution (class ids stay crisp).
+PIXELATED_CSS = (
+    "<style>.rsviz-pixelated img.leaflet-tile{image-rendering:pixelated;image-rendering:crisp-edges}</style>"
+)
 
 
-def add_overlay(
+def add_tile_layer(
     m: folium.Map,
-    rgba_hwc: np.ndarray,
-    transform: Affine,
-    crs: CRS | None,
-    name: str,
+    layer,
+    base_url: str = "",
     *,
-    opacity: float = 1.0,
-    resampling: Resampling = Resampling.nearest,
-    show: bool = True,
-) -> BBox:
-    """Reproject an RGBA image to web mercator and add it as an image overlay.
+    bounds: BBox | None = None,
+    max_zoom: int = 24,
+    max_native_zoom: int | None = None,
+    opacity: float | None = None,
+) -> folium.TileLayer:
+    """Add a registered layer (:class:`rsviz.app.layers.MapLayer`) as an XYZ tile layer served by this app.
 
     Args:
-        m: Map.
-        rgba_hwc: ``(H, W, 4)`` uint8 on the ``transform`` / ``crs`` grid.
-        transform: Affine transform of the image.
-        crs: CRS of the image.
-        name: Layer name (layer control).
-        opacity: 0-1.
-        resampling: Nearest for labels, bilinear for imagery.
-        show: Initially visible.
+        m: The map.
+        layer: The :class:`~rsviz.app.layers.MapLayer`.
+        base_url: Streamlit ``server.baseUrlPath``.
+        bounds: EPSG:4326 ``(west, south, east, north)``: no tile is requested outside it.
+        max_zoom: Deepest zoom the layer shows.
+        max_native_zoom: Deepest zoom the server renders (beyond it Leaflet scales tiles up).
+        opacity: 0-1 (default: the layer's).
 
     Returns:
-        The overlay's EPSG:4326 bounds.
+        The folium layer.
     """
-    warped, (w, s, e, n) = warp_to_web_mercator(np.moveaxis(rgba_hwc, -1, 0), transform, crs, resampling=resampling)
-    folium.raster_layers.ImageOverlay(
-        png_data_uri(np.moveaxis(warped, 0, -1)),
-        bounds=[[s, w], [n, e]],
+    kw = {}
+    if bounds is not None:
+        w, s, e, n = bounds
+        kw["bounds"] = [[s, w], [n, e]]
+    if layer.pixelated:
+        kw["className"] = "rsviz-pixelated"
+        m.get_root().header.add_child(folium.Element(PIXELATED_CSS), name="rsviz-pixelated-css")
+    t = folium.TileLayer(
+        tiles=tile_url(layer.id, base_url),
+        attr="rsviz",
+        name=layer.name,
+        overlay=True,
+        control=True,
+        show=layer.show,
+        opacity=layer.opacity if opacity is None else opacity,
+        max_zoom=max_zoom,
+        max_native_zoom=max_native_zoom or max_zoom,
+        **kw,
+    )
+    t.add_to(m)
+    return t
+
+
+def add_geojson_outline(m: folium.Map, path, name: str) -> None:
+    """Outline the polygons of a GeoJSON file (e.g. the train / val / test areas), coloured by ``split``."""
+    import json
+
+    colours = {"train": "#f58231", "val": "#911eb4", "test": "#3cb44b", "predict": "#a9a9a9"}
+    gj = json.loads(open(path, encoding="utf-8").read())
+    folium.GeoJson(
+        gj,
         name=name,
-        opacity=opacity,
-        show=show,
-        interactive=False,
-        zindex=2,
+        show=True,
+        style_function=lambda f: {
+            "color": colours.get(f["properties"].get("split"), "#ffffff"),
+            "weight": 1.5,
+            "fill": False,
+            "dashArray": "4 4",
+        },
+        tooltip=folium.GeoJsonTooltip(
+            fields=[k for k in ("split", "id") if k in (gj["features"][0]["properties"] if gj.get("features") else {})]
+        )
+        if gj.get("features")
+        else None,
     ).add_to(m)
-    return (w, s, e, n)
-
-
-def rgb_to_rgba(rgb: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """Append an alpha channel (255 valid, 0 invalid) to ``(H, W, 3)`` uint8."""
-    a = np.full(rgb.shape[:2], 255, np.uint8) if valid is None else (valid.astype(np.uint8) * 255)
-    return np.dstack([rgb, a])
 
 
 def fit_bounds(m: folium.Map, bounds: BBox) -> None:

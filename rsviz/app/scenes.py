@@ -1,18 +1,22 @@
-"""Sample-scene catalog for the app: which scenes exist, loading them, drawing them on a map."""
+"""Sample-scene catalog for the app and the map of a scene (tile layers from this server).
+
+The picker offers the mosaicked sample areas (:mod:`rsviz.datasets.mosaics`: whole blocks of
+contiguous chips to pan across, with the train/val/test outline) and the single catalog chips.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import folium
-import numpy as np
-from rasterio.warp import Resampling
 
-from rsviz.app.mapview import add_overlay, add_rectangle, fit_bounds, make_map, rgb_to_rgba
+from rsviz.app.layers import MapLayer
+from rsviz.app.mapview import add_geojson_outline, add_rectangle, add_tile_layer, fit_bounds, make_map
 from rsviz.data import catalog
-from rsviz.datasets import Sample, SceneRef, scenes
-from rsviz.display import palette_rgba, to_rgb8
+from rsviz.datasets import SceneRef, scenes
 from rsviz.errors import DataMissingError
+from rsviz.types import BBox
+from rsviz.workspace import Scene
 
 #: Datasets offered in the app's scene picker (imagery with ground truth; all georeferenced but the ETH
 #: road tiles, which open as whole images).
@@ -32,22 +36,28 @@ MAP_SPLITS = {"eth-roads": ("test",)}
 
 @dataclass(frozen=True)
 class SceneOption:
-    """A scene in the picker: ``label`` is what the user sees."""
+    """A scene in the picker: ``label`` is what the user sees; ``mosaic`` names a mosaicked area."""
 
     dataset: str
     id: str
     split: str
     label: str
+    mosaic: str | None = None
 
 
 def scene_options(datasets: tuple[str, ...] = MAP_DATASETS) -> tuple[list[SceneOption], list[str]]:
-    """Georeferenced sample scenes available in the data cache.
+    """Sample scenes available in the data cache: mosaicked areas first, then single chips.
 
     Returns:
         ``(options, problems)``; ``problems`` lists datasets that are not fetched, with the
         command that fetches them.
     """
-    out, problems = [], []
+    from rsviz.datasets.mosaics import mosaic_names
+
+    out: list[SceneOption] = [
+        SceneOption("mosaic", m, "area", f"area: {m} (mosaic of chips)", mosaic=m) for m in mosaic_names()
+    ]
+    problems = []
     for d in datasets:
         try:
             catalog.require(d)
@@ -70,61 +80,56 @@ def find_scene(dataset: str, scene_id: str) -> SceneRef:
     raise KeyError(f"no scene {scene_id!r} in {dataset}; valid: {[r.id for r in refs][:10]}...")
 
 
-def ground_truth_layer(sample: Sample) -> tuple[np.ndarray, str] | None:
-    """RGBA ground-truth overlay of a sample (buildings, roads, classes or height) and its name."""
-    t = sample.targets
-    for key in ("buildings", "roads"):
-        if key in t:
-            return palette_rgba(t[key], sample.classes, alpha=140, valid=sample.valid), f"ground truth: {key}"
-    if "classes" in t:
-        return palette_rgba(
-            t["classes"], sample.classes, alpha=140, transparent=(), valid=sample.valid
-        ), "ground truth: classes"
-    if "height" in t:
-        from rsviz.display import colormap_rgba
-
-        return colormap_rgba(
-            t["height"], "viridis", valid=sample.valid
-        ), f"ground truth: height ({sample.height_units})"
-    return None
-
-
 def scene_map(
-    sample: Sample,
+    scene: Scene,
+    layers: list[MapLayer],
     *,
-    show_gt: bool = True,
+    base_url: str = "",
     basemap: bool = False,
-    gt_opacity: float = 0.6,
-    image_opacity: float = 1.0,
-    extent: tuple[float, float, float, float] | None = None,
+    extent: BBox | None = None,
+    view: BBox | None = None,
     draw: bool = True,
     height: int = 600,
+    opacity: dict[str, float] | None = None,
 ) -> folium.Map:
-    """A map of one georeferenced sample: imagery overlay, optional ground truth, draw tool.
+    """A map of a georeferenced scene: its tile layers (served by this app), the split outline, the extent.
 
     Args:
-        sample: Georeferenced sample.
-        show_gt: Ground-truth layer initially visible.
+        scene: The scene (georeferenced).
+        layers: Registered layers, bottom first (imagery, ground truth, runs).
+        base_url: Streamlit ``server.baseUrlPath``.
         basemap: Add OpenStreetMap tiles (need internet).
-        gt_opacity: Ground-truth overlay opacity, 0-1.
-        image_opacity: Imagery overlay opacity, 0-1.
         extent: EPSG:4326 ``(west, south, east, north)`` to outline, or None.
+        view: EPSG:4326 bounds to fit the map to (default: the extent, else the scene).
         draw: Add the rectangle draw tool.
         height: Map height, pixels.
+        opacity: Layer name -> opacity overriding the layer's own.
 
     Raises:
-        CRSError: If the sample is not georeferenced.
+        CRSError: If the scene is not georeferenced.
     """
-    m = make_map(basemap=basemap, draw=draw, height=height)
-    rgb = rgb_to_rgba(to_rgb8(sample.image, valid=sample.valid), sample.valid)
-    b = add_overlay(
-        m, rgb, sample.transform, sample.crs, "imagery", opacity=image_opacity, resampling=Resampling.bilinear
-    )
-    gt = ground_truth_layer(sample)
-    if gt is not None:
-        add_overlay(m, gt[0], sample.transform, sample.crs, gt[1], opacity=gt_opacity, show=show_gt)
+    from rsviz.app.layers import max_zoom
+    from rsviz.errors import CRSError
+
+    if scene.bounds_4326 is None:
+        raise CRSError(f"{scene.name} has no CRS, so it cannot be placed on the map; georeference it first")
+    zooms = [max_zoom(lyr) for lyr in layers]
+    top = max((z[1] for z in zooms), default=22)
+    m = make_map(basemap=basemap, draw=draw, height=height, max_zoom=top, base_url=base_url)
+    for lyr, (_native, mz) in zip(layers, zooms, strict=True):
+        add_tile_layer(
+            m,
+            lyr,
+            base_url,
+            bounds=scene.bounds_4326,
+            max_zoom=top,
+            max_native_zoom=mz,
+            opacity=(opacity or {}).get(lyr.name, lyr.opacity),
+        )
+    if scene.splits is not None and scene.splits.exists():
+        add_geojson_outline(m, scene.splits, "train / val / test areas")
     if extent is not None:
         add_rectangle(m, extent)
     folium.LayerControl(collapsed=False).add_to(m)
-    fit_bounds(m, b)
+    fit_bounds(m, view or extent or scene.bounds_4326)
     return m

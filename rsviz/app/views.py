@@ -2,7 +2,7 @@
 
 User mistakes (unreadable upload, wrong band count, no CRS, extent outside the raster,
 ground truth on another grid) surface as ``st.error`` with the library's message; the
-scene, extent and runs already made stay in the session.
+scene, extent and runs already made stay in the session, in the URL and in the workspace.
 """
 
 from __future__ import annotations
@@ -14,101 +14,175 @@ import numpy as np
 import streamlit as st
 
 from rsviz.app import state
-from rsviz.app.workspace import (
-    RUN_CACHE,
-    RunOptions,
-    crop,
-    evaluate_run,
-    extent_area_m2,
-    resolve_extent,
-    run_model,
-    scene_from_path,
-    scene_from_sample,
-    scene_from_upload,
-    target_for,
-)
 from rsviz.display import PanelKind
 from rsviz.errors import RsvizError
 from rsviz.evaluation.export import fmt
+from rsviz.workspace import JOBS, JobState, RunOptions, Scene, extent_area_m2, resolve_extent
+
+#: Extents up to this many pixels also get the static side-by-side panels (and the report's pictures).
+PANEL_MAX_PX = 2048 * 2048
+#: Side of the preview of a scene without CRS (which cannot go on the map).
+PREVIEW_SIDE = 1024
+
+
+def _base_url() -> str:
+    return str(st.get_option("server.baseUrlPath") or "")
+
+
+def _target_task(scene: Scene, card) -> str:
+    """The evaluation task a model is scored on against this scene's ground truth, ``none`` when nothing fits."""
+    from rsviz.evaluation import target_spec
+
+    spec = target_spec(card, scene.targets)
+    return spec.task.value if spec is not None else "none"
+
 
 # --------------------------------------------------------------------------- Map
 
 
+def _open(opener, *args) -> None:
+    """Open a scene (a widget callback): errors are kept for the page to show; the old scene stays open."""
+    st.session_state.pop("map-error", None)
+    try:
+        with st.spinner("Opening the scene (large files without overviews get them once)…"):
+            state.set_scene(opener(*args))
+    except (RsvizError, OSError, KeyError) as exc:
+        st.session_state["map-error"] = str(exc)
+
+
+def _open_option(label_key: str = "map-scene") -> None:
+    from rsviz.app.home import open_option
+
+    label = st.session_state.get(label_key)
+    opts = st.session_state.get("map-options", {})
+    if label in opts:
+        _open(open_option, opts[label])
+
+
+def _source_of(scene: Scene | None) -> str:
+    kind = (scene.source.split(":", 1)[0] if scene is not None else "") or "sample"
+    return {"path": "Local path", "upload": "Upload"}.get(kind, "Sample data")
+
+
+def _sample_picker() -> None:
+    from rsviz.app.home import open_option, scene_option_list
+    from rsviz.data import catalog
+
+    opts, problems = scene_option_list(str(catalog.data_dir()))
+    for p in problems:
+        st.info(p)
+    if not opts:
+        return
+    st.session_state["map-options"] = {o.label: o for o in opts}
+    labels = [o.label for o in opts]
+    cur = state.scene()
+    sources = [f"mosaic:{o.mosaic}" if o.mosaic else f"sample:{o.dataset}/{o.id}" for o in opts]
+    default = next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    if cur is not None and cur.source in sources:
+        default = sources.index(cur.source)
+    if "map-scene" not in st.session_state or (cur is not None and cur.source in sources):
+        st.session_state["map-scene"] = labels[default]
+    st.selectbox("Sample scene", labels, key="map-scene", on_change=_open_option)
+    if cur is None:  # first visit: open the default scene
+        _open(open_option, opts[default])
+
+
+def _upload_form() -> None:
+    from rsviz.workspace import open_upload
+
+    with st.form("upload"):
+        img = st.file_uploader(
+            "Image (GeoTIFF / COG / JPEG2000 / PNG / JPEG)",
+            type=["tif", "tiff", "jp2", "png", "jpg", "jpeg", "vrt"],
+            help="Files larger than the upload limit: use Local path, which reads the file where it is",
+        )
+        gt = st.file_uploader(
+            "Ground truth (optional): raster on the same grid (class ids, 0/1 or 0/255 mask, heights; 255 = "
+            "nodata), or building GeoJSON",
+            type=["tif", "tiff", "png", "geojson", "json"],
+        )
+        ok = st.form_submit_button("Open")
+    if ok and img is not None:
+        _open(open_upload, img.name, img, gt.name if gt else None, gt)
+
+
+def _path_form() -> None:
+    from rsviz.workspace import open_path
+
+    c1, c2 = st.columns(2)
+    path = c1.text_input("Raster path on this machine (GeoTIFF, COG, VRT, JPEG2000…)", key="map-path")
+    gt = c2.text_input("Ground truth path (optional: raster on the same grid, or GeoJSON)", key="map-gt-path")
+    if st.button("Open", key="map-open-path") and path:
+        _open(open_path, path.strip(), gt.strip() or None)
+
+
+def _layers(scene: Scene, runs) -> list:
+    from rsviz.app.layers import run_layers, scene_layers
+    from rsviz.models.api import get_model_card
+
+    out = scene_layers(scene)
+    for r in runs:
+        try:
+            out += run_layers(scene, r, get_model_card(r.model))
+        except RsvizError as exc:
+            st.warning(f"{r.model}: {exc}")
+    return out
+
+
 def render_map(st_folium) -> None:
-    """Scene picker (samples, upload, local path), map with overlays, extent drawing."""
-    from rsviz.app.home import load_sample, scene_option_list
+    """Scene picker (samples, local path, upload), map of tile layers, extent drawing."""
     from rsviz.app.mapview import drawn_bounds, legend_html
 
     st.title("Map")
-    src = st.radio("Scene source", ["Sample data", "Upload", "Local path"], horizontal=True, key="map-source")
+    if "map-source" not in st.session_state:
+        st.session_state["map-source"] = _source_of(state.scene())
+    src = st.radio("Scene source", ["Sample data", "Local path", "Upload"], horizontal=True, key="map-source")
     if src == "Sample data":
-        from rsviz.data import catalog
-
-        opts, problems = scene_option_list(str(catalog.data_dir()))
-        for p in problems:
-            st.info(p)
-        if opts:
-            labels = [o.label for o in opts]
-            cur = state.scene()
-            default = next(
-                (i for i, o in enumerate(opts) if cur is not None and cur.key == f"{o.dataset}/{o.id}"),
-                next((i for i, o in enumerate(opts) if o.split == "test"), 0),
-            )
-            choice = st.selectbox("Sample scene", labels, index=default, key="map-scene")
-            o = opts[labels.index(choice)]
-            try:
-                state.set_scene(scene_from_sample(load_sample(o.dataset, o.id)))
-            except RsvizError as exc:
-                st.error(str(exc))
+        _sample_picker()
     elif src == "Upload":
-        with st.form("upload"):
-            img = st.file_uploader("Image (GeoTIFF / COG / PNG / JPEG)", type=["tif", "tiff", "png", "jpg", "jpeg"])
-            gt = st.file_uploader(
-                "Ground truth (optional): raster on the same grid, or building GeoJSON",
-                type=["tif", "tiff", "png", "geojson", "json"],
-            )
-            ok = st.form_submit_button("Open")
-        if ok and img is not None:
-            try:
-                state.set_scene(
-                    scene_from_upload(img.name, img.getvalue(), gt.name if gt else None, gt.getvalue() if gt else None)
-                )
-            except RsvizError as exc:
-                st.error(str(exc))
+        _upload_form()
     else:
-        path = st.text_input("Raster path on this machine", key="map-path")
-        if st.button("Open", key="map-open-path") and path:
-            try:
-                state.set_scene(scene_from_path(path))
-            except (RsvizError, OSError) as exc:
-                st.error(str(exc))
+        _path_form()
+    if st.session_state.get("map-error"):
+        st.error(st.session_state["map-error"])
     scene = state.scene()
     if scene is None:
         return
-    s = scene.sample
-    c1, c2, c3, c4 = st.columns([1, 1, 2, 2])
-    show_gt = c1.toggle("Ground truth", True, key="map-gt", disabled=not s.targets)
-    basemap = c2.toggle("Basemap", False, key="map-basemap", help="OpenStreetMap tiles (needs internet)")
-    img_op = c3.slider("Imagery opacity", 0.0, 1.0, 1.0, 0.05, key="map-img-op")
-    gt_op = c4.slider("Ground-truth opacity", 0.0, 1.0, 0.5, 0.05, key="map-gt-op")
+    st.caption(
+        f"**{scene.name}** · {scene.width:,} × {scene.height:,} px · {scene.count} band(s) {scene.dtype} · "
+        f"CRS {scene.crs.to_string() if scene.crs else 'none (not georeferenced)'}"
+        + (f" · GSD {scene.gsd:.2f} m" if scene.gsd else "")
+        + (f" · ground truth: {', '.join(sorted(scene.targets))}" if scene.targets else " · no ground truth")
+    )
+    c1, c2, c3 = st.columns([1, 2, 2])
+    basemap = c1.toggle("Basemap", False, key="map-basemap", help="OpenStreetMap tiles (needs internet)")
+    img_op = c2.slider("Imagery opacity", 0.0, 1.0, 1.0, 0.05, key="map-img-op")
+    ov_op = c3.slider("Overlay opacity", 0.0, 1.0, 0.8, 0.05, key="map-gt-op")
     left, right = st.columns([4, 1])
     with right:
-        if s.classes:
-            st.markdown(legend_html(s.classes, "Legend"), unsafe_allow_html=True)
+        if scene.classes:
+            st.markdown(legend_html(scene.classes, "Legend"), unsafe_allow_html=True)
+        if scene.splits is not None:
+            st.caption("Dashed outlines: train (orange), val (purple), test (green) areas of the dataset.")
         if st.button("Use the whole scene", key="map-whole"):
             state.set_bounds(None)
     with left:
         if scene.georeferenced:
             from rsviz.app.scenes import scene_map
 
+            try:
+                layers = _layers(scene, state.runs())
+            except RsvizError as exc:
+                st.error(str(exc))
+                return
             m = scene_map(
-                s,
-                show_gt=show_gt,
+                scene,
+                layers,
+                base_url=_base_url(),
                 basemap=basemap,
-                gt_opacity=gt_op,
-                image_opacity=img_op,
                 extent=state.bounds(),
                 height=560,
+                opacity={lyr.name: (img_op if lyr.name == "imagery" else ov_op) for lyr in layers},
             )
             res = st_folium(
                 m,
@@ -122,11 +196,11 @@ def render_map(st_folium) -> None:
                 state.set_bounds(b)
         else:
             from rsviz.display import to_rgb8
+            from rsviz.workspace.scene import preview
 
+            img, valid = preview(scene, PREVIEW_SIDE)
             st.image(
-                to_rgb8(s.image, valid=s.valid),
-                caption="not georeferenced: the extent is the whole image",
-                width="stretch",
+                to_rgb8(img, valid=valid), caption="not georeferenced: the extent is the whole image", width="stretch"
             )
     try:
         ext = resolve_extent(scene, state.bounds())
@@ -135,15 +209,16 @@ def render_map(st_folium) -> None:
         state.set_bounds(None)
         ext = resolve_extent(scene, None)
     area = extent_area_m2(scene, ext)
-    from rsviz.app.workspace import MAX_EXTENT_PX
     from rsviz.models.api import resolve_device
+    from rsviz.workspace.scene import MAX_EXTENT_PX
 
     dev = resolve_device("auto").type
     dev = dev if dev in MAX_EXTENT_PX else "cpu"
     if ext.pixels > MAX_EXTENT_PX[dev]:
         st.warning(
-            f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx the app "
-            f"runs on {dev.upper()}: draw a smaller rectangle, or use `python -m rsviz predict --bounds` on the file."
+            f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx one "
+            f"interactive run holds on {dev.upper()}: draw a smaller rectangle, or use `rsviz predict --bounds` on "
+            "the file (it streams by windows)."
         )
     st.success(
         f"Extent: {int(ext.window.width)} × {int(ext.window.height)} px = {ext.pixels / 1e6:.2f} MPx"
@@ -158,14 +233,77 @@ def render_map(st_folium) -> None:
     )
 
 
+# --------------------------------------------------------------------------- background runs
+
+
+def collect_jobs() -> bool:
+    """Add this session's finished runs to its state; True when any finished since the last call."""
+    changed = False
+    for key in list(state.jobs()):
+        job = JOBS.get(key)
+        if job is None:
+            state.jobs().remove(key)
+            continue
+        if (
+            job.state is JobState.DONE
+            and job.result is not None
+            and key not in st.session_state.get("rsviz.collected", set())
+        ):
+            st.session_state.setdefault("rsviz.collected", set()).add(key)
+            sc = state.scene()
+            if sc is not None and job.result.scene_key == sc.key:
+                state.add_run(job.result)
+            changed = True
+        elif job.finished and key not in st.session_state.get("rsviz.collected", set()):
+            st.session_state.setdefault("rsviz.collected", set()).add(key)
+            changed = True
+    return changed
+
+
+def _job_line(job) -> str:
+    if job.state is JobState.RUNNING:
+        eta = job.eta_s()
+        return f"{job.model}: {job.done}/{job.total or '?'} tiles" + (
+            f" · ~{eta:.0f} s left" if eta is not None else ""
+        )
+    if job.state is JobState.QUEUED:
+        return f"{job.model}: queued"
+    if job.state is JobState.DONE:
+        r = job.result
+        return f"{job.model}: " + (
+            "cached result" if job.from_workspace else f"done in {r.seconds:.1f} s" if r else "done"
+        )
+    if job.state is JobState.CANCELLED:
+        return f"{job.model}: cancelled"
+    return f"{job.model}: failed"
+
+
+@st.fragment(run_every=1.0)
+def _jobs_fragment() -> None:
+    mine = [j for j in (JOBS.get(k) for k in state.jobs()) if j is not None and not j.finished]
+    for j in mine:
+        st.progress(j.fraction, text=_job_line(j))
+    if collect_jobs() or not mine:
+        st.rerun(scope="app")
+
+
+def render_jobs_sidebar() -> None:
+    """In the sidebar of every page: progress of this session's runs in the background (they go on when the user
+    changes page); the page reruns when one finishes."""
+    collect_jobs()
+    if any(j is not None and not j.finished for j in (JOBS.get(k) for k in state.jobs())):
+        with st.sidebar:
+            st.caption("Runs in progress")
+            _jobs_fragment()
+
+
 # --------------------------------------------------------------------------- Run
 
 
 def render_run() -> None:
-    """Model choice, options, progress with tiles and time left, cancel, cached results."""
-    import time
-
-    from rsviz.models.api import get_model_card, list_models
+    """Model choice, options, background runs with progress and cancel, runs on this extent."""
+    from rsviz.models.api import available_devices, get_model_card, list_models, resolve_device
+    from rsviz.workspace import check_extent_size
 
     st.title("Run")
     scene = state.need_scene()
@@ -181,16 +319,14 @@ def render_run() -> None:
         st.error(str(exc))
         return
     st.caption(f"Scene **{scene.name}** · extent {int(ext.window.width)} × {int(ext.window.height)} px")
-    bands = scene.sample.image.shape[0]
-    fitting = [
-        n for n in names if get_model_card(n).in_channels == bands and get_model_card(n).task != "scene"
-    ] or names
-    default = [n for n in fitting if get_model_card(n).task == scene.task][:1] or fitting[:1]
+    cards = {n: get_model_card(n) for n in names}
+    fitting = [n for n in names if cards[n].in_channels == scene.count and cards[n].task != "scene"] or names
+    default = [n for n in fitting if cards[n].task == scene.task][:1] or fitting[:1]
     chosen = st.multiselect("Models (one or two)", names, default=default, max_selections=2, key="run-models")
     c1, c2, c3, c4 = st.columns(4)
     tile = c1.selectbox("Tile (px)", [256, 384, 512, 768, 1024], index=2, key="run-tile")
     overlap = c2.slider("Overlap", 0.0, 0.75, 0.25, 0.05, key="run-overlap")
-    recommended = any(get_model_card(n).input.tta for n in chosen)  # the card measured its metrics this way
+    recommended = any(cards[n].input.tta for n in chosen)  # the card measured its metrics this way
     tta = c3.toggle(
         "Test-time augmentation",
         recommended,
@@ -198,38 +334,46 @@ def render_run() -> None:
         help="average over flips and rotations (8x the compute); on by default where a chosen model's "
         "card recommends it",
     )
-    from rsviz.models.api import available_devices
-
     devs = ["auto", *available_devices()[::-1]]
     device = c4.selectbox("Device", devs, key="run-device")
     opts = RunOptions(tile=int(tile), overlap=float(overlap), tta=bool(tta), device=device)
-    go = st.button("Run", type="primary", key="run-go", disabled=not chosen)
-    if st.session_state.get("run-cancel"):
-        st.warning("Run cancelled; finished models are kept, nothing else changed.")
-    st.caption(
-        "Finished runs are cached by model, scene, extent and options: running the same choice again is instant."
-    )
-    if go:
-        st.button("Cancel", key="run-cancel", help="stop the run in progress")
+    if st.button("Run", type="primary", key="run-go", disabled=not chosen):
+        try:
+            check_extent_size(ext, resolve_device(device).type)
+        except RsvizError as exc:
+            st.error(str(exc))
+            chosen = []
         for name in chosen:
-            bar = st.progress(0.0, text=f"{name}: starting…")
-            t0 = time.perf_counter()
-
-            def progress(done: int, total: int, name=name, bar=bar, t0=t0) -> None:
-                el = time.perf_counter() - t0
-                left = el / done * (total - done) if done else float("nan")
-                bar.progress(
-                    done / total, text=f"{name}: {done}/{total} tiles · {el:.1f} s elapsed · ~{left:.1f} s left"
-                )
-
             try:
-                res, cached = run_model(name, scene, ext, opts, progress=progress)
+                job = JOBS.submit(name, scene, ext, opts)
             except RsvizError as exc:
-                bar.empty()
                 st.error(f"{name}: {exc}")
                 continue
-            bar.progress(1.0, text=f"{name}: {'cached result' if cached else f'done in {res.seconds:.1f} s'}")
-            state.add_run(res)
+            if job.key not in state.jobs():
+                state.jobs().append(job.key)
+            st.session_state.get("rsviz.collected", set()).discard(job.key)
+        st.rerun()
+    st.caption(
+        "Runs go on in the background when you change page (progress in the sidebar) and are kept in the "
+        "workspace by model, scene, extent and options: running the same choice again is instant, also after a "
+        "restart."
+    )
+    for key in state.jobs():
+        job = JOBS.get(key)
+        if job is None:
+            continue
+        line = _job_line(job)
+        if job.state is JobState.FAILED:
+            st.error(f"{job.model}: {job.error}")
+        elif job.state is JobState.CANCELLED:
+            st.warning(f"{line}; finished models are kept, nothing else changed.")
+        elif job.finished:
+            st.success(line)
+        else:
+            c1, c2 = st.columns([5, 1])
+            c1.progress(job.fraction, text=line)
+            if c2.button("Cancel", key=f"run-cancel-{key}", help="stop this run at the next batch"):
+                job.cancel()
     runs = state.runs_for(ext)
     if runs:
         st.subheader("Runs on this extent")
@@ -240,16 +384,16 @@ def render_run() -> None:
                     "seconds": round(r.seconds, 2),
                     "tile": r.options.tile,
                     "overlap": r.options.overlap,
-                    "TTA": r.options.tta,
-                    "device": r.prediction.options["device"],
-                    "MPx/s": round(r.prediction.stats["mpx_per_s"], 3),
+                    "TTA": r.run_options.get("tta"),
+                    "device": r.run_options.get("device"),
+                    "precision": r.run_options.get("precision"),
+                    "MPx/s": round(float(r.stats.get("mpx_per_s", float("nan"))), 3),
                 }
                 for r in runs
             ],
             hide_index=True,
         )
         st.success("Open **Compare** or **Metrics** to inspect the results.")
-    st.caption(f"{len(RUN_CACHE)} results cached in this app process.")
 
 
 # --------------------------------------------------------------------------- Compare
@@ -283,8 +427,48 @@ def _choose_run(key: str):
     return scene, ext, r, get_model_card(r.model)
 
 
+def _compare_maps(scene: Scene, ext, runs) -> None:
+    import streamlit.components.v1 as components
+
+    from rsviz.app.compare_maps import linked_maps_html, swipe_html
+
+    layers = _layers(scene, runs)
+    by_name = {lyr.name: lyr for lyr in layers}
+    base = by_name.get("imagery")
+    overlays = [lyr for lyr in layers if lyr.name != "imagery"]
+    if not overlays:
+        return
+    names = [lyr.name for lyr in overlays]
+    preds = [n for n in names if n.endswith(": prediction")]
+    gts = [n for n in names if n.startswith("ground truth")]
+    mode = st.radio("View", ["Swipe", "Linked maps"], horizontal=True, key="compare-mode")
+    bounds = scene.bounds_4326
+    assert bounds is not None
+    if mode == "Swipe":
+        dl = gts[0] if gts else names[0]
+        dr = preds[-1] if preds else names[-1]
+        if len(preds) >= 2:
+            dl, dr = preds[-2], preds[-1]
+        c1, c2 = st.columns(2)
+        left = c1.selectbox("Left of the divider", names, index=names.index(dl), key="compare-left")
+        right = c2.selectbox("Right of the divider", names, index=names.index(dr), key="compare-right")
+        components.html(
+            swipe_html(by_name[left], by_name[right], base, bounds, view=ext.bounds, base_url=_base_url()),
+            height=570,
+        )
+    else:
+        default = gts[:1] + [n for n in names if n.endswith((": prediction", ": errors (TP green, FP red, FN blue)"))]
+        default += [n for n in names if "uncertainty" in n or "edge" in n or "height" in n][:2]
+        shown = st.multiselect("Maps (pan and zoom are linked)", names, default=default[:6], key="compare-grid")
+        if shown:
+            components.html(
+                linked_maps_html([by_name[n] for n in shown], base, bounds, view=ext.bounds, base_url=_base_url()),
+                height=330 * math.ceil(len(shown) / 2) + 10,
+            )
+
+
 def render_compare() -> None:
-    """Side-by-side panels per run, a swipe view of prediction vs ground truth."""
+    """Full-resolution comparison maps (swipe, linked grid); side-by-side panels for small extents."""
     from rsviz.app.panels import panels_for, swipe
     from rsviz.models.api import get_model_card
 
@@ -292,31 +476,36 @@ def render_compare() -> None:
     scene, ext, runs = _pick_runs("compare")
     if not runs:
         return
-    sub = crop(scene, ext)
     shown = runs[-2:]
+    if scene.georeferenced:
+        _compare_maps(scene, ext, shown)
+    if ext.pixels > PANEL_MAX_PX:
+        st.caption(f"Side-by-side panels are drawn for extents up to {PANEL_MAX_PX / 1e6:.0f} MPx; use the maps above.")
+        return
+    sub = scene.read(ext.window)
     all_panels = []
     for r in shown:
         card = get_model_card(r.model)
-        task, _ = target_for(scene, card)
-        all_panels.append((r, panels_for(sub, r.prediction.heads, card, task)))
+        all_panels.append((r, panels_for(sub, r.prediction.heads, card, _target_task(scene, card))))
     from rsviz.app.mapview import legend_html
 
+    st.subheader("Panels")
     for r, _ in all_panels:
         c = get_model_card(r.model)
         if c.classes:
             st.markdown(legend_html(c.classes, f"{r.model} classes"), unsafe_allow_html=True)
     if len(all_panels) == 1:
         r, panels = all_panels[0]
-        st.subheader(r.model)
+        st.caption(r.model)
         for i in range(0, len(panels), 3):
-            for col, p in zip(st.columns(3), panels[i : i + 3]):
+            for col, p in zip(st.columns(3), panels[i : i + 3], strict=False):
                 col.image(p.image, caption=p.caption, width="stretch")
     else:
         (ra, pa), (rb, pb) = all_panels
         da, db = {p.kind: p for p in pa}, {p.kind: p for p in pb}
         c1, c2 = st.columns(2)
-        c1.subheader(ra.model)
-        c2.subheader(rb.model)
+        c1.caption(ra.model)
+        c2.caption(rb.model)
         for kind in dict.fromkeys([p.kind for p in pa] + [p.kind for p in pb]):
             c1, c2 = st.columns(2)
             for col, d in ((c1, da), (c2, db)):
@@ -324,7 +513,7 @@ def render_compare() -> None:
                     col.image(d[kind].image, caption=d[kind].caption, width="stretch")
     r, panels = all_panels[0]
     d = {p.kind: p.image for p in panels}
-    if PanelKind.PREDICTION in d and PanelKind.GROUND_TRUTH in d:
+    if PanelKind.PREDICTION in d and PanelKind.GROUND_TRUTH in d and not scene.georeferenced:
         st.subheader("Swipe: prediction (left) vs ground truth (right)")
         f = st.slider("divider", 0.0, 1.0, 0.5, 0.01, key="compare-swipe")
         st.image(swipe(d[PanelKind.PREDICTION], d[PanelKind.GROUND_TRUTH], f), width="stretch")
@@ -343,7 +532,11 @@ def render_metrics(st_folium) -> None:
     if chosen is None:
         return
     scene, ext, r, card = chosen
-    res = _cached_eval(scene, r, card)
+    try:
+        res = _cached_eval(scene, r, card)
+    except RsvizError as exc:
+        st.error(str(exc))
+        return
     if res is None:
         st.warning("This scene has no ground truth that fits this model's task, so no metrics can be computed.")
         return
@@ -386,7 +579,7 @@ def render_metrics(st_folium) -> None:
             key=f"objects-{r.key}",
         )
     graphs = res.artifacts.graphs
-    if graphs is not None:
+    if graphs is not None and ext.pixels <= PANEL_MAX_PX:
         from rsviz.app.panels import road_graph_figure
         from rsviz.display import to_rgb8
 
@@ -395,7 +588,7 @@ def render_metrics(st_folium) -> None:
             "Paths between control nodes are compared on these skeleton graphs; a break in the red graph "
             "cuts every path through it. The prediction's graph follows the model card's road_graph."
         )
-        sub = crop(scene, ext)
+        sub = scene.read(ext.window, with_targets=False)
         st.pyplot(road_graph_figure(to_rgb8(sub.image, valid=sub.valid), *graphs))
 
 
@@ -412,38 +605,41 @@ def _class_confusion(res) -> tuple[np.ndarray, list[str]]:
 
 
 @st.cache_data(show_spinner="Computing metrics…", max_entries=32)
-def _eval_cached(run_key: str, _scene, _run, _card):
+def _eval_cached(run_key: str, scene_key: str, _scene, _run, _card):
+    from rsviz.workspace.metrics import evaluate_run
+
     return evaluate_run(_scene, _run, _card)
 
 
 def _cached_eval(scene, r, card):
-    return _eval_cached(r.key, scene, r, card)
+    return _eval_cached(r.key, scene.key, scene, r, card)
 
 
 def _objects_map(scene, ext, match):
     import folium
     import shapely
 
-    from rsviz.app.mapview import add_overlay, fit_bounds, make_map, rgb_to_rgba
-    from rsviz.display import to_rgb8
-    from rsviz.metrics.objects import match_to_geojson
+    from rsviz.app.layers import imagery_layer, max_zoom
+    from rsviz.app.mapview import add_tile_layer, fit_bounds, make_map
+    from rsviz.metrics.objects import ObjectMatch, match_to_geojson
 
-    sub = crop(scene, ext)
-    m = make_map(basemap=False, draw=False, height=480)
-    b = add_overlay(m, rgb_to_rgba(to_rgb8(sub.image, valid=sub.valid), sub.valid), sub.transform, sub.crs, "imagery")
-    t = sub.transform
+    img = imagery_layer(scene)
+    _, mz = max_zoom(img)
+    m = make_map(basemap=False, draw=False, height=480, max_zoom=mz, base_url=_base_url())
+    add_tile_layer(m, img, _base_url(), bounds=scene.bounds_4326, max_zoom=mz)
+    from affine import Affine
+
+    t = scene.transform * Affine.translation(ext.window.col_off, ext.window.row_off)
 
     def to_crs(p):
         return shapely.affinity.affine_transform(p, [t.a, t.b, t.d, t.e, t.c, t.f])
-
-    from rsviz.metrics.objects import ObjectMatch
 
     mm = ObjectMatch(
         [(to_crs(a), to_crs(g), v) for a, g, v in match.tp],
         [to_crs(p) for p in match.fp],
         [to_crs(g) for g in match.fn],
     )
-    gj = match_to_geojson(mm, sub.crs)
+    gj = match_to_geojson(mm, scene.crs)
     colours = {"tp": "#2ecc40", "fp": "#ff4136", "fn": "#0074d9"}
     folium.GeoJson(
         gj,
@@ -451,7 +647,7 @@ def _objects_map(scene, ext, match):
         style_function=lambda f: {"color": colours[f["properties"]["kind"]], "weight": 2, "fillOpacity": 0.15},
         tooltip=folium.GeoJsonTooltip(fields=["kind"]),
     ).add_to(m)
-    fit_bounds(m, b)
+    fit_bounds(m, ext.bounds)
     return m
 
 
@@ -460,9 +656,6 @@ def _objects_map(scene, ext, match):
 
 def render_export() -> None:
     """Downloads: prediction COG, polygons GeoJSON, eval.json / CSV, one-file HTML report."""
-    import tempfile
-    from pathlib import Path
-
     from rsviz.app.panels import confusion_figure, panels_for
     from rsviz.evaluation import eval_csv, to_eval_json
     from rsviz.report import extent_feature, html_report
@@ -472,28 +665,32 @@ def render_export() -> None:
     if chosen is None:
         return
     scene, ext, r, card = chosen
-    pred = r.prediction
-    stem = f"{scene.sample.id}-{r.model}"
+    stem = f"{scene.name.split(' / ')[-1].rsplit('.', 1)[0]}-{r.model}".replace(" ", "_")
     st.caption(
         f"Everything below covers the {int(ext.window.width)} × {int(ext.window.height)} px extent of "
         f"**{scene.name}** predicted by **{r.model}**."
     )
     icon = ":material/download:"
     if scene.georeferenced:
-        with tempfile.TemporaryDirectory() as d:
-            from rsviz.inference.export import write_prediction_cog
-
-            p = write_prediction_cog(pred, card, Path(d) / f"{stem}.tif")
+        st.download_button(
+            "Prediction (COG, class ids in band 1)",
+            r.path.read_bytes(),
+            f"{stem}.tif",
+            "image/tiff",
+            key="dl-cog",
+            icon=icon,
+            help="Cloud-optimised uint8 GeoTIFF on the scene's grid and CRS: class ids in band 1 (255 = "
+            "nodata), then probabilities, entropy, edges and reconstruction x 255 as the "
+            "model has them (band descriptions name each)",
+        )
+        if r.height_path is not None:
             st.download_button(
-                "Prediction (COG, class ids in band 1)",
-                p.read_bytes(),
-                f"{stem}.tif",
+                "Heights (float32 COG)",
+                r.height_path.read_bytes(),
+                f"{stem}_height.tif",
                 "image/tiff",
-                key="dl-cog",
+                key="dl-height",
                 icon=icon,
-                help="Cloud-optimised uint8 GeoTIFF on the scene's grid and CRS: class ids in band 1 (255 = "
-                "nodata), then probabilities, entropy, edges and reconstruction x 255 as the "
-                "model has them (band descriptions name each)",
             )
         from rsviz.evaluation.tasks import specs_for_card
         from rsviz.inference.export import prediction_polygons_geojson
@@ -503,7 +700,7 @@ def render_export() -> None:
             "Building footprints (GeoJSON, one polygon per building, EPSG:4326)"
             if buildings
             else "Predicted polygons (GeoJSON, EPSG:4326)",
-            json.dumps(prediction_polygons_geojson(pred, card)),
+            json.dumps(prediction_polygons_geojson(r.prediction, card)),
             f"{stem}.geojson",
             "application/geo+json",
             key="dl-geojson",
@@ -515,7 +712,11 @@ def render_export() -> None:
         )
     else:
         st.info("The scene is not georeferenced: the COG and GeoJSON exports need a CRS.")
-    res = _cached_eval(scene, r, card)
+    try:
+        res = _cached_eval(scene, r, card)
+    except RsvizError as exc:
+        st.error(str(exc))
+        res = None
     figs = []
     if res is not None:
         st.download_button(
@@ -532,22 +733,21 @@ def render_export() -> None:
         )
         if res.per_class:
             figs = [confusion_figure(*_class_confusion(res), True)]
-    task, _ = target_for(scene, card)
-    sub = crop(scene, ext)
+    panels = []
+    if ext.pixels <= PANEL_MAX_PX:
+        panels = panels_for(scene.read(ext.window), r.prediction.heads, card, _target_task(scene, card))
     from rsviz.data import catalog
 
-    attribution = (
-        catalog.dataset_info(scene.sample.dataset).attribution if scene.sample.dataset in catalog.DATASETS else ""
-    )
+    attribution = catalog.dataset_info(scene.dataset).attribution if scene.dataset in catalog.DATASETS else ""
     html = html_report(
         title=f"rsviz QA report — {r.model}",
         scene_name=scene.name,
         extent_geojson=extent_feature(ext.bounds),
-        panels=panels_for(sub, pred.heads, card, task),
+        panels=panels,
         metrics=res,
         figures=figs,
         card=card.to_dict(),
-        options=pred.options,
+        options=r.run_options,
         attribution=attribution,
     )
     st.download_button(

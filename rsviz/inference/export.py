@@ -94,3 +94,63 @@ def prediction_polygons_geojson(pred: Prediction, card: ModelCard, min_area_px: 
         props = {**props, "class_id": cid, "class": names.get(cid, str(cid)), "area_m2": round(float(area), 3)}
         feats.append({"type": "Feature", "geometry": transform_geom(pred.crs, "EPSG:4326", geom), "properties": props})
     return {"type": "FeatureCollection", "features": feats}
+
+
+def read_prediction(path: str | Path, window: Window | None = None) -> Prediction:
+    """Read a prediction GeoTIFF/COG written by :func:`~rsviz.inference.predict` (``output=``) or
+    :func:`write_prediction_cog` back into heads, by window.
+
+    The band layout comes from the file's ``rsviz_bands`` tag (:func:`~rsviz.inference.output_band_layout`);
+    values are decoded from their uint8 encoding: ``probs`` ``(C, h, w)`` float32 = band / 255 (binary
+    models: ``C = 1``, the positive class, as :func:`~rsviz.inference.predict` gives it), ``entropy`` = band / 255 x ln(max(C, 2)), ``edge`` = band / 255, ``tta_var`` = band / 1020,
+    ``recon`` ``(bands, h, w)`` float32 in input units; ``height`` ``(h, w)`` float32 from the
+    ``<stem>_height.tif`` sidecar when there is one. The quantisation step is 1/255, so decoded
+    probabilities differ from in-memory ones by at most 0.002; class ids are exact.
+
+    Args:
+        path: The prediction file.
+        window: Pixel window of the file to read (None: all of it; the caller bounds its size).
+
+    Returns:
+        :class:`Prediction` on the window's grid (``valid`` False where the class id is 255); ``model`` from
+        the ``rsviz_model`` tag.
+
+    Raises:
+        RasterReadError: Unreadable file, or not a file rsviz wrote (no ``rsviz_bands`` tag).
+    """
+    import math
+
+    from rsviz.errors import RasterReadError
+    from rsviz.raster import open_raster
+    from rsviz.types import NODATA_CLASS
+
+    p = Path(path)
+    with open_raster(p) as ds:
+        tags = ds.tags()
+        if "rsviz_bands" not in tags:
+            raise RasterReadError(f"{p.name} was not written by rsviz predict (no rsviz_bands tag)")
+        names = tags["rsviz_bands"].split(",")
+        win = window if window is not None else Window(0, 0, ds.width, ds.height)
+        data = ds.read(window=win)
+        transform, crs = ds.window_transform(win), ds.crs
+    classes = data[names.index("classes")]
+    heads: dict[str, np.ndarray] = {"classes": classes}
+    probs = [data[i].astype(np.float32) / 255.0 for i, n in enumerate(names) if n.startswith("prob:")]
+    if probs:
+        heads["probs"] = np.stack(probs)
+    for name, scale in (("edge", 1 / 255.0), ("tta_var", 1 / 1020.0)):
+        if name in names:
+            heads[name] = data[names.index(name)].astype(np.float32) * scale
+    if "entropy" in names:
+        heads["entropy"] = data[names.index("entropy")].astype(np.float32) / 255.0 * math.log(max(len(probs), 2))
+    recon = [data[i].astype(np.float32) for i, n in enumerate(names) if n.startswith("recon:")]
+    if recon:
+        heads["recon"] = np.stack(recon)
+    side = p.with_name(p.stem + "_height.tif")
+    if side.exists():
+        with open_raster(side) as ds:
+            heads["height"] = ds.read(1, window=win).astype(np.float32)
+    valid = classes != NODATA_CLASS
+    return Prediction(
+        heads=heads, transform=transform, crs=crs, valid=valid, window=win, model=tags.get("rsviz_model", "")
+    )
