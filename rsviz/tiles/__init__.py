@@ -7,8 +7,8 @@
 from rsviz.tiles.layers import DIFFERENCE_CMAP, REGISTRY, Layer, LayerInfo, LayerKind, TileRegistry
 from rsviz.tiles.render import (
     FN_RGBA,
-    FP_RGBA,
     FORMATS,
+    FP_RGBA,
     TP_RGBA,
     default_rgb_bands,
     imagery_rescale,

@@ -17,9 +17,11 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.errors import RasterioIOError
+from rasterio.io import DatasetReader
 from rio_tiler.errors import NoOverviewWarning
 from rio_tiler.io import Reader
 
@@ -101,13 +103,24 @@ def reader_for(path: Path | str) -> Reader:
         return reader
     # a rewritten file: drop this thread's readers of its older versions
     for old in [k for k in cache if k[0] == p]:
-        cache.pop(old).close()
+        _close(cache.pop(old))
     reader = open_reader(p)
     cache[key] = reader
     while len(cache) > READERS_PER_THREAD:
         _, evicted = cache.popitem(last=False)
-        evicted.close()
+        _close(evicted)
     return reader
+
+
+def dataset_for(path: Path | str) -> DatasetReader:
+    """The open rasterio dataset of this thread's reader of ``path`` (see :func:`reader_for`)."""
+    ds = reader_for(path).dataset
+    assert isinstance(ds, DatasetReader)
+    return ds
+
+
+def _close(reader: Any) -> None:
+    reader.close()
 
 
 def close_thread_readers() -> None:
@@ -115,4 +128,4 @@ def close_thread_readers() -> None:
     cache = _cache()
     while cache:
         _, r = cache.popitem()
-        r.close()
+        _close(r)

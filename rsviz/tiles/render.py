@@ -28,7 +28,7 @@ from rio_tiler.utils import render as encode
 
 from rsviz.geo import WGS84, gsd_metres, reproject_bounds
 from rsviz.tiles.layers import Layer, LayerInfo, LayerKind
-from rsviz.tiles.readers import reader_for
+from rsviz.tiles.readers import dataset_for, reader_for
 
 #: Web-mercator ground resolution at zoom 0 on the equator, metres per pixel of a 256 px tile
 #: (2 * pi * 6378137 / 256).
@@ -83,7 +83,7 @@ def layer_info(layer: Layer) -> LayerInfo:
         RasterReadError: The file is missing or unreadable.
         CRSError: The raster has no CRS.
     """
-    ds = reader_for(layer.path).dataset
+    ds = dataset_for(layer.path)
     bounds = reproject_bounds(tuple(ds.bounds), ds.crs, WGS84)
     gsd = gsd_metres(ds.transform, ds.crs, ds.height, ds.width)
     lat = (bounds[1] + bounds[3]) / 2
@@ -136,7 +136,7 @@ def default_rgb_bands(path: Path | str) -> tuple[int, ...]:
     Raises:
         RasterReadError: The file is missing or unreadable.
     """
-    ds = reader_for(path).dataset
+    ds = dataset_for(path)
     if ds.count < 3:
         return (1,)
     names = [_s2_name(d) for d in ds.descriptions]
@@ -178,7 +178,7 @@ def imagery_rescale(
         RasterReadError: The file is missing or unreadable.
     """
     reader = reader_for(path)
-    if all(reader.dataset.dtypes[b - 1] == "uint8" for b in bands):
+    if all(dataset_for(path).dtypes[b - 1] == "uint8" for b in bands):
         return tuple((0.0, 255.0) for _ in bands)
     img = reader.preview(indexes=tuple(bands), max_size=max_size, **_NEAREST)
     out = []
@@ -226,7 +226,7 @@ def _difference_stretch(layer: Layer) -> tuple[tuple[float, float], ...]:
     pred = reader_for(layer.path).preview(indexes=layer.bands[0], max_size=512, **_NEAREST, **_nodata(layer))
     try:
         ref = reader_for(layer.reference).part(
-            pred.bounds,
+            tuple(pred.bounds),  # type: ignore[arg-type]
             dst_crs=pred.crs,
             bounds_crs=pred.crs,
             height=pred.height,
@@ -237,7 +237,7 @@ def _difference_stretch(layer: Layer) -> tuple[tuple[float, float], ...]:
         )
     except TileOutsideBounds:
         return ((-1.0, 1.0),)
-    diff = pred.array.astype(np.float32) - ref.array.astype(np.float32)
+    diff = np.ma.asarray(pred.array.astype(np.float32) - ref.array.astype(np.float32))
     vals = np.abs(diff.compressed())
     vals = vals[np.isfinite(vals)]
     m = float(np.percentile(vals, 98)) if vals.size else 1.0
@@ -301,7 +301,9 @@ def _render_continuous(layer: Layer, x: int, y: int, z: int, tilesize: int, driv
     return img.render(img_format=driver, colormap=rio_cmaps.get(layer.effective_cmap), add_mask=driver != "JPEG")
 
 
-def _pair(layer: Layer, x: int, y: int, z: int, tilesize: int, resampling: dict[str, Any]) -> tuple[ImageData, ImageData]:
+def _pair(
+    layer: Layer, x: int, y: int, z: int, tilesize: int, resampling: dict[str, Any]
+) -> tuple[ImageData, ImageData]:
     assert layer.reference is not None
     pred = _tile(reader_for(layer.path), x, y, z, tilesize, layer.bands[:1], **resampling, **_nodata(layer))
     ref = _tile(reader_for(layer.reference), x, y, z, tilesize, (layer.reference_band,), **resampling)

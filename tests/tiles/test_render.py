@@ -25,9 +25,9 @@ from rsviz.tiles import (
     imagery_rescale,
     layer_info,
     max_zoom_for_gsd,
+    readers,
     render_tile,
 )
-from rsviz.tiles import readers
 from tests.tiles.rasters import (
     UTM,
     UTM_ORIGIN,
