@@ -79,7 +79,7 @@ from rsviz.geo import WEB_MERCATOR, WGS84, parse_oam_tile_name, tile_bounds_3857
 from rsviz.labels import read_geojson_features
 from rsviz.resources import cache_dir
 
-__all__ = ["Mosaic", "mosaic_names", "build_mosaic", "build_all", "BUILD_VERSION", "KAMPALA_ZOOM"]
+__all__ = ["Mosaic", "mosaic_names", "describe", "build_mosaic", "build_all", "BUILD_VERSION", "KAMPALA_ZOOM"]
 
 #: Bumped whenever the layout or burn rule of the built files changes: older builds are rebuilt.
 BUILD_VERSION = 1
@@ -404,6 +404,37 @@ def _spec(name: str) -> _Spec:
             if s.name == name:
                 return s
     raise unknown_name("mosaic", name, mosaic_names())
+
+
+def describe(name: str) -> dict:
+    """What a mosaic is, without building it (for listings such as ``rsviz data mosaics``).
+
+    Returns:
+        ``name``, ``dataset``, ``title``, ``width`` / ``height`` (px), ``crs`` (e.g. ``"EPSG:3857"``),
+        ``chips`` (count), ``splits`` (chips per split), ``path`` (its cache folder) and ``built``
+        (True when a complete build matching the current inputs is there; hashes the inputs).
+
+    Raises:
+        UnknownNameError: Unknown ``name``.
+        DataMissingError: Its dataset is not fetched.
+    """
+    spec = _spec(name)
+    folder = _mosaics_root() / spec.name
+    splits: dict[str, int] = {}
+    for c in spec.chips:
+        splits[c.split] = splits.get(c.split, 0) + 1
+    return {
+        "name": spec.name,
+        "dataset": spec.dataset,
+        "title": spec.title,
+        "width": spec.width,
+        "height": spec.height,
+        "crs": spec.crs.to_string(),
+        "chips": len(spec.chips),
+        "splits": splits,
+        "path": folder,
+        "built": _is_complete(folder, _manifest(spec)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

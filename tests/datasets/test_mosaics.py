@@ -295,3 +295,20 @@ def test_targets_are_written_by_windows(mirror, tmp_path, monkeypatch):
     assert progress[-1] == (progress[-1][1], progress[-1][1]) and len(progress) >= 24
     with rasterio.open(m.targets["buildings"]) as ds:
         assert (ds.read(1) != mosaics.BUILDINGS_NODATA).all()  # the cluster is fully covered
+
+
+@pytest.mark.realdata
+def test_cli_lists_and_builds(mirror, tmp_path, monkeypatch, capsys):
+    from rsviz.cli import main
+
+    monkeypatch.setenv("RSVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["data", "mosaics"]) == 0
+    out = capsys.readouterr().out
+    assert "banepa-block" in out and "5632x4096" in out and "joplin-1" in out
+    assert main(["data", "mosaics", "--build", "kampala-2"]) == 0
+    assert (tmp_path / "cache" / "mosaics" / "kampala-2" / "manifest.json").exists()
+    capsys.readouterr()
+    assert main(["data", "mosaics", "kampala-2"]) == 0
+    assert "yes" in capsys.readouterr().out
+    assert main(["data", "mosaics", "--build", "nope"]) == 2
+    assert "valid names: banepa-block" in capsys.readouterr().err
