@@ -41,11 +41,13 @@ temporary folder that replaces the old one only on success.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
+import warnings
 import xml.sax.saxutils as sx
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 from rasterio.transform import from_bounds
 from rasterio.warp import transform_geom
@@ -177,7 +180,7 @@ def _tile_chip(dataset: str, e: catalog.FileEntry, split: str, georef_from_file:
     """A chip that is an XYZ tile: placed by its tile bounds in EPSG:3857."""
     path = catalog.data_dir() / e.path
     x, y, z = parse_oam_tile_name(path.stem)
-    with rasterio.Env(GDAL_PAM_ENABLED="YES"), _quiet_open(path) as ds:
+    with _quiet_open(path) as ds:
         shp, count = (ds.height, ds.width), ds.count
         transform, crs = ds.transform, ds.crs
     if georef_from_file:  # Banepa: EPSG:4326 GeoTIFF whose bounds must be the tile's
@@ -237,24 +240,16 @@ def _joplin_chips() -> list[_Chip]:
     return out
 
 
-class _quiet_open:
+@contextlib.contextmanager
+def _quiet_open(path: Path) -> Iterator[rasterio.io.DatasetReader]:
     """``rasterio.open`` for reading, with the not-georeferenced warning of the PNG tiles silenced."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self):
-        import warnings
-
-        from rasterio.errors import NotGeoreferencedWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.ds = rasterio.open(self.path)
-        return self.ds
-
-    def __exit__(self, *exc) -> None:
-        self.ds.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = rasterio.open(path)
+    try:
+        yield ds
+    finally:
+        ds.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,15 +548,22 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old.{os.getpid()}.{time.monotonic_ns()}")
-        final.rename(old)
-    tmp.rename(final)
+        try:
+            final.rename(old)
+        except FileNotFoundError:  # another process moved it aside first
+            old = None
+    try:
+        tmp.rename(final)
+    except OSError:  # another process's build landed in between: keep it, unless it is incomplete
+        if not (final / _MANIFEST).exists():
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _build_into(spec: _Spec, folder: Path, progress, total: int) -> dict:
     t0 = time.perf_counter()
-    with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_TIFF_INTERNAL_MASK="YES"):
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):  # no .aux.xml side-car written beside the VRT (or any chip)
         _write_vrt(spec, folder / _IMAGE)
         t_vrt = time.perf_counter()
         _write_targets(spec, folder, progress, total)
