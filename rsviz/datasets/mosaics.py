@@ -59,7 +59,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
-from rasterio.transform import from_bounds
+from rasterio.transform import array_bounds, from_bounds
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely import STRtree
@@ -176,7 +176,7 @@ class _Spec:
 # chips of each dataset
 
 
-def _tile_chip(dataset: str, e: catalog.FileEntry, split: str, georef_from_file: bool) -> _Chip:
+def _tile_chip(e: catalog.FileEntry, split: str, georef_from_file: bool) -> _Chip:
     """A chip that is an XYZ tile: placed by its tile bounds in EPSG:3857."""
     path = catalog.data_dir() / e.path
     x, y, z = parse_oam_tile_name(path.stem)
@@ -185,7 +185,7 @@ def _tile_chip(dataset: str, e: catalog.FileEntry, split: str, georef_from_file:
         transform, crs = ds.transform, ds.crs
     if georef_from_file:  # Banepa: EPSG:4326 GeoTIFF whose bounds must be the tile's
         tb = tile_bounds_lonlat(x, y, z)
-        b = rasterio.transform.array_bounds(shp[0], shp[1], transform)
+        b = array_bounds(shp[0], shp[1], transform)
         if crs != WGS84 or max(abs(b[i] - tb[i]) for i in range(4)) > 1e-9:
             raise GridMismatchError(
                 f"{e.path} is not the XYZ tile {x}/{y}/{z} in EPSG:4326 (bounds {b}, tile {tb}); "
@@ -202,7 +202,7 @@ def _banepa_chips() -> list[_Chip]:
         if e.path.endswith(".tif"):
             x, y, _ = parse_oam_tile_name(Path(e.path).stem)
             split = "predict" if "/predict/" in e.path else banepa_split(x, y)
-            out.append(_tile_chip(BANEPA, e, split, georef_from_file=True))
+            out.append(_tile_chip(e, split, georef_from_file=True))
     return out
 
 
@@ -213,7 +213,7 @@ def _kampala_chips() -> list[_Chip]:
             x, y, z = parse_oam_tile_name(Path(e.path).stem)
             if z == KAMPALA_ZOOM:
                 split = "predict" if "/prediction/" in e.path else kampala_split(x, y, z)
-                out.append(_tile_chip(KAMPALA, e, split, georef_from_file=False))
+                out.append(_tile_chip(e, split, georef_from_file=False))
     return out
 
 
