@@ -47,6 +47,10 @@ def cmd_data(args: argparse.Namespace) -> int:
             have = sum((root / f.path).exists() for f in fs)
             print(f"{n:28} {len(fs):5d} {mb:7.1f}  {have:3d}/{len(fs):<3d} {catalog.dataset_info(n).title}")
         return 0
+    if args.action == "mosaics":
+        return _cmd_mosaics(args)
+    if args.build:
+        raise RsvizError("--build goes with `rsviz data mosaics` (e.g. rsviz data mosaics --build all)")
     names = args.names or catalog.list_datasets()
     if args.action == "fetch":
         for n in names:
@@ -70,6 +74,37 @@ def cmd_data(args: argparse.Namespace) -> int:
             if rep.corrupt:
                 print(f"  fix: delete the corrupt file(s) and run python -m rsviz data fetch {n}")
     return 1 if failed else 0
+
+
+def _cmd_mosaics(args: argparse.Namespace) -> int:
+    """``rsviz data mosaics [NAME ...] [--build NAME|all]``: list the mosaic scenes, or build them."""
+    from rsviz.datasets import mosaics
+
+    available = mosaics.mosaic_names()
+    if args.build:
+        todo = available if args.build == "all" else [args.build]
+        if not todo:
+            print("no mosaics: fetch banepa-buildings, kampala-buildings or joplin-buildings first")
+        for n in todo:
+            m = mosaics.build_mosaic(n, progress=_tqdm_progress(n))
+            print(f"{n}: {m.image.parent}")
+        return 0
+    if not available:
+        print("no mosaics: fetch banepa-buildings, kampala-buildings or joplin-buildings first")
+        return 0
+    from rsviz.resources import cache_dir
+
+    print(f"derived cache: {cache_dir()}  (set RSVIZ_CACHE_DIR to change)")
+    print(f"{'mosaic':14} {'dataset':18} {'size px':>11} {'MPx':>5} {'chips':>5}  {'built':5}  title")
+    for n in args.names or available:
+        d = mosaics.describe(n)
+        size = f"{d['width']}x{d['height']}"
+        mpx = d["width"] * d["height"] / 1e6
+        print(
+            f"{n:14} {d['dataset']:18} {size:>11} {mpx:5.1f} {d['chips']:5d}  {'yes' if d['built'] else 'no':5}  "
+            f"{d['title']}"
+        )
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -108,9 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rsviz", description="rsviz: QA of remote-sensing segmentation models")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("data", help="sample-data catalog: list, fetch, verify")
-    d.add_argument("action", choices=["list", "fetch", "verify"])
-    d.add_argument("names", nargs="*", help="dataset names (default: all)")
+    d = sub.add_parser("data", help="sample-data catalog: list, fetch, verify; mosaic scenes")
+    d.add_argument("action", choices=["list", "fetch", "verify", "mosaics"])
+    d.add_argument("names", nargs="*", help="dataset names (default: all); with `mosaics`: mosaic names")
+    d.add_argument(
+        "--build",
+        metavar="NAME|all",
+        help="with `mosaics`: build a mosaic scene (or all) into the derived cache (RSVIZ_CACHE_DIR)",
+    )
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("models", help="model registry")

@@ -1,0 +1,126 @@
+"""Starlette routes serving XYZ map tiles of the layers in a :class:`~rsviz.tiles.TileRegistry`.
+
+``GET /rsviz/tiles/{layer_id}/{z}/{x}/{y}.{fmt}`` and ``GET /rsviz/tiles/{layer_id}/info.json``,
+plus the same below any base path (``/{base}/rsviz/tiles/...``): Streamlit mounts custom routes
+without its ``server.baseUrlPath`` prefix, so both must match. The URL only ever names a
+registered layer id; a path is never taken from it, and anything malformed is a 404 before any
+file is touched. Handlers are plain functions, which Starlette runs in its thread pool, so
+rendering never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from rsviz.errors import RasterReadError
+from rsviz.tiles import REGISTRY, Layer, TileRegistry, layer_info, render_tile
+from rsviz.tiles.render import MAX_ZOOM
+
+#: Where the tiles live below the server root (or below a base path).
+TILE_PREFIX = "rsviz/tiles"
+#: ``Cache-Control`` of every tile and info response: ids change when a file does.
+CACHE_CONTROL = "public, max-age=86400, immutable"
+#: URL suffix -> media type.
+MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+_ID = re.compile(r"[0-9a-f]{16}")
+_INT = re.compile(r"[0-9]{1,10}")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _not_found() -> Response:
+    return Response("not found", status_code=404, media_type="text/plain")
+
+
+def _layer(registry: TileRegistry, layer_id: str) -> Layer | None:
+    """The registered layer of a well-formed, current id, else None (nothing read)."""
+    if not _ID.fullmatch(layer_id) or layer_id not in registry:
+        return None
+    layer = registry.get(layer_id)
+    try:  # a file rewritten since registration has a new id: the old one must not serve new pixels
+        if layer.id() != layer_id:
+            return None
+    except FileNotFoundError:
+        return None
+    return layer
+
+
+def _tile_xyz(z: str, x: str, y: str) -> tuple[int, int, int] | None:
+    if not (_INT.fullmatch(z) and _INT.fullmatch(x) and _INT.fullmatch(y)):
+        return None
+    zi, xi, yi = int(z), int(x), int(y)
+    if zi > MAX_ZOOM or xi >= 2**zi or yi >= 2**zi:
+        return None
+    return zi, xi, yi
+
+
+def tile_routes(registry: TileRegistry = REGISTRY) -> list[BaseRoute]:
+    """Starlette routes serving ``registry``'s layers as XYZ tiles (for ``st.App(..., routes=...)``).
+
+    Args:
+        registry: Where layer ids are looked up; the process-wide :data:`rsviz.tiles.REGISTRY` by default.
+
+    Returns:
+        Four GET routes: ``/rsviz/tiles/{layer_id}/{z}/{x}/{y}.{fmt}`` (``fmt`` png, jpg/jpeg or
+        webp; a 256 px tile, a transparent PNG outside the raster) and
+        ``/rsviz/tiles/{layer_id}/info.json`` (:class:`~rsviz.tiles.LayerInfo` as JSON), each also
+        below any base path. ``layer_id`` must be 16 lowercase hex digits, registered and current;
+        ``0 <= z <= 30`` and ``0 <= x, y < 2**z``. Anything else is a 404 without any file access.
+        200 responses carry ``Cache-Control: public, max-age=86400, immutable``.
+    """
+
+    def tile(request: Request) -> Response:
+        p = request.path_params
+        fmt = str(p["fmt"]).lower()
+        xyz = _tile_xyz(p["z"], p["x"], p["y"])
+        if fmt not in MEDIA_TYPES or xyz is None:
+            return _not_found()
+        layer = _layer(registry, p["layer_id"])
+        if layer is None:
+            return _not_found()
+        z, x, y = xyz
+        try:
+            body = render_tile(layer, z, x, y, fmt=fmt)
+        except RasterReadError:  # the file vanished between the id check and the read
+            return _not_found()
+        media = "image/png" if body.startswith(_PNG_SIGNATURE) else MEDIA_TYPES[fmt]
+        return Response(body, media_type=media, headers={"Cache-Control": CACHE_CONTROL})
+
+    def info(request: Request) -> Response:
+        layer = _layer(registry, request.path_params["layer_id"])
+        if layer is None:
+            return _not_found()
+        try:
+            doc = dataclasses.asdict(layer_info(layer))
+        except RasterReadError:
+            return _not_found()
+        return JSONResponse(doc, headers={"Cache-Control": CACHE_CONTROL})
+
+    tile_path = "/" + TILE_PREFIX + "/{layer_id}/{z}/{x}/{y}.{fmt}"
+    info_path = "/" + TILE_PREFIX + "/{layer_id}/info.json"
+    return [
+        Route(info_path, info, methods=["GET"], name="rsviz-tile-info"),
+        Route("/{base:path}" + info_path, info, methods=["GET"], name="rsviz-tile-info-based"),
+        Route(tile_path, tile, methods=["GET"], name="rsviz-tile"),
+        Route("/{base:path}" + tile_path, tile, methods=["GET"], name="rsviz-tile-based"),
+    ]
+
+
+def tile_url_template(layer_id: str, base_url_path: str = "") -> str:
+    """The Leaflet / folium URL template of a layer's tiles.
+
+    Args:
+        layer_id: A registered layer id.
+        base_url_path: Streamlit's ``server.baseUrlPath`` (slashes around it are ignored); ``""`` for none.
+
+    Returns:
+        An absolute path, e.g. ``"/rsviz/tiles/<id>/{z}/{x}/{y}.png"`` or ``"/base/rsviz/tiles/<id>/{z}/{x}/{y}.png"``.
+    """
+    base = base_url_path.strip("/")
+    prefix = f"/{base}/" if base else "/"
+    return f"{prefix}{TILE_PREFIX}/{layer_id}/{{z}}/{{x}}/{{y}}.png"
