@@ -1,18 +1,12 @@
 """rsviz page script, run by the ``st.App`` of ``app.py`` (start the dashboard with ``streamlit run app.py``).
 
 Icons are Material Symbols, whose font Streamlit serves itself, so they render offline and on machines
-without an emoji font.
+without an emoji font. Every page starts with :func:`rsviz.app.views.prelude` (URL state, background runs).
 """
 
 import streamlit as st
 
-from rsviz.app import state
-from rsviz.app.views import render_jobs_sidebar
-
 st.set_page_config(page_title="rsviz", page_icon=":material/satellite_alt:", layout="wide")
-for note in state.restore():
-    st.warning(note)
-state.sync_url()
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -23,6 +17,4 @@ pages = [
     st.Page("pages/scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
-page = st.navigation(pages)
-render_jobs_sidebar()
-page.run()
+st.navigation(pages).run()

@@ -108,7 +108,7 @@ def linked_maps_html(
         "maxZoom": max([max_zoom(lyr)[1] for lyr in layers] + [18]),
     }
     script = (
-        "<script>const S=" + json.dumps(spec) + ";"
+        "<script>const S=" + _js(spec) + ";"
         "function tl(d){return L.tileLayer(d.url,{maxZoom:d.maxZoom,maxNativeZoom:d.maxNativeZoom,"
         "opacity:d.opacity,className:d.className,bounds:d.bounds});}"
         "const maps=S.layers.map((d,i)=>{const m=L.map('m'+i,{maxZoom:S.maxZoom,zoomSnap:0.5});"
@@ -119,6 +119,11 @@ def linked_maps_html(
         _head(base_url, swipe=False)
         + f"<body><div class='grid' style='grid-template-columns:repeat({columns},1fr)'>{cells}</div>{script}</body></html>"
     )
+
+
+def _js(obj: object) -> str:
+    """JSON for an inline script: ``</`` escaped so a layer name can never close the script."""
+    return json.dumps(obj).replace("</", "<\\/")
 
 
 def _view(b: BBox) -> list[list[float]]:
@@ -158,7 +163,7 @@ def swipe_html(
         "maxZoom": max(max_zoom(left)[1], max_zoom(right)[1]),
     }
     script = (
-        "<script>const S=" + json.dumps(spec) + ";"
+        "<script>const S=" + _js(spec) + ";"
         "function tl(d){return L.tileLayer(d.url,{maxZoom:d.maxZoom,maxNativeZoom:d.maxNativeZoom,"
         "opacity:d.opacity,className:d.className,bounds:d.bounds});}"
         "const m=L.map('swipe',{maxZoom:S.maxZoom,zoomSnap:0.5});if(S.base){tl(S.base).addTo(m);}"

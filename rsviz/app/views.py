@@ -131,6 +131,7 @@ def _layers(scene: Scene, runs) -> list:
 
 def render_map(st_folium) -> None:
     """Scene picker (samples, local path, upload), map of tile layers, extent drawing."""
+    prelude()
     from rsviz.app.mapview import drawn_bounds, legend_html
 
     st.title("Map")
@@ -297,11 +298,21 @@ def render_jobs_sidebar() -> None:
             _jobs_fragment()
 
 
+def prelude() -> None:
+    """Top of every page: reopen what the URL names (a reload, a link), write the state back to the URL (page
+    switches clear it), and show this session's background runs."""
+    for note in state.restore():
+        st.warning(note)
+    state.sync_url()
+    render_jobs_sidebar()
+
+
 # --------------------------------------------------------------------------- Run
 
 
 def render_run() -> None:
     """Model choice, options, background runs with progress and cancel, runs on this extent."""
+    prelude()
     from rsviz.models.api import available_devices, get_model_card, list_models, resolve_device
     from rsviz.workspace import check_extent_size
 
@@ -428,8 +439,6 @@ def _choose_run(key: str):
 
 
 def _compare_maps(scene: Scene, ext, runs) -> None:
-    import streamlit.components.v1 as components
-
     from rsviz.app.compare_maps import linked_maps_html, swipe_html
 
     layers = _layers(scene, runs)
@@ -452,7 +461,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
         c1, c2 = st.columns(2)
         left = c1.selectbox("Left of the divider", names, index=names.index(dl), key="compare-left")
         right = c2.selectbox("Right of the divider", names, index=names.index(dr), key="compare-right")
-        components.html(
+        st.iframe(
             swipe_html(by_name[left], by_name[right], base, bounds, view=ext.bounds, base_url=_base_url()),
             height=570,
         )
@@ -461,7 +470,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
         default += [n for n in names if "uncertainty" in n or "edge" in n or "height" in n][:2]
         shown = st.multiselect("Maps (pan and zoom are linked)", names, default=default[:6], key="compare-grid")
         if shown:
-            components.html(
+            st.iframe(
                 linked_maps_html([by_name[n] for n in shown], base, bounds, view=ext.bounds, base_url=_base_url()),
                 height=330 * math.ceil(len(shown) / 2) + 10,
             )
@@ -469,6 +478,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
 
 def render_compare() -> None:
     """Full-resolution comparison maps (swipe, linked grid); side-by-side panels for small extents."""
+    prelude()
     from rsviz.app.panels import panels_for, swipe
     from rsviz.models.api import get_model_card
 
@@ -524,6 +534,7 @@ def render_compare() -> None:
 
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
+    prelude()
     from rsviz.app.panels import confusion_figure
     from rsviz.evaluation import metric_label, per_class_rows, task_spec
 
@@ -656,6 +667,7 @@ def _objects_map(scene, ext, match):
 
 def render_export() -> None:
     """Downloads: prediction COG, polygons GeoJSON, eval.json / CSV, one-file HTML report."""
+    prelude()
     from rsviz.app.panels import confusion_figure, panels_for
     from rsviz.evaluation import eval_csv, to_eval_json
     from rsviz.report import extent_feature, html_report
@@ -767,6 +779,7 @@ def render_export() -> None:
 
 def render_scene_classification() -> None:
     """Sentinel-2 patch viewer: RGB composite, any band, label probabilities vs truth, metrics over the set."""
+    prelude()
     from rsviz.data import catalog
     from rsviz.datasets import scenes
     from rsviz.datasets.bigearthnet import BANDS, LABELS_19

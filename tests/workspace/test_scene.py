@@ -1,0 +1,138 @@
+"""Scenes on disk: opening files with ground truth, windowed reads, the workspace record."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from rsviz.errors import ExtentError, GridMismatchError, RasterReadError, UnknownNameError
+from rsviz.workspace import load_scene, open_path, open_upload, resolve_extent
+from rsviz.workspace import scene as scene_mod
+
+
+def _tif(path, arr, nodata=None, transform=None, overviews=False):
+    a = arr if arr.ndim == 3 else arr[None]
+    prof = {
+        "driver": "GTiff",
+        "height": a.shape[1],
+        "width": a.shape[2],
+        "count": a.shape[0],
+        "dtype": str(a.dtype),
+        "crs": "EPSG:32633",
+        "transform": transform or from_origin(500000, 5000000, 0.5, 0.5),
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(a)
+        if overviews:
+            ds.build_overviews([2, 4])
+    return path
+
+
+def test_raster_ground_truth_and_windowed_read(scene_dir):
+    s = open_path(scene_dir / "image.tif", scene_dir / "gt.tif")
+    assert (s.height, s.width, s.count, s.task) == (96, 160, 3, "buildings")
+    with rasterio.open(scene_dir / "gt.tif") as ds:
+        gt = ds.read(1)
+    w = Window(30, 10, 50, 40)
+    part = s.read(w)
+    assert part.image.shape == (3, 40, 50)
+    assert np.array_equal(part.targets["buildings"], (gt[10:50, 30:80] > 0).astype(np.uint8))
+    assert part.transform.c == pytest.approx(500000 + 30 * 0.5)
+    # the same files again: the recorded scene, by the same key
+    assert open_path(scene_dir / "image.tif", scene_dir / "gt.tif").key == s.key
+    assert load_scene(s.key) == s
+
+
+def test_geojson_ground_truth_matches_the_raster_one(scene_dir):
+    r = open_path(scene_dir / "image.tif", scene_dir / "gt.tif").read()
+    v = open_path(scene_dir / "image.tif", scene_dir / "buildings.geojson")
+    g = v.read()
+    assert set(v.targets) == {"buildings", "instances"}
+    assert abs(int(g.targets["buildings"].sum()) - int(r.targets["buildings"].sum())) < 60
+    assert int(g.targets["instances"].max()) == 2  # one id per rectangle
+
+
+def test_points_are_not_building_footprints(scene_dir, tmp_path):
+    gj = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [15.0, 45.1]}}],
+    }
+    p = tmp_path / "points.geojson"
+    p.write_text(json.dumps(gj))
+    with pytest.raises(RasterReadError, match="no polygons.*Point"):
+        open_path(scene_dir / "image.tif", p)
+
+
+def test_ground_truth_on_another_grid_or_not_a_raster(scene_dir):
+    with pytest.raises(GridMismatchError, match="align the grids"):
+        open_path(scene_dir / "image.tif", scene_dir / "gt_shifted.tif")
+    with pytest.raises(RasterReadError, match="not a raster"):
+        open_path(scene_dir / "not_a_raster.tif")
+    with pytest.raises(RasterReadError, match="not found"):
+        open_path(scene_dir / "missing.tif")
+
+
+def test_255_is_nodata_in_a_0_1_mask_and_positive_in_a_0_255_mask(scene_dir, tmp_path):
+    img = np.full((3, 64, 64), 90, np.uint8)
+    ip = _tif(tmp_path / "img.tif", img)
+    m = np.zeros((64, 64), np.uint8)
+    m[:10] = 1
+    m[50:] = 255
+    s = open_path(ip, _tif(tmp_path / "gt01.tif", m)).read()
+    assert s.targets["buildings"][:10].all() and not s.valid[50:].any() and s.valid[:50].all()
+    m2 = np.where(m == 1, 255, 0).astype(np.uint8)
+    s2 = open_path(ip, _tif(tmp_path / "gt0255.tif", m2)).read()
+    assert s2.targets["buildings"][:10].all() and s2.valid.all() and s2.targets["buildings"][10:].sum() == 0
+
+
+def test_large_image_without_overviews_gets_a_cog_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(scene_mod, "OVERVIEW_SIDE", 256)
+    img = (np.arange(600 * 700, dtype=np.uint32).reshape(600, 700) % 251).astype(np.uint8)
+    p = _tif(tmp_path / "big.tif", np.stack([img] * 3))
+    s = open_path(p)
+    assert s.image != p and s.image.parent == scene_mod.scene_dir(s.key)
+    with rasterio.open(s.image) as ds:
+        assert ds.overviews(1)
+        assert np.array_equal(ds.read(1, window=Window(100, 200, 50, 40)), img[200:240, 100:150])
+    q = _tif(tmp_path / "big_ovr.tif", np.stack([img] * 3), overviews=True)
+    assert open_path(q).image == q  # has overviews: used where it is
+
+
+def test_reads_above_the_bound_are_refused_with_the_bound(scene_dir, monkeypatch):
+    s = open_path(scene_dir / "image.tif")
+    monkeypatch.setattr(scene_mod, "MAX_READ_PX", 1000)
+    with pytest.raises(ExtentError, match="1 MPx|0 MPx|holds in memory at once"):
+        s.read()
+    assert s.read(Window(0, 0, 20, 20)).image.shape == (3, 20, 20)
+
+
+def test_upload_is_streamed_to_the_workspace(scene_dir):
+    with open(scene_dir / "image.tif", "rb") as f:
+        s = open_upload("image.tif", f, "gt.tif", (scene_dir / "gt.tif").read_bytes())
+    assert s.task == "buildings" and s.source == "upload:image.tif" and s.image.is_file()
+    with pytest.raises(RasterReadError):
+        open_upload("x.tif", b"not a raster")
+
+
+def test_scene_ids_are_opaque(scene_dir):
+    for bad in ("../../etc/passwd", "", "ABCDEF0123456789", "0123"):
+        with pytest.raises(UnknownNameError):
+            load_scene(bad)
+    with pytest.raises(UnknownNameError, match="not in this workspace"):
+        load_scene("0123456789abcdef")
+
+
+def test_extent_of_bounds(scene_dir):
+    s = open_path(scene_dir / "image.tif")
+    e = resolve_extent(s, None)
+    assert e.pixels == 96 * 160 and e.bounds is not None
+    w, so, ea, n = e.bounds
+    half = resolve_extent(s, (w, so, (w + ea) / 2, n))
+    assert 70 <= int(half.window.width) <= 90 and int(half.window.height) == 96
