@@ -1,11 +1,8 @@
 import re
 
-import numpy as np
 import pytest
-from affine import Affine
 
 from rsviz.app import mapview
-from rsviz.errors import CRSError
 
 
 def _links(html: str) -> list[str]:
@@ -28,21 +25,17 @@ def test_every_localized_asset_exists_after_npm_ci():
         assert (mapview.STATIC_DIR / "node_modules" / rel).stat().st_size > 1000
 
 
-def test_overlay_is_reprojected_to_the_raster_footprint():
-    # 100 x 200 px at 0.5 m in UTM 33N
-    t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
-    rgba = np.full((100, 200, 4), 255, np.uint8)
-    warped, (w, s, e, n) = mapview.warp_to_web_mercator(np.moveaxis(rgba, -1, 0), t, "EPSG:32633")
-    from rsviz.geo import reproject_bounds
+def test_tile_layers_and_assets_live_below_the_base_path():
+    from rsviz.app.layers import MapLayer
+    from rsviz.tiles import LayerKind
 
-    ew, es, ee, en = reproject_bounds((500000, 4999950, 500100, 5000000), "EPSG:32633", "EPSG:4326")
-    assert (w, s, e, n) == pytest.approx((ew, es, ee, en), abs=2e-5)
-    assert warped[3].mean() > 200  # mostly opaque
-
-
-def test_overlay_needs_a_crs():
-    with pytest.raises(CRSError, match="georeference"):
-        mapview.warp_to_web_mercator(np.zeros((4, 4, 4), np.uint8), Affine.identity(), None)
+    m = mapview.make_map((27.6, 85.5), 17, basemap=False, draw=False, base_url="/qa/")
+    lyr = MapLayer("prediction", "0123456789abcdef", LayerKind.CLASSES, pixelated=True)
+    mapview.add_tile_layer(m, lyr, "/qa/", bounds=(85.5, 27.6, 85.6, 27.7), max_zoom=22)
+    html = m.get_root().render()
+    assert "/qa/rsviz/tiles/0123456789abcdef/{z}/{x}/{y}.png" in html
+    assert all(link.startswith("/qa/app/static/node_modules/") for link in _links(html)), _links(html)
+    assert "rsviz-pixelated" in html and "image-rendering:pixelated" in html
 
 
 def test_drawn_bounds_from_st_folium_result():
