@@ -440,6 +440,7 @@ def _measure_recon(v: _View, core: _Box, acc: _Acc, h: int, w: int) -> None:
         acc.ssim_sum[b] += float(s_map[ins].sum())
     acc.ssim_n += (inner.r1 - inner.r0) * (inner.c1 - inner.c0)
 
+
 # --------------------------------------------------------------------------- the evaluator
 
 
@@ -662,6 +663,159 @@ def evaluate_windows(
     return _result(spec, ms, stats, prm, 1, Artifacts(**found), cfg)
 
 
-def evaluate_rasters(*args: Any, **kwargs: Any) -> EvalResult | None:
-    """Placeholder."""
-    raise NotImplementedError
+# --------------------------------------------------------------------------- rasters on disk
+
+
+def _band_names(ds: Any, card: Any) -> list[str]:
+    """Band names of a prediction written by :func:`rsviz.inference.predict` (its ``rsviz_bands`` tag)."""
+    tag = ds.tags().get("rsviz_bands")
+    if tag:
+        return str(tag).split(",")
+    from rsviz.inference.sinks import output_band_layout
+
+    for tta in (False, True):
+        names = [n for n, _ in output_band_layout(card, tta)]
+        if len(names) == ds.count:
+            return names
+    raise ValueError(
+        f"{ds.name} has {ds.count} bands and no rsviz_bands tag; it is not a prediction of {card.name} "
+        "written by rsviz.inference.predict(output=...)"
+    )
+
+
+def evaluate_rasters(
+    card: Any,
+    pred_path: str | Path,
+    gt_paths: Mapping[str, str | Path],
+    window: Window | None = None,
+    *,
+    image_path: str | Path | None = None,
+    block: int = 1024,
+    halo: int | None = None,
+    task: Task | str | None = None,
+    with_artifacts: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **params: Any,
+) -> EvalResult | None:
+    """:func:`evaluate_windows` of a prediction raster written by :func:`rsviz.inference.predict` (``output=``)
+    against ground-truth rasters on its grid, read block by block from disk.
+
+    The prediction's bands follow :func:`rsviz.inference.sinks.output_band_layout` (uint8: class ids with
+    255 = nodata, probabilities and edge x 255, reconstruction in input units); a height head is read from
+    the float32 sidecar ``<stem>_height.tif``. Probabilities and the edge head are de-quantised as
+    ``band / 255``, so post-processing thresholds see values rounded to 1/255: figures can differ slightly
+    from an evaluation of the in-memory float heads (the class map itself is exact).
+
+    Args:
+        card: The model's :class:`~rsviz.models.card.ModelCard`.
+        pred_path: The prediction GeoTIFF / COG.
+        gt_paths: ``Sample.targets`` key -> single-band raster on the prediction's grid: ``buildings`` /
+            ``roads`` (0 / 1), ``classes`` (class ids), ``height`` (float), ``instances`` (footprint ids).
+            The ground truth's nodata mask (the task target's) marks the pixels that do not count.
+        window: Pixel window of the prediction grid to evaluate (the whole raster by default).
+        image_path: The input imagery on the same grid, to score a reconstruction head (else not scored).
+        block: See :func:`evaluate_windows`.
+        halo: See :func:`evaluate_windows`.
+        task: See :func:`evaluate_windows`.
+        with_artifacts: See :func:`evaluate_windows`.
+        progress: See :func:`evaluate_windows`.
+        cancel: See :func:`evaluate_windows`.
+        **params: See :func:`evaluate_windows`.
+
+    Returns:
+        See :func:`evaluate_windows`.
+
+    Raises:
+        GridMismatchError: A ground-truth raster or the image is not on the prediction's grid.
+        ValueError: The prediction's bands are not a layout of this card, or see :func:`evaluate_windows`.
+        InferenceCancelled: ``cancel()`` returned True.
+    """
+    from contextlib import ExitStack
+
+    import rasterio
+
+    from rsviz.datasets.base import Sample
+    from rsviz.errors import GridMismatchError
+
+    pred_path = Path(pred_path)
+    with ExitStack() as stack:
+        pds = stack.enter_context(rasterio.open(pred_path))
+        names = _band_names(pds, card)
+        sidecar = pred_path.with_name(pred_path.stem + "_height.tif")
+        hds = stack.enter_context(rasterio.open(sidecar)) if "height" in card.heads and sidecar.exists() else None
+        gts = {k: stack.enter_context(rasterio.open(p)) for k, p in gt_paths.items()}
+        ids = stack.enter_context(rasterio.open(image_path)) if image_path is not None else None
+        for what, ds in [*gts.items(), ("height sidecar", hds), ("image", ids)]:
+            if ds is not None and (ds.shape != pds.shape or ds.transform != pds.transform or ds.crs != pds.crs):
+                raise GridMismatchError(
+                    f"{what} raster {ds.name} ({ds.shape}, {ds.crs}) is not on the prediction's grid "
+                    f"({pds.shape}, {pds.crs}, same transform); warp it onto the prediction first"
+                )
+        win = window if window is not None else Window(0, 0, pds.width, pds.height)
+        win = win.intersection(Window(0, 0, pds.width, pds.height))
+        r_off, c_off = int(win.row_off), int(win.col_off)
+        band = {n: i + 1 for i, n in enumerate(names)}
+        probs = [band[n] for n in names if n.startswith("prob:")]
+        recon = [band[n] for n in names if n.startswith("recon:")]
+        target = (task_spec(task).target if task is not None else None) or next(
+            (s.target for s in _card_specs(card) if s.target in gts), None
+        )
+
+        def file_window(w: Window) -> Window:
+            return Window(c_off + int(w.col_off), r_off + int(w.row_off), int(w.width), int(w.height))
+
+        def read_heads(w: Window) -> dict[str, np.ndarray]:
+            fw = file_window(w)
+            heads: dict[str, np.ndarray] = {"classes": pds.read(band["classes"], window=fw)}
+            if probs:
+                heads["probs"] = pds.read(probs, window=fw).astype(np.float32) / np.float32(255)
+            if "edge" in band:
+                heads["edge"] = pds.read(band["edge"], window=fw).astype(np.float32) / np.float32(255)
+            if recon and ids is not None:
+                heads["recon"] = pds.read(recon, window=fw).astype(np.float32)
+            if hds is not None:
+                heads["height"] = hds.read(1, window=fw).astype(np.float32)
+            return heads
+
+        def read_sample(w: Window) -> Any:
+            fw = file_window(w)
+            shape = (int(w.height), int(w.width))
+            targets = {k: ds.read(1, window=fw) for k, ds in gts.items()}
+            if "instances" in targets:
+                targets["instances"] = targets["instances"].astype(np.int32)
+            valid = gts[target].read_masks(1, window=fw) > 0 if target in gts else np.ones(shape, bool)
+            image = ids.read(window=fw) if ids is not None else np.zeros((1, *shape), np.uint8)
+            bands = tuple(ids.descriptions[i] or f"band{i + 1}" for i in range(ids.count)) if ids else ("none",)
+            return Sample(
+                pred_path.stem,
+                "rasters",
+                "test",
+                image,
+                bands,
+                transform=pds.window_transform(fw),
+                crs=pds.crs,
+                valid=valid,
+                targets=targets,
+            )
+
+        return evaluate_windows(
+            card,
+            read_heads,
+            read_sample,
+            int(win.height),
+            int(win.width),
+            block=block,
+            halo=halo,
+            task=task,
+            with_artifacts=with_artifacts,
+            progress=progress,
+            cancel=cancel,
+            **params,
+        )
+
+
+def _card_specs(card: Any) -> list[TaskSpec]:
+    from rsviz.evaluation.tasks import specs_for_card
+
+    return specs_for_card(card)

@@ -22,8 +22,18 @@ T = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 
 
 def _sample(image: np.ndarray, valid: np.ndarray, targets: dict[str, np.ndarray]) -> Sample:
-    return Sample("synthetic", "synthetic", "test", image, ("red", "green", "blue"), (0.0, 255.0), T,
-                  CRS.from_epsg(32633), valid, targets)
+    return Sample(
+        "synthetic",
+        "synthetic",
+        "test",
+        image,
+        ("red", "green", "blue"),
+        (0.0, 255.0),
+        T,
+        CRS.from_epsg(32633),
+        valid,
+        targets,
+    )
 
 
 def _readers(heads: Mapping[str, np.ndarray], sample: Sample) -> tuple[Any, Any]:
@@ -36,9 +46,18 @@ def _readers(heads: Mapping[str, np.ndarray], sample: Sample) -> tuple[Any, Any]
 
     def read_sample(w: Window) -> Sample:
         assert sample.valid is not None
-        return Sample(sample.id, sample.dataset, sample.split, cut(sample.image, w), sample.band_names, sample.scale,
-                      window_transform(w, sample.transform), sample.crs, cut(sample.valid, w),
-                      {k: cut(v, w) for k, v in sample.targets.items()})
+        return Sample(
+            sample.id,
+            sample.dataset,
+            sample.split,
+            cut(sample.image, w),
+            sample.band_names,
+            sample.scale,
+            window_transform(w, sample.transform),
+            sample.crs,
+            cut(sample.valid, w),
+            {k: cut(v, w) for k, v in sample.targets.items()},
+        )
 
     return read_heads, read_sample
 
@@ -97,12 +116,28 @@ def test_buildings_mtl_equals_whole_extent(block: int) -> None:
     full = evaluate_sample(card, heads, sample)
     assert full is not None and full["object_tp"] and full["object_fp"] and full["object_fn"]
     seen: list[tuple[int, int]] = []
-    win = evaluate_windows(card, *_readers(heads, sample), H, W, block=block, halo=None if block != 64 else 16,
-                           progress=lambda d, t: seen.append((d, t)))
+    win = evaluate_windows(
+        card,
+        *_readers(heads, sample),
+        H,
+        W,
+        block=block,
+        halo=None if block != 64 else 16,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     _same(win, full, rel=1e-9)  # reconstruction figures are float sums: equal to rounding
     assert win is not None
-    for k in ("iou", "f1", "boundary_f1_2px", "object_f1_iou50", "object_tp", "object_fp", "object_fn",
-              "edge_head_boundary_f1_2px", "object_fp_touching_no_label"):
+    for k in (
+        "iou",
+        "f1",
+        "boundary_f1_2px",
+        "object_f1_iou50",
+        "object_tp",
+        "object_fp",
+        "object_fn",
+        "edge_head_boundary_f1_2px",
+        "object_fp_touching_no_label",
+    ):
         assert win.values[k] == full.values[k] or (math.isnan(win.values[k]) and math.isnan(full.values[k])), k
     assert win.confusion == full.confusion and win.stats["objects"] == full.stats["objects"]
     assert seen[-1][0] == seen[-1][1] == math.ceil(H / block) * math.ceil(W / block)
@@ -129,8 +164,11 @@ def test_footprint_split_across_block_edge_counted_once() -> None:
     inst[40:88, 70:130] = 1  # rows 40..87 cross the block edge at 64, columns cross 100
     prob = (inst > 0).astype(np.float32)[None]
     heads = {"classes": (inst > 0).astype(np.uint8), "probs": prob}
-    sample = _sample(np.zeros((3, H, W), np.uint8), np.ones((H, W), bool),
-                     {"buildings": (inst > 0).astype(np.uint8), "instances": inst})
+    sample = _sample(
+        np.zeros((3, H, W), np.uint8),
+        np.ones((H, W), bool),
+        {"buildings": (inst > 0).astype(np.uint8), "instances": inst},
+    )
     for block in (64, 100):
         r = evaluate_windows(card, *_readers(heads, sample), H, W, block=block, halo=8)
         assert r is not None
@@ -228,3 +266,115 @@ def test_no_ground_truth_gives_none() -> None:
     heads, sample = _roads_scene()
     sample.targets.pop("roads")
     assert evaluate_windows(card, *_readers(heads, sample), H, W, block=100) is None
+
+
+# --------------------------------------------------------------------------- rasters on disk
+
+
+def _write(path: Any, bands: np.ndarray, **kw: Any) -> None:
+    import rasterio
+
+    bands = bands if bands.ndim == 3 else bands[None]
+    prof = {
+        "driver": "GTiff",
+        "height": H,
+        "width": W,
+        "count": bands.shape[0],
+        "dtype": bands.dtype.name,
+        "transform": T,
+        "crs": CRS.from_epsg(32633),
+        **kw,
+    }
+    tags = prof.pop("tags", None)
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(bands)
+        if tags:
+            ds.update_tags(**tags)
+
+
+def _dequantised(card: Any, heads: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The uint8 band stack predict(output=...) writes, and the heads evaluate_rasters reads back."""
+    from rsviz.inference.sinks import output_band_layout
+
+    def q(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+    out, back = [], {"classes": heads["classes"]}
+    recon = iter(heads["recon"])
+    for name, _ in output_band_layout(card, False):
+        if name == "classes":
+            out.append(heads["classes"])
+        elif name.startswith("prob:"):
+            out.append(q(heads["probs"][0]))
+        elif name == "edge":
+            out.append(q(heads["edge"]))
+        elif name == "entropy":
+            out.append(np.zeros((H, W), np.uint8))
+        elif name.startswith("recon:"):
+            out.append(np.clip(next(recon), 0, 255).astype(np.uint8))
+    stack = np.stack(out)
+    names = [n for n, _ in output_band_layout(card, False)]
+    back["probs"] = stack[[names.index(n) for n in names if n.startswith("prob:")]].astype(np.float32) / np.float32(255)
+    back["edge"] = stack[names.index("edge")].astype(np.float32) / np.float32(255)
+    back["recon"] = stack[[i for i, n in enumerate(names) if n.startswith("recon:")]].astype(np.float32)
+    return stack, back
+
+
+def test_evaluate_rasters_equals_sample_of_the_written_bands(tmp_path: Any) -> None:
+    from rsviz.evaluation import evaluate_rasters
+    from rsviz.inference.sinks import output_band_layout
+
+    card = get_model_card("building-mtl")
+    heads, sample = _buildings_scene()
+    stack, back = _dequantised(card, heads)
+    names = ",".join(n for n, _ in output_band_layout(card, False))
+    _write(tmp_path / "pred.tif", stack, tags={"rsviz_bands": names})
+    _write(tmp_path / "gt.tif", sample.targets["buildings"])
+    _write(tmp_path / "inst.tif", sample.targets["instances"])
+    _write(tmp_path / "image.tif", sample.image)
+    gts = {"buildings": tmp_path / "gt.tif", "instances": tmp_path / "inst.tif"}
+    got = evaluate_rasters(card, tmp_path / "pred.tif", gts, image_path=tmp_path / "image.tif", block=100)
+    ones = _sample(sample.image, np.ones((H, W), bool), sample.targets)  # the rasters have no nodata
+    _same(got, evaluate_sample(card, back, ones), rel=1e-9)
+    # a window of the rasters is the same window of the arrays
+    w = Window(40, 30, 200, 180)
+    sub = evaluate_rasters(card, tmp_path / "pred.tif", gts, window=w, image_path=tmp_path / "image.tif", block=64)
+    rh, rs = _readers(back, ones)
+    _same(sub, evaluate_sample(card, rh(w), rs(w)), rel=1e-9)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_model_prediction_on_a_mirror_chip(mirror: Any, tmp_path: Any) -> None:
+    """building-mtl on a real Banepa chip (CPU): windows equal the whole chip, in memory and from its COG."""
+    from rsviz.datasets import scenes
+    from rsviz.evaluation import evaluate_rasters
+    from rsviz.inference import predict
+    from rsviz.models.api import load_model
+
+    lm = load_model("building-mtl", "cpu")
+    s = next(iter(scenes("banepa-buildings", "test"))).load()
+    h, w = min(s.shape[0], 288), min(s.shape[1], 320)
+    rh, rs = _readers({}, s)
+    crop = rs(Window(0, 0, w, h))
+    p = predict(lm, crop.raster_data(), tile=256, precision="fp32", tta=False)
+    predict(lm, crop.raster_data(), tile=256, precision="fp32", tta=False, output=tmp_path / "pred.tif")
+    full = evaluate_sample(lm.card, p.heads, crop)
+    assert full is not None
+    ph, ps = _readers(p.heads, crop)
+    _same(evaluate_windows(lm.card, ph, ps, h, w, block=100), full, rel=1e-9)
+    import rasterio
+
+    with rasterio.open(tmp_path / "pred.tif") as ds:
+        prof = {"driver": "GTiff", "height": h, "width": w, "count": 1, "transform": ds.transform, "crs": ds.crs}
+    for k in ("buildings", "instances"):
+        if k in crop.targets:
+            a = crop.targets[k]
+            with rasterio.open(tmp_path / f"{k}.tif", "w", dtype=a.dtype.name, **prof) as ds:
+                ds.write(a[None])
+    gts = {k: tmp_path / f"{k}.tif" for k in ("buildings", "instances") if k in crop.targets}
+    disk = evaluate_rasters(lm.card, tmp_path / "pred.tif", gts, block=100)
+    assert disk is not None
+    # quantised probabilities (x 255): close to the in-memory figures, the class map exact
+    assert disk.confusion is not None and full.confusion is not None
+    assert abs(disk["iou"] - full["iou"]) < 0.02
