@@ -86,6 +86,10 @@ DEFAULT_OBJECT_HALO = 64
 
 _EIGHT = np.ones((3, 3), bool)
 
+#: An object cluster this close to the window's inner edge is read again with more context: 1 px would do
+#: for connectivity, 2 px also keeps the footprint distance transform (``distance`` instances) exact.
+_OBJECT_MARGIN = 2
+
 
 @dataclass(frozen=True)
 class _Box:
@@ -123,17 +127,18 @@ class _View:
     gt_instances: np.ndarray | None
 
 
-def _inner_edge_labels(lab: np.ndarray, box: _Box, height: int, width: int) -> set[int]:
-    """Labels on the window's edges that are not the extent's edges (objects that may go on outside)."""
+def _inner_edge_labels(lab: np.ndarray, box: _Box, height: int, width: int, margin: int = 1) -> set[int]:
+    """Labels within ``margin`` px of the window's edges that are not the extent's edges (objects that may go
+    on outside, or whose distance transform may see past the window)."""
     parts = []
     if box.r0 > 0:
-        parts.append(lab[0])
+        parts.append(lab[:margin].ravel())
     if box.r1 < height:
-        parts.append(lab[-1])
+        parts.append(lab[-margin:].ravel())
     if box.c0 > 0:
-        parts.append(lab[:, 0])
+        parts.append(lab[:, :margin].ravel())
     if box.c1 < width:
-        parts.append(lab[:, -1])
+        parts.append(lab[:, -margin:].ravel())
     if not parts:
         return set()
     return {int(i) for i in np.unique(np.concatenate(parts))} - {0}
@@ -178,7 +183,7 @@ def _object_clusters(v: _View, core: _Box, fg: np.ndarray, height: int, width: i
     cs = core.within(v.box)
     in_core = {int(i) for i in np.unique(lab[cs])} - {0}
     above = {int(i) for i in np.unique(lab[: core.r0 - v.box.r0])} - {0}  # first pixel above the core
-    edge = _inner_edge_labels(lab, v.box, height, width)
+    edge = _inner_edge_labels(lab, v.box, height, width, _OBJECT_MARGIN)
     grow = _label_boxes(lab, (in_core & edge) - above, v.box)
     ids, first = np.unique(lab.ravel(), return_index=True)
     w = v.box.c1 - v.box.c0
@@ -628,11 +633,13 @@ def evaluate_windows(
                 grow += cl.grow
                 if "edge" in v.heads:
                     grow += _edge_grow(v, core, math.ceil(tol) + 1, height, width)
+            if not grow:
+                break
             bigger = box
             for g in grow:
-                bigger = bigger.union(g.grow(halo, height, width))
-            if bigger == box:
-                break
+                bigger = bigger.union(g.grow(max(halo, _OBJECT_MARGIN + 1), height, width))
+            if bigger == box:  # cannot happen: a box near an inner edge grows past it
+                raise RuntimeError(f"window {box} did not grow for objects crossing its edge")
             box = bigger
             v = _view(box, *_read(read_heads, read_sample, box), spec)
         _measure_block(v, core, extent, spec, base, card, acc, cl, with_artifacts)

@@ -378,3 +378,28 @@ def test_real_model_prediction_on_a_mirror_chip(mirror: Any, tmp_path: Any) -> N
     # quantised probabilities (x 255): close to the in-memory figures, the class map exact
     assert disk.confusion is not None and full.confusion is not None
     assert abs(disk["iou"] - full["iou"]) < 0.02
+
+
+def test_one_cluster_over_the_whole_extent_is_not_dropped() -> None:
+    """Buildings joined by 1 px footprint bridges: one cluster larger than any window; building-seg's
+    ``distance`` splitting needs all of it, so windows grow to the extent and still equal it."""
+    card = get_model_card("building-seg")
+    inst = np.zeros((H, W), np.int32)
+    n = 0
+    for r in range(10, H - 40, 50):
+        for c in range(10, W - 40, 50):
+            n += 1
+            inst[r : r + 36, c : c + 36] = n
+    pm = inst > 0
+    pm[28, 10 : W - 20] = True  # bridges along the first row of buildings and down the first column
+    pm[10 : H - 30, 28] = True
+    prob = pm.astype(np.float32)[None]
+    heads = {"classes": pm.astype(np.uint8), "probs": prob}
+    sample = _sample(
+        np.zeros((3, H, W), np.uint8),
+        np.ones((H, W), bool),
+        {"buildings": (inst > 0).astype(np.uint8), "instances": inst},
+    )
+    full = evaluate_sample(card, heads, sample)
+    assert full is not None and full["object_tp"]
+    _same(evaluate_windows(card, *_readers(heads, sample), H, W, block=64, halo=8), full)
