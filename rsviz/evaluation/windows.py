@@ -24,14 +24,16 @@ How each measure is accumulated (the *core* of a block is the block itself, clip
   and the ground-truth objects, joined across ground-truth instance ids seen in several parts. The
   card's instance post-processing of a component depends only on that component, and a proposal and
   a footprint that overlap or touch are in one cluster, so each cluster is post-processed, vectorised
-  and matched on its own: it is **owned** by the block whose core holds its first pixel in raster
-  order, and counted only there, once the window holds it whole. A cluster that crosses the window's
-  inner edge is not dropped: the window is grown to the cluster's bounding box plus the halo and read
-  again, as often as needed (a cluster as large as the extent means reading the extent). Matching
-  cluster by cluster gives the whole extent's TP / FP / FN for IoU thresholds >= 0.5 (then a proposal
-  can match at most one footprint and the greedy match does not depend on proposal order).
-  Assumption: a ground-truth instance id whose parts lie farther apart than the window are counted
-  as one object per window that holds a part (ids of rasterised footprints are connected).
+  and matched on its own. Rule: a cluster is **owned** by the block whose core holds its first pixel
+  in raster order, and is counted only there, once that block's window holds it whole (no pixel
+  within 2 px of an inner edge of the window). A cluster that meets the window's inner edge is never
+  dropped: unless it has a pixel above the core (then another block owns it), the window is grown to
+  the cluster's bounding box plus the halo (doubled at each further growth) and read again, as often
+  as needed; a cluster as large as the extent means reading the extent. Matching cluster by cluster
+  gives the whole extent's TP / FP / FN for IoU thresholds >= 0.5 (a proposal then matches at most one
+  footprint and greedy matching does not depend on proposal order), so lower thresholds are refused.
+  Assumption: a ground-truth instance id whose parts lie farther apart than a window counts as one
+  object per window holding a part (ids of rasterised footprints are connected).
 * **height errors**, **reconstruction** MAE / PSNR / SSIM: sums over the cores (SSIM: of the 7 x 7 SSIM
   map, read with a halo of at least 3 px, over the extent's interior as scikit-image crops it).
   These are float sums added in another order than one NumPy sum over the extent, so they equal the
@@ -626,6 +628,7 @@ def evaluate_windows(
             raise InferenceCancelled(f"evaluation cancelled after {k} of {total} blocks")
         box = core.grow(halo, height, width)
         v = _view(box, heads0, sample0, spec) if k == 0 else _view(box, *_read(read_heads, read_sample, box), spec)
+        step = max(halo, _OBJECT_MARGIN + 1)
         while True:
             cl, grow = None, []
             if spec.task is Task.BUILDINGS:
@@ -637,9 +640,10 @@ def evaluate_windows(
                 break
             bigger = box
             for g in grow:
-                bigger = bigger.union(g.grow(max(halo, _OBJECT_MARGIN + 1), height, width))
+                bigger = bigger.union(g.grow(step, height, width))
             if bigger == box:  # cannot happen: a box near an inner edge grows past it
                 raise RuntimeError(f"window {box} did not grow for objects crossing its edge")
+            step *= 2  # a long cluster is reached in a few reads, not one halo at a time
             box = bigger
             v = _view(box, *_read(read_heads, read_sample, box), spec)
         _measure_block(v, core, extent, spec, base, card, acc, cl, with_artifacts)
