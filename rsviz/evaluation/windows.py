@@ -146,11 +146,12 @@ def _inner_edge_labels(lab: np.ndarray, box: _Box, height: int, width: int, marg
     return {int(i) for i in np.unique(np.concatenate(parts))} - {0}
 
 
-def _label_boxes(lab: np.ndarray, labels: set[int], box: _Box) -> list[_Box]:
-    """Extent boxes of some labels of a label image of ``box``."""
+def _label_boxes(objs: Sequence[tuple[slice, slice] | None], labels: set[int], box: _Box) -> list[_Box]:
+    """Extent boxes of some labels, from :func:`scipy.ndimage.find_objects` of a label image of ``box``."""
     out = []
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        if sl is not None and i in labels:
+    for i in sorted(labels):
+        sl = objs[i - 1]
+        if sl is not None:
             out.append(_Box(box.r0 + sl[0].start, box.r0 + sl[0].stop, box.c0 + sl[1].start, box.c0 + sl[1].stop))
     return out
 
@@ -172,28 +173,29 @@ def _object_clusters(v: _View, core: _Box, fg: np.ndarray, height: int, width: i
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        pairs = np.unique(np.stack([v.gt_instances[gt_obj].astype(np.int64), lab[gt_obj]]), axis=1)
-        if pairs.shape[1]:
-            same = pairs[0, 1:] == pairs[0, :-1]
-            a, b = pairs[1, :-1][same], pairs[1, 1:][same]
-            if a.size:
-                g = coo_matrix((np.ones(a.size), (a, b)), shape=(n + 1, n + 1))
-                _, comp = connected_components(g, directed=False)
-                lut = np.zeros(n + 1, np.int64)
-                lut[1:] = comp[1:] + 1  # compact ids are not needed, only equality
-                lab = np.where(lab > 0, lut[lab], 0)
+        key = np.unique(v.gt_instances[gt_obj].astype(np.int64) * (n + 1) + lab[gt_obj])
+        gid, part = key // (n + 1), key % (n + 1)
+        same = gid[1:] == gid[:-1]
+        a, b = part[:-1][same], part[1:][same]
+        if a.size:
+            g = coo_matrix((np.ones(a.size), (a, b)), shape=(n + 1, n + 1))
+            _, comp = connected_components(g, directed=False)
+            lut = np.zeros(n + 1, np.int64)
+            lut[1:] = comp[1:] + 1  # node 0 (background) is alone in component 0
+            lab = lut[lab]
     cs = core.within(v.box)
     in_core = {int(i) for i in np.unique(lab[cs])} - {0}
     above = {int(i) for i in np.unique(lab[: core.r0 - v.box.r0])} - {0}  # first pixel above the core
     edge = _inner_edge_labels(lab, v.box, height, width, _OBJECT_MARGIN)
-    grow = _label_boxes(lab, (in_core & edge) - above, v.box)
-    ids, first = np.unique(lab.ravel(), return_index=True)
-    w = v.box.c1 - v.box.c0
+    objs = ndimage.find_objects(lab)
+    grow = _label_boxes(objs, (in_core & edge) - above, v.box)
     owned = set()
-    for i, f in zip(ids.tolist(), first.tolist()):
-        r, c = v.box.r0 + f // w, v.box.c0 + f % w
-        if i and i in in_core and i not in edge and core.r0 <= r < core.r1 and core.c0 <= c < core.c1:
-            owned.add(int(i))
+    for i in in_core - edge - above:
+        rows, cols = objs[i - 1]  # the first pixel in raster order is on the cluster's first row
+        r = v.box.r0 + rows.start
+        c = v.box.c0 + cols.start + int(np.argmax(lab[rows.start, cols] == i))
+        if core.r0 <= r < core.r1 and core.c0 <= c < core.c1:
+            owned.add(i)
     return _Clusters(lab, owned, grow)
 
 
@@ -204,7 +206,7 @@ def _edge_grow(v: _View, core: _Box, reach: int, height: int, width: int) -> lis
         return []
     near = core.grow(reach, height, width).within(v.box)
     need = ({int(i) for i in np.unique(lab[near])} - {0}) & _inner_edge_labels(lab, v.box, height, width)
-    return _label_boxes(lab, need, v.box) if need else []
+    return _label_boxes(ndimage.find_objects(lab), need, v.box) if need else []
 
 
 # --------------------------------------------------------------------------- counts -> figures
@@ -328,9 +330,9 @@ def _measure_objects(
         polys = instance_polygons(ids, valid=v.valid)
         if not polys:
             return []
-        keys, first = np.unique(ids.ravel(), return_index=True)
-        cluster = dict(zip(keys.tolist(), cl.labels.ravel()[first].tolist()))
-        return [g for i, g in polys.items() if cluster.get(i) in cl.owned]
+        keys = list(polys)  # every pixel of an object is in one cluster: its largest label is that cluster
+        cluster = ndimage.maximum(cl.labels, labels=ids, index=keys)
+        return [polys[i] for i, c in zip(keys, np.atleast_1d(cluster).tolist()) if int(c) in cl.owned]
 
     props, gts = owned_polygons(inst), owned_polygons(np.where(v.valid, gt_ids, 0))
     m = match_polygons(props, gts, obj.iou_threshold, min_area=obj.min_area_px)
