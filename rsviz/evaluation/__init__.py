@@ -5,6 +5,7 @@
 * :mod:`~rsviz.evaluation.evaluate`: :func:`evaluate` (an image or extent), :func:`pool` (a split).
 * :mod:`~rsviz.evaluation.results`: typed results (:class:`EvalResult`, ``to_json()``).
 * :mod:`~rsviz.evaluation.export`: ``eval.json``, CSV, display names of figure keys.
+* :mod:`~rsviz.evaluation.windows`: :func:`evaluate_windows`, the same figures over any extent, block by block.
 * :mod:`~rsviz.evaluation.bootstrap`: paired bootstrap over images (model selection).
 """
 
@@ -20,6 +21,7 @@ from rsviz.evaluation.export import (
 )
 from rsviz.evaluation.results import Artifacts, ClassRow, EvalResult
 from rsviz.evaluation.tasks import EvalConfig, TaskSpec, register_task, task_spec, task_specs
+from rsviz.evaluation.windows import evaluate_rasters, evaluate_windows
 from rsviz.types import NODATA_CLASS
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "eval_csv",
     "evaluate",
     "evaluate_patches",
+    "evaluate_rasters",
     "evaluate_sample",
+    "evaluate_windows",
     "fmt",
     "metric_label",
     "multilabel_rows",

@@ -62,6 +62,20 @@ def _config(
     return EvalConfig(classes=spec.classes_for(classes), ignore_index=ignore_index, gsd=gsd or None, **kw)
 
 
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse keyword parameters that are not fields of :class:`~rsviz.evaluation.tasks.EvalConfig`.
+
+    Raises:
+        ValueError: An unknown parameter; the message lists the valid ones.
+    """
+    bad = sorted(set(params) - set(EvalConfig.__dataclass_fields__) - {"classes", "ignore_index", "gsd"})
+    if bad:
+        raise ValueError(
+            f"unknown evaluation parameter(s) {bad}; valid: "
+            f"{', '.join(k for k in EvalConfig.__dataclass_fields__ if k not in ('classes', 'ignore_index', 'gsd'))}"
+        )
+
+
 def evaluate(
     pred: np.ndarray,
     gt: np.ndarray,
@@ -110,12 +124,7 @@ def evaluate(
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; put both on one grid")
-    bad = sorted(set(params) - set(EvalConfig.__dataclass_fields__) - {"classes", "ignore_index", "gsd"})
-    if bad:
-        raise ValueError(
-            f"unknown evaluation parameter(s) {bad}; valid: "
-            f"{', '.join(k for k in EvalConfig.__dataclass_fields__ if k not in ('classes', 'ignore_index', 'gsd'))}"
-        )
+    check_params(params)
     v = np.ones(gt.shape, bool) if valid is None else np.asarray(valid, bool).copy()
     if spec.dense and spec.prediction == "classes":
         v &= pred != NODATA_CLASS
