@@ -615,15 +615,18 @@ def _class_confusion(res) -> tuple[np.ndarray, list[str]]:
     return np.asarray(res.confusion)[np.ix_(ids, ids)], [c.name for c in res.per_class]
 
 
-@st.cache_data(show_spinner="Computing metrics…", max_entries=32)
-def _eval_cached(run_key: str, scene_key: str, _scene, _run, _card):
-    from rsviz.workspace.metrics import evaluate_run
-
-    return evaluate_run(_scene, _run, _card)
-
-
 def _cached_eval(scene, r, card):
-    return _eval_cached(r.key, scene.key, scene, r, card)
+    """Metrics of a run (computed once per run and process, block by block with a progress bar)."""
+    from rsviz.workspace.metrics import evaluate_run_cached
+
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Computing metrics: block {done}/{total}")
+
+    res, _ = evaluate_run_cached(scene, r, card, progress=progress)
+    bar.empty()
+    return res
 
 
 def _objects_map(scene, ext, match):

@@ -750,6 +750,7 @@ def evaluate_rasters(
 
     from rsviz.datasets.base import Sample
     from rsviz.errors import GridMismatchError
+    from rsviz.inference.export import decode_prediction_bands
 
     pred_path = Path(pred_path)
     with ExitStack() as stack:
@@ -768,9 +769,6 @@ def evaluate_rasters(
         win = window if window is not None else Window(0, 0, pds.width, pds.height)
         win = win.intersection(Window(0, 0, pds.width, pds.height))
         r_off, c_off = int(win.row_off), int(win.col_off)
-        band = {n: i + 1 for i, n in enumerate(names)}
-        probs = [band[n] for n in names if n.startswith("prob:")]
-        recon = [band[n] for n in names if n.startswith("recon:")]
         target = (task_spec(task).target if task is not None else None) or next(
             (s.target for s in _card_specs(card) if s.target in gts), None
         )
@@ -780,13 +778,9 @@ def evaluate_rasters(
 
         def read_heads(w: Window) -> dict[str, np.ndarray]:
             fw = file_window(w)
-            heads: dict[str, np.ndarray] = {"classes": pds.read(band["classes"], window=fw)}
-            if probs:
-                heads["probs"] = pds.read(probs, window=fw).astype(np.float32) / np.float32(255)
-            if "edge" in band:
-                heads["edge"] = pds.read(band["edge"], window=fw).astype(np.float32) / np.float32(255)
-            if recon and ids is not None:
-                heads["recon"] = pds.read(recon, window=fw).astype(np.float32)
+            heads = decode_prediction_bands(names, pds.read(window=fw))
+            if ids is None:
+                heads.pop("recon", None)  # no imagery to score it against
             if hds is not None:
                 heads["height"] = hds.read(1, window=fw).astype(np.float32)
             return heads

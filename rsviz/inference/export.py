@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,8 +119,6 @@ def read_prediction(path: str | Path, window: Window | None = None) -> Predictio
     Raises:
         RasterReadError: Unreadable file, or not a file rsviz wrote (no ``rsviz_bands`` tag).
     """
-    import math
-
     from rsviz.errors import RasterReadError
     from rsviz.raster import open_raster
     from rsviz.types import NODATA_CLASS
@@ -133,6 +132,30 @@ def read_prediction(path: str | Path, window: Window | None = None) -> Predictio
         win = window if window is not None else Window(0, 0, ds.width, ds.height)
         data = ds.read(window=win)
         transform, crs = ds.window_transform(win), ds.crs
+    heads = decode_prediction_bands(names, data)
+    classes = heads["classes"]
+    side = p.with_name(p.stem + "_height.tif")
+    if side.exists():
+        with open_raster(side) as ds:
+            heads["height"] = ds.read(1, window=win).astype(np.float32)
+    valid = classes != NODATA_CLASS
+    return Prediction(
+        heads=heads, transform=transform, crs=crs, valid=valid, window=win, model=tags.get("rsviz_model", "")
+    )
+
+
+def decode_prediction_bands(names: Sequence[str], data: np.ndarray) -> dict[str, np.ndarray]:
+    """Heads from the uint8 bands of a prediction file (the decoding :func:`read_prediction` describes).
+
+    Args:
+        names: Band names in file order (the ``rsviz_bands`` tag; :func:`~rsviz.inference.output_band_layout`).
+        data: ``(bands, h, w)`` uint8 as read.
+
+    Returns:
+        ``classes`` and, as present, ``probs``, ``edge``, ``tta_var``, ``entropy``, ``recon`` (float32).
+    """
+    import math
+
     classes = data[names.index("classes")]
     heads: dict[str, np.ndarray] = {"classes": classes}
     probs = [data[i].astype(np.float32) / 255.0 for i, n in enumerate(names) if n.startswith("prob:")]
@@ -146,11 +169,4 @@ def read_prediction(path: str | Path, window: Window | None = None) -> Predictio
     recon = [data[i].astype(np.float32) for i, n in enumerate(names) if n.startswith("recon:")]
     if recon:
         heads["recon"] = np.stack(recon)
-    side = p.with_name(p.stem + "_height.tif")
-    if side.exists():
-        with open_raster(side) as ds:
-            heads["height"] = ds.read(1, window=win).astype(np.float32)
-    valid = classes != NODATA_CLASS
-    return Prediction(
-        heads=heads, transform=transform, crs=crs, valid=valid, window=win, model=tags.get("rsviz_model", "")
-    )
+    return heads

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from rsviz.workspace.runs import RunResult
 from rsviz.workspace.scene import Scene
+
+#: Block side of windowed evaluation in the app.
+EVAL_BLOCK = 1024
 
 
 def evaluate_run(
@@ -14,19 +19,76 @@ def evaluate_run(
     run: RunResult,
     card: Any,
     *,
+    block: int = EVAL_BLOCK,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Any:
-    """Metrics of a run inside its extent (an :class:`~rsviz.evaluation.EvalResult`, object matching and road
-    graphs kept for display), or None when the scene has no ground truth this model fits.
+    """Metrics of a run inside its extent, accumulated block by block (:func:`rsviz.evaluation.evaluate_windows`):
+    an :class:`~rsviz.evaluation.EvalResult` with the object matching and road graphs kept for display, or None
+    when the scene has no ground truth this model fits.
 
-    The prediction is read from the run's COG and the ground truth from the scene's files, for the run's
-    window only.
+    The prediction is read from the run's COG (:func:`rsviz.inference.export.read_prediction`: class ids exact,
+    probabilities at 1/255) and the imagery and ground truth from the scene's files
+    (:meth:`~rsviz.workspace.scene.Scene.read`), one block and its halo at a time, so extents of any size are
+    scored in bounded memory (APLS excepted: it assembles both road masks over the extent).
+
+    Args:
+        scene: The run's scene.
+        run: The run.
+        card: Its model card.
+        block: Block side, pixels.
+        progress: ``progress(blocks_done, blocks_total)``.
+        cancel: Polled between blocks; True raises :class:`~rsviz.inference.InferenceCancelled`.
 
     Raises:
-        ExtentError: The extent is larger than one read holds (:data:`rsviz.workspace.scene.MAX_READ_PX`).
+        InferenceCancelled: ``cancel()`` returned True.
     """
-    from rsviz.evaluation import evaluate_sample
+    from rasterio.windows import Window
 
-    sample = scene.read(run.extent.window)
-    return evaluate_sample(card, run.prediction.heads, sample, with_artifacts=True)
+    from rsviz.evaluation import evaluate_windows, target_spec
+    from rsviz.inference.export import read_prediction
+
+    if target_spec(card, scene.targets) is None:
+        return None
+    w0 = run.extent.window
+    c0, r0 = int(w0.col_off), int(w0.row_off)
+
+    def read_heads(w: Window) -> dict[str, Any]:
+        return read_prediction(run.path, w).heads
+
+    def read_sample(w: Window) -> Any:
+        return scene.read(Window(c0 + int(w.col_off), r0 + int(w.row_off), int(w.width), int(w.height)))
+
+    return evaluate_windows(
+        card,
+        read_heads,
+        read_sample,
+        int(w0.height),
+        int(w0.width),
+        block=block,
+        with_artifacts=True,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+_CACHE: OrderedDict[str, Any] = OrderedDict()
+_LOCK = threading.Lock()
+#: Evaluations kept in this process (by run key).
+CACHE_ITEMS = 32
+
+
+def evaluate_run_cached(
+    scene: Scene, run: RunResult, card: Any, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[Any, bool]:
+    """:func:`evaluate_run`, remembered per run in this process: ``(result, from_cache)``."""
+    with _LOCK:
+        if run.key in _CACHE:
+            _CACHE.move_to_end(run.key)
+            return _CACHE[run.key], True
+    res = evaluate_run(scene, run, card, progress=progress)
+    with _LOCK:
+        _CACHE[run.key] = res
+        while len(_CACHE) > CACHE_ITEMS:
+            _CACHE.popitem(last=False)
+    return res, False

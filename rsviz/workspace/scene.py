@@ -748,6 +748,8 @@ def _write_array(
         "compress": "deflate",
     }
     tmp = dst.with_name(f".{dst.name}.tmp")
+    if crs is None:  # a chip without georeferencing (the ETH road tiles): pixel coordinates, said once
+        del prof["transform"], prof["crs"]
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **prof) as ds:
         ds.write(a)
         for i, d in enumerate(descriptions, 1):

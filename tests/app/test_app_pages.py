@@ -41,7 +41,17 @@ def _chip_bounds():
 
 
 def _app():
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+
+
+def _run_and_wait(at):
+    """Click Run, wait for the background runs, rerun the page (the browser's fragment does this by itself)."""
+    from rsviz.workspace import JOBS
+
+    at.button(key="run-go").click().run()
+    for key in at.session_state["rsviz.jobs"]:
+        JOBS.wait(key)
+    return at.run()
 
 
 def test_full_session_map_run_compare_metrics_export(mirror):
@@ -58,10 +68,11 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         assert not at.exception
         at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
         at.selectbox(key="run-tile").set_value(256)
-        at.button(key="run-go").click().run()
+        _run_and_wait(at)
         assert not at.exception, at.exception
         assert not at.error, [e.value for e in at.error]
         assert len(at.dataframe) == 1
+        assert set(at.query_params) == {"scene", "bbox", "runs"}  # a reload or a link comes back here
         at.switch_page("pages/compare.py").run()
         assert not at.exception, at.exception
         at.switch_page("pages/metrics.py").run()
@@ -69,15 +80,15 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         shown = {m.label: m.value for m in at.metric}
         assert "IoU" in shown and "OA" in shown and "object F1 @ IoU 0.5" in shown
         # the IoU shown equals the library's own computation for that extent
-        from rsviz.app.workspace import crop, resolve_extent, scene_from_sample
         from rsviz.datasets import scenes
         from rsviz.inference import predict
         from rsviz.metrics import binary_metrics
         from rsviz.models.api import load_model
         from rsviz.raster import RasterData
+        from rsviz.workspace import open_sample, resolve_extent
 
-        sc = scene_from_sample([r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220245-19"][0].load())
-        sub = crop(sc, resolve_extent(sc, b))
+        sc = open_sample([r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220245-19"][0])
+        sub = sc.read(resolve_extent(sc, b).window)
         p = predict(
             load_model("toy-pointwise", "cpu"),
             RasterData(sub.image, sub.transform, sub.crs, sub.valid),
@@ -107,9 +118,10 @@ def test_bad_inputs_give_clear_errors_not_tracebacks(mirror, scene_dir):
         assert not at.exception
         at.switch_page("pages/run.py").run()
         at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
-        at.button(key="run-go").click().run()
+        _run_and_wait(at)
         assert not at.exception
         assert any("expects 3 bands" in e.value for e in at.error)
+        assert at.session_state["rsviz.scene"].name == "one_band.tif"  # the scene stays open
 
 
 def test_extent_outside_raster_resets_with_message(mirror):
@@ -130,9 +142,8 @@ def test_scene_classification_page(mirror):
 
 
 def test_pages_without_a_scene_point_to_the_map():
-    at = _app().run()
     for p in ("pages/run.py", "pages/compare.py", "pages/metrics.py", "pages/export.py"):
-        at.switch_page(p).run()
+        at = _app().switch_page(p).run()  # a session that starts on this page (a link), before Home opened a scene
         assert not at.exception, (p, at.exception)
         assert any("Map" in i.value for i in at.info), p
 
@@ -146,7 +157,7 @@ def test_road_metrics_show_the_apls_graphs(mirror):
         assert not at.exception, at.exception
         at.switch_page("pages/run.py").run()
         at.multiselect(key="run-models").set_value(["roads-pplinknet"]).run()
-        at.button(key="run-go").click().run()
+        _run_and_wait(at)
         assert not at.exception, at.exception
         assert not at.error, [e.value for e in at.error]
         at.switch_page("pages/metrics.py").run()
@@ -154,3 +165,60 @@ def test_road_metrics_show_the_apls_graphs(mirror):
         assert {"APLS (4 m buffer)", "relaxed F1 (ρ 3 px)"} <= {m.label for m in at.metric}  # ETH: measured GSD
         assert any("APLS road graphs" in h.value for h in at.subheader)
         assert len(at.image) == 3  # two confusion matrices and the graph figure (st.pyplot renders images)
+
+
+def test_a_reload_reopens_scene_extent_and_runs_and_navigation_keeps_them(mirror, scene_dir):
+    """A new session given the URL's query parameters (a reload, a bookmark) finds the same view; going Map ->
+    Run -> Metrics -> Map never replaces a scene opened from a local path."""
+    b = (15.0, 45.0, 15.1, 45.1)
+    with mock.patch("streamlit_folium.st_folium", return_value={}):
+        at = _app().run()
+        at.switch_page("pages/map.py").run()
+        at.radio(key="map-source").set_value("Local path").run()
+        at.text_input(key="map-path").set_value(str(scene_dir / "image.tif"))
+        at.text_input(key="map-gt-path").set_value(str(scene_dir / "gt.tif"))
+        at.button(key="map-open-path").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        from rsviz.workspace import resolve_extent
+
+        s = at.session_state["rsviz.scene"]
+        w, so, e, n = resolve_extent(s, None).bounds
+        b = (w, so, (w + e) / 2, (so + n) / 2)
+    with mock.patch("streamlit_folium.st_folium", return_value=_rectangle(b)):
+        at.run()
+        at.switch_page("pages/run.py").run()
+        at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
+        at.selectbox(key="run-tile").set_value(256)
+        _run_and_wait(at)
+        for p in ("pages/metrics.py", "pages/map.py"):
+            at.switch_page(p).run()
+            assert not at.exception, at.exception
+        assert at.session_state["rsviz.scene"].key == s.key and at.session_state["rsviz.bounds"] is not None
+        url = dict(at.query_params)
+        shown = {m.label: m.value for m in at.switch_page("pages/metrics.py").run().metric}
+    assert url["scene"] == s.key and len(url["runs"]) == 16
+    with mock.patch("streamlit_folium.st_folium", return_value={}):
+        again = _app()
+        for k, v in url.items():
+            again.query_params[k] = v
+        again.switch_page("pages/metrics.py").run()
+    assert not again.exception, again.exception
+    assert again.session_state["rsviz.scene"].key == s.key
+    assert {m.label: m.value for m in again.metric} == shown and "IoU" in shown
+
+
+def test_two_sessions_do_not_see_each_others_scene_or_runs(mirror, scene_dir):
+    with mock.patch("streamlit_folium.st_folium", return_value={}):
+        a, b = _app().run(), _app().run()
+        for at, name in ((a, "image.tif"), (b, "one_band.tif")):
+            at.switch_page("pages/map.py").run()
+            at.radio(key="map-source").set_value("Local path").run()
+            at.text_input(key="map-path").set_value(str(scene_dir / name))
+            at.button(key="map-open-path").click().run()
+        a.switch_page("pages/run.py").run()
+        a.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
+        _run_and_wait(a)
+        b.switch_page("pages/run.py").run()
+    assert a.session_state["rsviz.scene"].name == "image.tif" and b.session_state["rsviz.scene"].name == "one_band.tif"
+    assert len(a.session_state["rsviz.runs"]) == 1 and b.session_state["rsviz.runs"] == []
+    assert "runs" in a.query_params and "runs" not in b.query_params

@@ -131,8 +131,8 @@ def _draw_and_run(page, timings, tag, lo=0.2, hi=0.8):
 def test_draw_run_compare_metrics_iou_matches_library(browser, mirror):
     import numpy as np
     from rasterio.windows import Window
-
     from rsviz.app.workspace import Extent, crop, scene_from_sample
+
     from rsviz.datasets import scenes
     from rsviz.inference import predict
     from rsviz.metrics import binary_metrics

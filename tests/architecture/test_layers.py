@@ -21,7 +21,15 @@ LAYERS: list[set[str]] = [
     {"rsviz.models"},
     {"rsviz.inference"},
     {"rsviz.evaluation"},
-    {"rsviz.workspace", "rsviz.report", "rsviz.cli", "rsviz.cli_predict", "rsviz.cli_evaluate", "rsviz.__main__", "rsviz"},
+    {
+        "rsviz.workspace",
+        "rsviz.report",
+        "rsviz.cli",
+        "rsviz.cli_predict",
+        "rsviz.cli_evaluate",
+        "rsviz.__main__",
+        "rsviz",
+    },
     {"rsviz.app"},
 ]
 UI_PACKAGES = ("streamlit", "streamlit_folium", "folium", "leafmap")

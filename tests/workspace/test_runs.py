@@ -52,12 +52,11 @@ def big_scene(tmp_path_factory):
 def test_nothing_reads_a_whole_scene(big_scene, monkeypatch):
     """Open, tile, run and score a 16.8 MPx scene through readers that refuse any read over a quarter of it
     (the workspace's block: 2,048 x 2,048 px)."""
-    from rsviz.workspace.scene import BLOCK
-
     from rsviz.app.layers import run_layers, scene_layers
     from rsviz.models.api import get_model_card
     from rsviz.tiles import REGISTRY, render_tile
     from rsviz.tiles.readers import close_thread_readers
+    from rsviz.workspace.scene import BLOCK
 
     close_thread_readers()
     bound, seen = BLOCK * BLOCK, []
@@ -139,3 +138,18 @@ def test_band_mismatch_is_the_library_error(scene_dir):
     one = open_path(scene_dir / "one_band.tif")
     with pytest.raises(BandCountError):
         run_model("toy-pointwise", one, resolve_extent(one, None), RunOptions(device="cpu"))
+
+
+def test_windowed_metrics_equal_the_in_memory_ones(scene_dir):
+    from rsviz.evaluation import evaluate_sample
+    from rsviz.models.api import get_model_card
+
+    s = open_path(scene_dir / "image.tif", scene_dir / "gt.tif")
+    ext = resolve_extent(s, None)
+    run, _ = run_model("toy-pointwise", s, ext, RunOptions(tile=96, overlap=0.0, device="cpu"))
+    card = get_model_card("toy-pointwise")
+    whole = evaluate_sample(card, run.prediction.heads, s.read(ext.window))
+    blocks = evaluate_run(s, run, card, block=32)  # 15 blocks over 96 x 160 px
+    assert whole.values.keys() == blocks.values.keys() and "object_f1_iou50" in whole.values
+    for k, v in whole.values.items():
+        assert blocks.values[k] == pytest.approx(v, nan_ok=True, rel=1e-12), k
