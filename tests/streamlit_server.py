@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(env: dict[str, str] | None = None, timeout: float = 90.0):
-    """Yield the base URL of a running app; the server is stopped afterwards."""
+def streamlit_app(env: dict[str, str] | None = None, timeout: float = 90.0, base_path: str = ""):
+    """Yield the base URL of a running app (``http://127.0.0.1:<port>[/<base_path>]``); the server is stopped
+    afterwards. ``base_path`` sets ``server.baseUrlPath``, as behind a reverse proxy."""
     port = free_port()
     log = (
         open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "w")
@@ -55,13 +56,15 @@ def streamlit_app(env: dict[str, str] | None = None, timeout: float = 90.0):
             "true",
             "--browser.gatherUsageStats",
             "false",
+            "--server.baseUrlPath",
+            base_path,
         ],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}" + (f"/{base_path.strip('/')}" if base_path.strip("/") else "")
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:

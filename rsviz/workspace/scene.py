@@ -514,6 +514,11 @@ def _raster_ground_truth(
         return {"height": _with_overviews(gt, folder, g, "NEAREST", "gt-height")}, "height", ()
     nd = None if g.nodata is None else int(g.nodata)
     data_vals = vals - ({nd} if nd is not None else set())
+    if data_vals <= {0, 1} and nd is None:  # already 0/1 without nodata: used where it is
+        from rsviz.datasets.buildings import BUILDING_CLASSES
+
+        p = _with_overviews(gt, folder, g, "NEAREST", "gt-mask")
+        return {"buildings": p, "roads": p}, "buildings", BUILDING_CLASSES
     if data_vals <= {0, 1, 255}:
         positive = 255 if (data_vals <= {0, 255} and 255 in data_vals) else 1
 

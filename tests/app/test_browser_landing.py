@@ -1,4 +1,4 @@
-"""Landing page in headless Chromium with no internet: the map renders with the scene overlay.
+"""Landing page in headless Chromium with no internet: the map renders the scene as the app's own XYZ tiles.
 
 Screenshot: ``tests/artifacts/landing.png`` (ignored by git).
 """
@@ -26,7 +26,7 @@ def browser():
         b.close()
 
 
-def test_landing_map_renders_offline_with_overlay(browser, mirror):
+def test_landing_map_renders_offline_with_tiles_from_the_app(browser, mirror):
     ART.mkdir(exist_ok=True)
     with streamlit_app({"RSVIZ_DATA_DIR": os.environ["RSVIZ_DATA_DIR"]}) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -35,10 +35,14 @@ def test_landing_map_renders_offline_with_overlay(browser, mirror):
         frame_el = page.wait_for_selector("iframe[title*='st_folium']", timeout=90_000)
         frame = frame_el.content_frame()
         frame.wait_for_selector(".leaflet-container", timeout=60_000)
-        overlay = frame.wait_for_selector("img.leaflet-image-layer", state="attached", timeout=60_000)
+        tile = frame.wait_for_selector("img.leaflet-tile-loaded", state="attached", timeout=60_000)
         page.wait_for_timeout(1500)
-        box = overlay.bounding_box()
-        assert box and box["width"] > 100 and box["height"] > 100
+        box = tile.bounding_box()
+        assert box and box["width"] >= 200 and box["height"] >= 200
+        # the imagery is XYZ tiles of this app's own tile route, decoded by the browser
+        srcs = frame.eval_on_selector_all("img.leaflet-tile-loaded", "els => els.map(e => e.src)")
+        assert srcs and all("/rsviz/tiles/" in u for u in srcs), srcs[:3]
+        assert frame.evaluate("[...document.querySelectorAll('img.leaflet-tile-loaded')].every(e => e.naturalWidth === 256)")
         assert frame.evaluate("typeof L !== 'undefined' && typeof L.Control.Draw !== 'undefined'")
         # navigation icons come from Streamlit's own Material Symbols font, not an emoji font the machine may lack
         icons = page.locator('[data-testid="stSidebarNav"] [data-testid="stIconMaterial"]')
