@@ -43,7 +43,7 @@ FN_RGBA = (49, 104, 204, 255)
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 #: GDAL creation options per driver: zlib level 1 encodes a 256 px RGBA tile of aerial imagery ~3x
 #: faster than GDAL's default 6, for ~5 % more bytes (tiles are cached as immutable anyway).
-CREATION_OPTIONS: dict[str, dict[str, str]] = {
+CREATION_OPTIONS: dict[str, dict[str, Any]] = {
     "PNG": {"ZLEVEL": "1"},
     "JPEG": {"QUALITY": "85"},
     "WEBP": {"QUALITY": "85"},
