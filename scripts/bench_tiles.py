@@ -234,12 +234,13 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, imagery: Path, classes: Path, s2: Path, work: Path) -> None:
+    def __init__(self, imagery: Path, classes: Path, s2: Path, work: Path, env: dict[str, str]) -> None:
         self.port = _free_port()
         ids = work / f"ids-{self.port}.json"
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--port", str(self.port), "--ids", str(ids)]
             + ["--imagery", str(imagery), "--classes", str(classes), "--s2", str(s2)],
+            env={**os.environ, **env},
         )
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -339,13 +340,14 @@ def bench(args: argparse.Namespace) -> None:
     imagery, classes = build_imagery(work, img_size, data_dir)
     s2, s2_source = build_s2(work, s2_size, data_dir)
 
+    server_env = dict(kv.split("=", 1) for kv in args.server_env)
     rng = random.Random(0)
     rows: list[tuple] = []
     viewport_rows: list[tuple] = []
     rss = []
     n_view = 2 if args.quick else 4
     for clients in (1, 6):
-        server = Server(imagery, classes, s2, work)  # fresh: no open readers, empty GDAL cache
+        server = Server(imagery, classes, s2, work, server_env)  # fresh: no open readers, empty GDAL cache
         try:
             for name in ("imagery", "classes", "s2"):
                 info = server.infos[name]
@@ -368,6 +370,7 @@ def bench(args: argparse.Namespace) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print()
     print(f"CPU: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; rasterio {rasterio.__version__}")
+    print(f"server environment: {server_env or 'default'}; load average at the end: {os.getloadavg()}")
     print(
         f"imagery {img_size} x {img_size} x 3 uint8 JPEG COG; classes {img_size} x {img_size} uint8 DEFLATE COG;"
         f" s2 {s2_size} x {s2_size} x 12 uint16 ZSTD COG ({s2_source}); 256 px PNG tiles"
@@ -397,6 +400,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small rasters (4096 px imagery, 2048 px S2): a smoke test")
     p.add_argument("--workdir", help="where the rasters are built (default: RSVIZ_CACHE_DIR/bench-tiles or a temp dir)")
+    p.add_argument(
+        "--server-env", action="append", default=[], metavar="KEY=VALUE", help="environment of the server (repeatable)"
+    )
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
