@@ -6,7 +6,7 @@ without its ``server.baseUrlPath`` prefix, so both must match. The URL only ever
 registered layer id; a path is never taken from it, and anything malformed is a 404 before any
 file is touched. Handlers are plain functions, which Starlette runs in its thread pool, so
 rendering never blocks the event loop; they hand the rendering itself to a small pool of
-:data:`RENDER_THREADS` threads.
+:data:`RENDER_THREADS` threads and keep the encoded tiles in a bounded LRU (:data:`TILE_CACHE_BYTES`).
 """
 
 from __future__ import annotations
