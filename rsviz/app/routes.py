@@ -5,13 +5,18 @@ plus the same below any base path (``/{base}/rsviz/tiles/...``): Streamlit mount
 without its ``server.baseUrlPath`` prefix, so both must match. The URL only ever names a
 registered layer id; a path is never taken from it, and anything malformed is a 404 before any
 file is touched. Handlers are plain functions, which Starlette runs in its thread pool, so
-rendering never blocks the event loop.
+rendering never blocks the event loop; they hand the rendering itself to a small pool of
+:data:`RENDER_THREADS` threads and keep the encoded tiles in a bounded LRU (:data:`TILE_CACHE_BYTES`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +32,59 @@ TILE_PREFIX = "rsviz/tiles"
 CACHE_CONTROL = "public, max-age=86400, immutable"
 #: URL suffix -> media type.
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+#: Threads that render tiles (``RSVIZ_TILE_THREADS``, default the CPU count, at most 8).
+RENDER_THREADS = max(1, min(int(os.environ.get("RSVIZ_TILE_THREADS", "0")) or (os.cpu_count() or 1), 8))
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _render_pool() -> ThreadPoolExecutor:
+    """The process-wide pool of :data:`RENDER_THREADS` render threads (created on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="rsviz-tiles")
+        return _pool
+
+
+#: Bytes of encoded tiles kept in memory (``RSVIZ_TILE_CACHE_MB``, default 64; 0 disables).
+TILE_CACHE_BYTES = int(float(os.environ.get("RSVIZ_TILE_CACHE_MB", "64")) * 2**20)
+
+TileKey = tuple[str, int, int, int, str]
+
+
+class TileCache:
+    """Thread-safe LRU of encoded tiles, bounded in bytes.
+
+    Tiles never change under an id (ids hash the files' size and mtime), so a hit is always current.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[TileKey, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: TileKey) -> bytes | None:
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key: TileKey, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes += len(body) - (len(old) if old is not None else 0)
+            self._items[key] = body
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= len(evicted)
+
 
 _ID = re.compile(r"[0-9a-f]{16}")
 _INT = re.compile(r"[0-9]{1,10}")
@@ -59,11 +117,13 @@ def _tile_xyz(z: str, x: str, y: str) -> tuple[int, int, int] | None:
     return zi, xi, yi
 
 
-def tile_routes(registry: TileRegistry = REGISTRY) -> list[BaseRoute]:
+def tile_routes(registry: TileRegistry = REGISTRY, *, cache_bytes: int | None = None) -> list[BaseRoute]:
     """Starlette routes serving ``registry``'s layers as XYZ tiles (for ``st.App(..., routes=...)``).
 
     Args:
         registry: Where layer ids are looked up; the process-wide :data:`rsviz.tiles.REGISTRY` by default.
+        cache_bytes: Size of these routes' in-memory LRU of encoded tiles; :data:`TILE_CACHE_BYTES` by
+            default, 0 to render every request.
 
     Returns:
         Four GET routes: ``/rsviz/tiles/{layer_id}/{z}/{x}/{y}.{fmt}`` (``fmt`` png, jpg/jpeg or
@@ -73,6 +133,8 @@ def tile_routes(registry: TileRegistry = REGISTRY) -> list[BaseRoute]:
         ``0 <= z <= 30`` and ``0 <= x, y < 2**z``. Anything else is a 404 without any file access.
         200 responses carry ``Cache-Control: public, max-age=86400, immutable``.
     """
+
+    cache = TileCache(TILE_CACHE_BYTES if cache_bytes is None else cache_bytes)
 
     def tile(request: Request) -> Response:
         p = request.path_params
@@ -84,10 +146,17 @@ def tile_routes(registry: TileRegistry = REGISTRY) -> list[BaseRoute]:
         if layer is None:
             return _not_found()
         z, x, y = xyz
-        try:
-            body = render_tile(layer, z, x, y, fmt=fmt)
-        except RasterReadError:  # the file vanished between the id check and the read
-            return _not_found()
+        key = (p["layer_id"], z, x, y, fmt)
+        body = cache.get(key)
+        if body is None:
+            try:
+                # Rendering runs on a few dedicated threads, not on Starlette's (up to 40) pool threads:
+                # each render thread keeps its own open readers, so few datasets and malloc arenas are
+                # live, and at most RENDER_THREADS tiles are in flight (bounded memory, less GIL churn).
+                body = _render_pool().submit(render_tile, layer, z, x, y, fmt=fmt).result()
+            except RasterReadError:  # the file vanished between the id check and the read
+                return _not_found()
+            cache.put(key, body)
         media = "image/png" if body.startswith(_PNG_SIGNATURE) else MEDIA_TYPES[fmt]
         return Response(body, media_type=media, headers={"Cache-Control": CACHE_CONTROL})
 
@@ -96,7 +165,7 @@ def tile_routes(registry: TileRegistry = REGISTRY) -> list[BaseRoute]:
         if layer is None:
             return _not_found()
         try:
-            doc = dataclasses.asdict(layer_info(layer))
+            doc = dataclasses.asdict(_render_pool().submit(layer_info, layer).result())
         except RasterReadError:
             return _not_found()
         return JSONResponse(doc, headers={"Cache-Control": CACHE_CONTROL})

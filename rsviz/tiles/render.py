@@ -41,6 +41,13 @@ FP_RGBA = (215, 48, 39, 255)
 FN_RGBA = (49, 104, 204, 255)
 #: Formats :func:`render_tile` writes: URL suffix -> GDAL driver.
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+#: GDAL creation options per driver: zlib level 1 encodes a 256 px RGBA tile of aerial imagery ~3x
+#: faster than GDAL's default 6, for ~5 % more bytes (tiles are cached as immutable anyway).
+CREATION_OPTIONS: dict[str, dict[str, Any]] = {
+    "PNG": {"ZLEVEL": "1"},
+    "JPEG": {"QUALITY": "85"},
+    "WEBP": {"QUALITY": "85"},
+}
 
 _NEAREST: dict[str, Any] = {"resampling_method": "nearest", "reproject_method": "nearest"}
 _BILINEAR: dict[str, Any] = {"resampling_method": "bilinear", "reproject_method": "bilinear"}
@@ -100,7 +107,8 @@ def layer_info(layer: Layer) -> LayerInfo:
 @lru_cache(maxsize=8)
 def transparent_png(tilesize: int = 256) -> bytes:
     """A fully transparent ``tilesize`` x ``tilesize`` RGBA PNG (tiles outside the raster)."""
-    return encode(np.zeros((3, tilesize, tilesize), np.uint8), mask=np.zeros((tilesize, tilesize), np.uint8))
+    blank = np.zeros((3, tilesize, tilesize), np.uint8)
+    return encode(blank, mask=np.zeros((tilesize, tilesize), np.uint8), img_format="PNG", ZLEVEL="9")
 
 
 # --- band choice and stretch ------------------------------------------------------------------
@@ -257,7 +265,8 @@ def _tile(reader: Reader, x: int, y: int, z: int, tilesize: int, indexes: Sequen
 
 def _encode_rgba(rgba: np.ndarray, driver: str) -> bytes:
     """``(h, w, 4)`` uint8 -> image bytes (alpha dropped for JPEG)."""
-    return encode(np.ascontiguousarray(np.moveaxis(rgba[..., :3], -1, 0)), mask=rgba[..., 3], img_format=driver)
+    rgb = np.ascontiguousarray(np.moveaxis(rgba[..., :3], -1, 0))
+    return encode(rgb, mask=rgba[..., 3], img_format=driver, **CREATION_OPTIONS[driver])
 
 
 def _class_rgba(ids: np.ma.MaskedArray, colormap: Sequence[tuple[int, tuple[int, int, int, int]]]) -> np.ndarray:
@@ -287,7 +296,7 @@ def _render_imagery(layer: Layer, x: int, y: int, z: int, tilesize: int, driver:
     img = _tile(reader_for(layer.path), x, y, z, tilesize, layer.bands, **_BILINEAR, **_nodata(layer))
     if not (img.array.dtype == np.uint8 and not layer.rescale):
         img = img.rescale(in_range=_rescale_for(layer))
-    return img.render(img_format=driver, add_mask=driver != "JPEG")
+    return img.render(img_format=driver, add_mask=driver != "JPEG", **CREATION_OPTIONS[driver])
 
 
 def _render_classes(layer: Layer, x: int, y: int, z: int, tilesize: int, driver: str) -> bytes:
@@ -298,7 +307,8 @@ def _render_classes(layer: Layer, x: int, y: int, z: int, tilesize: int, driver:
 def _render_continuous(layer: Layer, x: int, y: int, z: int, tilesize: int, driver: str) -> bytes:
     img = _tile(reader_for(layer.path), x, y, z, tilesize, layer.bands[:1], **_BILINEAR, **_nodata(layer))
     img = img.rescale(in_range=_rescale_for(layer)[:1])
-    return img.render(img_format=driver, colormap=rio_cmaps.get(layer.effective_cmap), add_mask=driver != "JPEG")
+    cm = rio_cmaps.get(layer.effective_cmap)
+    return img.render(img_format=driver, colormap=cm, add_mask=driver != "JPEG", **CREATION_OPTIONS[driver])
 
 
 def _pair(
@@ -332,7 +342,8 @@ def _render_difference(layer: Layer, x: int, y: int, z: int, tilesize: int, driv
     pred_img, ref_img = _pair(layer, x, y, z, tilesize, _BILINEAR)
     diff = pred_img.array.astype(np.float32) - ref_img.array.astype(np.float32)
     img = ImageData(diff, bounds=pred_img.bounds, crs=pred_img.crs).rescale(in_range=_rescale_for(layer)[:1])
-    return img.render(img_format=driver, colormap=rio_cmaps.get(layer.effective_cmap), add_mask=driver != "JPEG")
+    cm = rio_cmaps.get(layer.effective_cmap)
+    return img.render(img_format=driver, colormap=cm, add_mask=driver != "JPEG", **CREATION_OPTIONS[driver])
 
 
 _RENDERERS = {

@@ -125,6 +125,33 @@ def test_refused_requests_are_404_and_open_no_file(served, monkeypatch):
     assert opened == [str(fresh)]
 
 
+def test_repeated_tiles_come_from_the_cache(served, monkeypatch):
+    client, layer, lid, (z, x, y) = served
+    import rsviz.app.routes as routes
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return render_tile(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "render_tile", counting)
+    reg = TileRegistry()
+    reg.register(layer)
+    cached = TestClient(Starlette(routes=tile_routes(reg)))
+    uncached = TestClient(Starlette(routes=tile_routes(reg, cache_bytes=0)))
+    url = f"/{TILE_PREFIX}/{lid}/{z}/{x + 1}/{y}.png"
+    bodies = [cached.get(url).content for _ in range(3)]
+    assert len(calls) == 1 and bodies[0] == bodies[2] == render_tile(layer, z, x + 1, y)
+    for _ in range(2):
+        assert uncached.get(url).content == bodies[0]
+    assert len(calls) == 3
+    small = routes.TileCache(100)
+    small.put(("a", 0, 0, 0, "png"), b"x" * 60)
+    small.put(("b", 0, 0, 0, "png"), b"y" * 60)  # evicts a
+    assert small.get(("a", 0, 0, 0, "png")) is None and small.get(("b", 0, 0, 0, "png")) == b"y" * 60
+
+
 def test_stale_id_is_404_after_the_file_changes(tmp_path):
     rng = np.random.default_rng(4)
     path = write_cog(tmp_path / "c.tif", rng.integers(0, 3, (256, 256), dtype=np.uint8), overview_resampling="NEAREST")
@@ -132,11 +159,14 @@ def test_stale_id_is_404_after_the_file_changes(tmp_path):
     lid = reg.register(Layer(LayerKind.CLASSES, path, colormap=((1, (255, 0, 0, 255)),)))
     client = TestClient(Starlette(routes=tile_routes(reg)))
     assert client.get(f"/{TILE_PREFIX}/{lid}/info.json").status_code == 200
+    tile = f"/{TILE_PREFIX}/{lid}/3/0/0.png"
+    assert client.get(tile).status_code == 200  # now in the tile cache
     path.write_bytes(path.read_bytes())
     import os
 
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert client.get(f"/{TILE_PREFIX}/{lid}/info.json").status_code == 404
+    assert client.get(tile).status_code == 404  # the cached tile is not served under the stale id
     path.unlink()
     assert client.get(f"/{TILE_PREFIX}/{lid}/17/0/0.png").status_code == 404
