@@ -7,7 +7,7 @@ tree). A non-editable install has no checkout beside it, so it needs the variabl
 * :func:`weights_dir`: ``RSVIZ_WEIGHTS_DIR``, else ``<repository>/weights`` (the bundled models; more
   model folders are added with ``RSVIZ_MODELS_PATH``, see :mod:`rsviz.models.api`).
 * :func:`static_dir`: ``RSVIZ_STATIC_DIR``, else ``<repository>/static`` (``npm ci --prefix static``
-  installs Leaflet and its plugins under ``node_modules``; Streamlit serves the folder).
+  installs Leaflet and its plugins under ``node_modules``; the app's asset route serves them).
 * :func:`cache_dir`: ``RSVIZ_CACHE_DIR``, else ``<user cache>/rsviz/derived``: products rsviz builds from
   the sample data (mosaicked scenes, overviews), never committed and safe to delete.
 * :func:`workspace_dir`: ``RSVIZ_WORKSPACE``, else ``<user cache>/rsviz/workspace``: the analyst's scenes
@@ -36,7 +36,7 @@ def weights_dir() -> Path:
 
 
 def static_dir() -> Path:
-    """Folder Streamlit serves as ``app/static``: ``$RSVIZ_STATIC_DIR``, else ``<repository>/static``."""
+    """Folder of the npm assets the app serves at ``/rsviz/assets``: ``$RSVIZ_STATIC_DIR``, else ``<repository>/static``."""
     env = os.environ.get(STATIC_ENV_VAR)
     return Path(env).expanduser() if env else REPO_ROOT / "static"
 

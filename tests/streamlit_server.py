@@ -56,6 +56,8 @@ def streamlit_app(env: dict[str, str] | None = None, timeout: float = 90.0, base
             "true",
             "--browser.gatherUsageStats",
             "false",
+            "--server.fileWatcherType",
+            "none",
             "--server.baseUrlPath",
             base_path,
         ],

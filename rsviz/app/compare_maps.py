@@ -166,9 +166,10 @@ def swipe_html(
         "<script>const S=" + _js(spec) + ";"
         "function tl(d){return L.tileLayer(d.url,{maxZoom:d.maxZoom,maxNativeZoom:d.maxNativeZoom,"
         "opacity:d.opacity,className:d.className,bounds:d.bounds});}"
-        "const m=L.map('swipe',{maxZoom:S.maxZoom,zoomSnap:0.5});if(S.base){tl(S.base).addTo(m);}"
+        # the view first: leaflet-side-by-side clips the layers' containers, which exist once the map has a view
+        "const m=L.map('swipe',{maxZoom:S.maxZoom,zoomSnap:0.5});m.fitBounds(S.view);if(S.base){tl(S.base).addTo(m);}"
         "const a=tl(S.left).addTo(m),b=tl(S.right).addTo(m);window.rsvizSwipe=L.control.sideBySide(a,b).addTo(m);"
-        "m.fitBounds(S.view);window.rsvizMap=m;</script>"
+        "window.rsvizMap=m;</script>"
     )
     labels = (
         f"<div class='title'>left: {html.escape(left.name)}</div>"

@@ -2,8 +2,8 @@
 
 Folium loads Leaflet and its plugins from CDNs. rsviz serves them from this machine
 instead: ``npm ci --prefix static`` installs them under ``static/node_modules`` and
-Streamlit's static file serving (``[server] enableStaticServing``) publishes that folder
-at ``/app/static/``. :func:`localize_assets` rewrites each map element's JS/CSS links
+the app's own asset route (:func:`rsviz.app.routes.asset_routes`) publishes them at
+``/rsviz/assets/`` below the base path. :func:`localize_assets` rewrites each map element's JS/CSS links
 to those local URLs and drops the ones the map does not need (Bootstrap, icon fonts).
 
 Imagery, ground truth and predictions are XYZ tile layers rendered by this app's own tile route
@@ -23,7 +23,8 @@ from rsviz.types import BBox
 log = logging.getLogger(__name__)
 
 STATIC_DIR = static_dir()
-STATIC_URL = "app/static/node_modules"
+#: Where :func:`rsviz.app.routes.asset_routes` serves ``static/node_modules`` (below the base path).
+STATIC_URL = "rsviz/assets"
 
 #: folium asset name -> path below ``static/node_modules``.
 LOCAL_ASSETS = {
@@ -49,7 +50,7 @@ def _walk(element):
 def localize_assets(m: folium.Map, base_url: str = "/") -> folium.Map:
     """Point every JS/CSS link of a folium map at the locally served copies.
 
-    Links with a local copy are rewritten to ``{base_url}app/static/node_modules/...``;
+    Links with a local copy are rewritten to ``{base_url}/rsviz/assets/...``;
     links without one (Bootstrap, Font Awesome, awesome-markers) are dropped, since
     rsviz maps do not use them. Changes are made on the element instances only.
 

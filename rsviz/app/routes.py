@@ -193,3 +193,57 @@ def tile_url_template(layer_id: str, base_url_path: str = "") -> str:
     base = base_url_path.strip("/")
     prefix = f"/{base}/" if base else "/"
     return f"{prefix}{TILE_PREFIX}/{layer_id}/{{z}}/{{x}}/{{y}}.png"
+
+
+#: Where the Leaflet assets live below the server root (or below a base path).
+ASSET_PREFIX = "rsviz/assets"
+#: Folders below ``static/node_modules`` whose files the asset route serves (nothing else is reachable).
+ASSET_DIRS = (
+    "leaflet/dist",
+    "leaflet-draw/dist",
+    "jquery/dist",
+    "leaflet.sync",
+    "leaflet-side-by-side",
+)
+ASSET_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".map": "application/json",
+}
+
+
+def asset_routes(root: os.PathLike[str] | str | None = None) -> list[BaseRoute]:
+    """Routes serving the npm copies of Leaflet and its plugins (``npm ci --prefix static``) at
+    ``/rsviz/assets/<package path>`` and below any base path, so maps work offline and behind a proxy.
+
+    Only files of :data:`ASSET_DIRS` with a suffix of :data:`ASSET_TYPES` are served; any other path, ``..``
+    included, is a 404.
+
+    Args:
+        root: The ``node_modules`` folder (default: :func:`rsviz.resources.static_dir` / ``node_modules``).
+    """
+    from pathlib import Path
+
+    from starlette.responses import FileResponse
+
+    from rsviz.resources import static_dir
+
+    base = Path(root) if root is not None else static_dir() / "node_modules"
+    allowed = [(base / d).resolve() for d in ASSET_DIRS]
+
+    def asset(request: Request) -> Response:
+        rel = str(request.path_params.get("path", ""))
+        if ".." in rel.split("/") or rel.startswith("/"):
+            return _not_found()
+        p = (base / rel).resolve()
+        if p.suffix not in ASSET_TYPES or not any(p.is_relative_to(a) for a in allowed) or not p.is_file():
+            return _not_found()
+        return FileResponse(p, media_type=ASSET_TYPES[p.suffix], headers={"Cache-Control": "public, max-age=3600"})
+
+    path = "/" + ASSET_PREFIX + "/{path:path}"
+    return [
+        Route(path, asset, methods=["GET"], name="rsviz-asset"),
+        Route("/{base:path}" + path, asset, methods=["GET"], name="rsviz-asset-based"),
+    ]

@@ -41,7 +41,7 @@ def _chip_bounds():
 
 
 def _app():
-    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "pages" / "dashboard.py"), default_timeout=120)
 
 
 def _run_and_wait(at):
@@ -59,12 +59,12 @@ def test_full_session_map_run_compare_metrics_export(mirror):
     with mock.patch("streamlit_folium.st_folium", return_value=_rectangle(b)):
         at = _app().run()
         assert not at.exception
-        at.switch_page("pages/map.py").run()
+        at.switch_page("map.py").run()
         assert not at.exception, at.exception
         at.selectbox(key="map-scene").set_value(SCENE).run()
         assert not at.exception
         assert any("256 × 256 px" in s.value for s in at.success), [s.value for s in at.success]
-        at.switch_page("pages/run.py").run()
+        at.switch_page("run.py").run()
         assert not at.exception
         at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
         at.selectbox(key="run-tile").set_value(256)
@@ -73,9 +73,9 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         assert not at.error, [e.value for e in at.error]
         assert len(at.dataframe) == 1
         assert set(at.query_params) == {"scene", "bbox", "runs"}  # a reload or a link comes back here
-        at.switch_page("pages/compare.py").run()
+        at.switch_page("compare.py").run()
         assert not at.exception, at.exception
-        at.switch_page("pages/metrics.py").run()
+        at.switch_page("metrics.py").run()
         assert not at.exception, at.exception
         shown = {m.label: m.value for m in at.metric}
         assert "IoU" in shown and "OA" in shown and "object F1 @ IoU 0.5" in shown
@@ -97,7 +97,7 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         )
         iou = binary_metrics(p.heads["classes"] == 1, sub.targets["buildings"], sub.valid)["iou"]
         assert shown["IoU"] == f"{iou:.3f}"
-        at.switch_page("pages/export.py").run()
+        at.switch_page("export.py").run()
         assert not at.exception, at.exception
         labels = [d.label for d in at.get("download_button")]
         assert any("COG" in lab for lab in labels) and any("HTML" in lab for lab in labels) and "eval.json" in labels
@@ -106,7 +106,7 @@ def test_full_session_map_run_compare_metrics_export(mirror):
 def test_bad_inputs_give_clear_errors_not_tracebacks(mirror, scene_dir):
     with mock.patch("streamlit_folium.st_folium", return_value={}):
         at = _app().run()
-        at.switch_page("pages/map.py").run()
+        at.switch_page("map.py").run()
         at.radio(key="map-source").set_value("Local path").run()
         at.text_input(key="map-path").set_value(str(scene_dir / "not_a_raster.tif"))
         at.button(key="map-open-path").click().run()
@@ -116,7 +116,7 @@ def test_bad_inputs_give_clear_errors_not_tracebacks(mirror, scene_dir):
         at.text_input(key="map-path").set_value(str(scene_dir / "one_band.tif"))
         at.button(key="map-open-path").click().run()
         assert not at.exception
-        at.switch_page("pages/run.py").run()
+        at.switch_page("run.py").run()
         at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
         _run_and_wait(at)
         assert not at.exception
@@ -127,7 +127,7 @@ def test_bad_inputs_give_clear_errors_not_tracebacks(mirror, scene_dir):
 def test_extent_outside_raster_resets_with_message(mirror):
     with mock.patch("streamlit_folium.st_folium", return_value=_rectangle((10.0, 10.0, 10.001, 10.001))):
         at = _app().run()
-        at.switch_page("pages/map.py").run()
+        at.switch_page("map.py").run()
         at.selectbox(key="map-scene").set_value(SCENE).run()
         assert not at.exception
         assert any("does not overlap" in e.value for e in at.error)
@@ -136,13 +136,13 @@ def test_extent_outside_raster_resets_with_message(mirror):
 
 def test_scene_classification_page(mirror):
     at = _app().run()
-    at.switch_page("pages/scene_classification.py").run()
+    at.switch_page("scene_classification.py").run()
     assert not at.exception, at.exception
     assert any("True labels" in m.value for m in at.markdown)
 
 
 def test_pages_without_a_scene_point_to_the_map():
-    for p in ("pages/run.py", "pages/compare.py", "pages/metrics.py", "pages/export.py"):
+    for p in ("run.py", "compare.py", "metrics.py", "export.py"):
         at = _app().switch_page(p).run()  # a session that starts on this page (a link), before Home opened a scene
         assert not at.exception, (p, at.exception)
         assert any("Map" in i.value for i in at.info), p
@@ -152,15 +152,15 @@ def test_road_metrics_show_the_apls_graphs(mirror):
     """A bundled road model on an ETH tile: the Metrics page shows APLS and draws both road graphs."""
     with mock.patch("streamlit_folium.st_folium", return_value=None):
         at = _app().run()
-        at.switch_page("pages/map.py").run()
+        at.switch_page("map.py").run()
         at.selectbox(key="map-scene").set_value("eth-roads / satImage_091 (test)").run()
         assert not at.exception, at.exception
-        at.switch_page("pages/run.py").run()
+        at.switch_page("run.py").run()
         at.multiselect(key="run-models").set_value(["roads-pplinknet"]).run()
         _run_and_wait(at)
         assert not at.exception, at.exception
         assert not at.error, [e.value for e in at.error]
-        at.switch_page("pages/metrics.py").run()
+        at.switch_page("metrics.py").run()
         assert not at.exception, at.exception
         assert {"APLS (4 m buffer)", "relaxed F1 (ρ 3 px)"} <= {m.label for m in at.metric}  # ETH: measured GSD
         assert any("APLS road graphs" in h.value for h in at.subheader)
@@ -173,7 +173,7 @@ def test_a_reload_reopens_scene_extent_and_runs_and_navigation_keeps_them(mirror
     b = (15.0, 45.0, 15.1, 45.1)
     with mock.patch("streamlit_folium.st_folium", return_value={}):
         at = _app().run()
-        at.switch_page("pages/map.py").run()
+        at.switch_page("map.py").run()
         at.radio(key="map-source").set_value("Local path").run()
         at.text_input(key="map-path").set_value(str(scene_dir / "image.tif"))
         at.text_input(key="map-gt-path").set_value(str(scene_dir / "gt.tif"))
@@ -186,22 +186,22 @@ def test_a_reload_reopens_scene_extent_and_runs_and_navigation_keeps_them(mirror
         b = (w, so, (w + e) / 2, (so + n) / 2)
     with mock.patch("streamlit_folium.st_folium", return_value=_rectangle(b)):
         at.run()
-        at.switch_page("pages/run.py").run()
+        at.switch_page("run.py").run()
         at.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
         at.selectbox(key="run-tile").set_value(256)
         _run_and_wait(at)
-        for p in ("pages/metrics.py", "pages/map.py"):
+        for p in ("metrics.py", "map.py"):
             at.switch_page(p).run()
             assert not at.exception, at.exception
         assert at.session_state["rsviz.scene"].key == s.key and at.session_state["rsviz.bounds"] is not None
         url = dict(at.query_params)
-        shown = {m.label: m.value for m in at.switch_page("pages/metrics.py").run().metric}
+        shown = {m.label: m.value for m in at.switch_page("metrics.py").run().metric}
     assert url["scene"] == s.key and len(url["runs"]) == 16
     with mock.patch("streamlit_folium.st_folium", return_value={}):
         again = _app()
         for k, v in url.items():
             again.query_params[k] = v
-        again.switch_page("pages/metrics.py").run()
+        again.switch_page("metrics.py").run()
     assert not again.exception, again.exception
     assert again.session_state["rsviz.scene"].key == s.key
     assert {m.label: m.value for m in again.metric} == shown and "IoU" in shown
@@ -211,14 +211,14 @@ def test_two_sessions_do_not_see_each_others_scene_or_runs(mirror, scene_dir):
     with mock.patch("streamlit_folium.st_folium", return_value={}):
         a, b = _app().run(), _app().run()
         for at, name in ((a, "image.tif"), (b, "one_band.tif")):
-            at.switch_page("pages/map.py").run()
+            at.switch_page("map.py").run()
             at.radio(key="map-source").set_value("Local path").run()
             at.text_input(key="map-path").set_value(str(scene_dir / name))
             at.button(key="map-open-path").click().run()
-        a.switch_page("pages/run.py").run()
+        a.switch_page("run.py").run()
         a.multiselect(key="run-models").set_value(["toy-pointwise"]).run()
         _run_and_wait(a)
-        b.switch_page("pages/run.py").run()
+        b.switch_page("run.py").run()
     assert a.session_state["rsviz.scene"].name == "image.tif" and b.session_state["rsviz.scene"].name == "one_band.tif"
     assert len(a.session_state["rsviz.runs"]) == 1 and b.session_state["rsviz.runs"] == []
     assert "runs" in a.query_params and "runs" not in b.query_params

@@ -42,7 +42,9 @@ def test_landing_map_renders_offline_with_tiles_from_the_app(browser, mirror):
         # the imagery is XYZ tiles of this app's own tile route, decoded by the browser
         srcs = frame.eval_on_selector_all("img.leaflet-tile-loaded", "els => els.map(e => e.src)")
         assert srcs and all("/rsviz/tiles/" in u for u in srcs), srcs[:3]
-        assert frame.evaluate("[...document.querySelectorAll('img.leaflet-tile-loaded')].every(e => e.naturalWidth === 256)")
+        assert frame.evaluate(
+            "[...document.querySelectorAll('img.leaflet-tile-loaded')].every(e => e.naturalWidth === 256)"
+        )
         assert frame.evaluate("typeof L !== 'undefined' && typeof L.Control.Draw !== 'undefined'")
         # navigation icons come from Streamlit's own Material Symbols font, not an emoji font the machine may lack
         icons = page.locator('[data-testid="stSidebarNav"] [data-testid="stIconMaterial"]')

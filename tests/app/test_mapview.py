@@ -13,7 +13,7 @@ def test_map_html_loads_only_local_assets():
     m = mapview.make_map((27.6, 85.5), 17, basemap=False, draw=True)
     links = _links(m.get_root().render())
     assert links, "map renders no asset links"
-    assert all(link.startswith("/app/static/node_modules/") for link in links), links
+    assert all(link.startswith("/rsviz/assets/") for link in links), links
     names = {link.rsplit("/", 1)[-1] for link in links}
     assert {"leaflet.js", "leaflet.css", "leaflet.draw.js", "leaflet.draw.css"} <= names
 
@@ -34,7 +34,7 @@ def test_tile_layers_and_assets_live_below_the_base_path():
     mapview.add_tile_layer(m, lyr, "/qa/", bounds=(85.5, 27.6, 85.6, 27.7), max_zoom=22)
     html = m.get_root().render()
     assert "/qa/rsviz/tiles/0123456789abcdef/{z}/{x}/{y}.png" in html
-    assert all(link.startswith("/qa/app/static/node_modules/") for link in _links(html)), _links(html)
+    assert all(link.startswith("/qa/rsviz/assets/") for link in _links(html)), _links(html)
     assert "rsviz-pixelated" in html and "image-rendering:pixelated" in html
 
 

@@ -170,3 +170,27 @@ def test_stale_id_is_404_after_the_file_changes(tmp_path):
     assert client.get(tile).status_code == 404  # the cached tile is not served under the stale id
     path.unlink()
     assert client.get(f"/{TILE_PREFIX}/{lid}/17/0/0.png").status_code == 404
+
+
+def test_asset_route_serves_only_the_npm_assets(tmp_path):
+    from rsviz.app import mapview
+    from rsviz.app.compare_maps import ASSETS
+    from rsviz.app.routes import asset_routes
+
+    if not mapview.assets_installed():
+        pytest.skip("run `npm ci --prefix static` first")
+    client = TestClient(Starlette(routes=asset_routes()))
+    for rel in [*mapview.LOCAL_ASSETS.values(), *ASSETS.values()]:
+        for base in ("", "/qa"):
+            r = client.get(f"{base}/rsviz/assets/{rel}")
+            assert r.status_code == 200 and len(r.content) > 100, (base, rel)
+    assert client.get("/rsviz/assets/leaflet/dist/leaflet.js").headers["content-type"].startswith("text/javascript")
+    for bad in (
+        "/rsviz/assets/leaflet/package.json",
+        "/rsviz/assets/../../pyproject.toml",
+        "/rsviz/assets/leaflet/dist/../../../package-lock.json",
+        "/rsviz/assets/%2e%2e/%2e%2e/README.md",
+        "/rsviz/assets/browserify/index.js",
+        "/rsviz/assets//etc/passwd",
+    ):
+        assert client.get(bad).status_code == 404, bad

@@ -53,14 +53,27 @@ def build(folder: Path, chip: Path) -> dict:
         rgb = ds.read([1, 2, 3])
     core = np.tile(rgb, (1, CORE // rgb.shape[1] + 1, CORE // rgb.shape[2] + 1))[:, :CORE, :CORE]
     c0 = (SIZE - CORE) // 2 // 256 * 256  # on the tile grid
-    prof = dict(driver="GTiff", width=SIZE, height=SIZE, crs="EPSG:3857", transform=transform, tiled=True,
-                blockxsize=512, blockysize=512, compress="deflate", zlevel=1, BIGTIFF="IF_SAFER")
+    prof = dict(
+        driver="GTiff",
+        width=SIZE,
+        height=SIZE,
+        crs="EPSG:3857",
+        transform=transform,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        zlevel=1,
+        BIGTIFF="IF_SAFER",
+    )
     tmp = folder / "big_tiled.tif"
     with rasterio.open(tmp, "w", count=3, dtype="uint8", **prof) as ds:
         ds.write(core, window=Window(c0, c0, CORE, CORE))  # the rest stays 0 (sparse)
     with rasterio.open(tmp, "r+") as ds:
         ds.build_overviews([2, 4, 8, 16, 32, 64], rasterio.enums.Resampling.average)
-    rasterio.shutil.copy(tmp, out, driver="COG", COMPRESS="DEFLATE", LEVEL=1, OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER")
+    rasterio.shutil.copy(
+        tmp, out, driver="COG", COMPRESS="DEFLATE", LEVEL=1, OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER"
+    )
     tmp.unlink()
     gt = np.zeros((1, CORE, CORE), np.uint8)
     gt[:, 256:768, 256:1024] = 1
