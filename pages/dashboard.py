@@ -4,13 +4,15 @@ It lives in ``pages/`` beside the pages it lists: Streamlit's legacy discovery o
 the main script would otherwise answer a deep link (``/compare``) on a fresh server before this script has
 declared the navigation.
 
-Icons are Material Symbols, whose font Streamlit serves itself, so they render offline and on machines
-without an emoji font. Every page starts with :func:`rsviz.app.views.prelude` (URL state, background runs).
+Navigation icons are Material Symbols, whose font Streamlit serves itself, so they render offline and on
+machines without an emoji font; the favicon is drawn here (a Material or emoji page icon is fetched from a CDN). Every page starts with :func:`rsviz.app.views.prelude` (URL state, background runs).
 """
 
 import streamlit as st
 
-st.set_page_config(page_title="rsviz", page_icon=":material/satellite_alt:", layout="wide")
+from rsviz.app.mapview import favicon
+
+st.set_page_config(page_title="rsviz", page_icon=favicon(), layout="wide")
 
 pages = [
     st.Page("home.py", title="Home", icon=":material/home:", default=True),

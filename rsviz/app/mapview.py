@@ -271,3 +271,17 @@ def legend_html(classes: Sequence, title: str = "Legend") -> str:
         for c in classes
     )
     return f'<div style="font-size:0.85rem"><b>{title}</b>{rows}</div>'
+
+
+def favicon():
+    """A 32 x 32 px page icon drawn in memory (a PIL image, inlined by Streamlit: no request leaves the app)."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:32, :32]
+    img = np.zeros((32, 32, 4), np.uint8)
+    img[..., :3], img[..., 3] = (38, 38, 48), 255
+    ring = np.abs(np.hypot(yy - 15.5, xx - 15.5) - 11) < 2.2
+    img[ring, :3] = (230, 25, 75)
+    img[(np.abs(yy - 15.5) < 3) & (np.abs(xx - 15.5) < 3), :3] = (255, 255, 255)
+    return Image.fromarray(img)

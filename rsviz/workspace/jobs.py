@@ -99,7 +99,8 @@ class JobQueue:
         self._lock = threading.Lock()
 
     def submit(self, model: str, scene: Scene, extent: Extent, options: RunOptions) -> Job:
-        """Queue a run (or return the job already queued, running or done for the same key).
+        """Queue a run (or return the job already queued or running for the same key; a done one comes back
+        as a new finished job marked ``from_workspace``).
 
         A failed or cancelled job of the same key is replaced by a new one.
 
@@ -109,6 +110,10 @@ class JobQueue:
         key = run_key(model, scene.key, extent, options)
         with self._lock:
             job = self._jobs.get(key)
+            if job is not None and job.state is JobState.DONE:  # asked again: the stored run, at once
+                again = Job(key, model, scene.name, JobState.DONE, job.done, job.total, None, job.result, True)
+                self._jobs[key] = again
+                return again
             if job is not None and job.state not in (JobState.FAILED, JobState.CANCELLED):
                 return job
             job = Job(key, model, scene.name)

@@ -121,6 +121,8 @@ def test_jobs_report_progress_errors_and_cancellation(scene_dir):
     assert q.submit("toy-constant", s, ext, RunOptions(tile=32, overlap=0.5, device="cpu")) is job
     q.wait(job.key)
     assert job.state is JobState.DONE and job.total > 1 and job.done == job.total and job.result is not None
+    again = q.submit("toy-constant", s, ext, RunOptions(tile=32, overlap=0.5, device="cpu"))
+    assert again.state is JobState.DONE and again.from_workspace and again.result is job.result
     one = open_path(scene_dir / "one_band.tif")
     bad = q.submit("toy-pointwise", one, resolve_extent(one, None), RunOptions(device="cpu"))
     q.wait(bad.key)
