@@ -21,6 +21,8 @@ from rsviz.workspace import JOBS, JobState, RunOptions, Scene, extent_area_m2, r
 
 #: Extents up to this many pixels also get the static side-by-side panels (and the report's pictures).
 PANEL_MAX_PX = 2048 * 2048
+#: Largest extent whose predicted polygons the Export page builds (in memory).
+VECTOR_MAX_PX = 16_000_000
 #: Side of the preview of a scene without CRS (which cannot go on the map).
 PREVIEW_SIDE = 1024
 
@@ -217,9 +219,8 @@ def render_map(st_folium) -> None:
     dev = dev if dev in MAX_EXTENT_PX else "cpu"
     if ext.pixels > MAX_EXTENT_PX[dev]:
         st.warning(
-            f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx one "
-            f"interactive run holds on {dev.upper()}: draw a smaller rectangle, or use `rsviz predict --bounds` on "
-            "the file (it streams by windows)."
+            f"This extent ({ext.pixels / 1e6:.1f} MPx) is larger than the {MAX_EXTENT_PX[dev] / 1e6:.0f} MPx the "
+            f"app runs on {dev.upper()}: draw a smaller rectangle, or use `rsviz predict --bounds` on the file."
         )
     st.success(
         f"Extent: {int(ext.window.width)} × {int(ext.window.height)} px = {ext.pixels / 1e6:.2f} MPx"
@@ -710,21 +711,27 @@ def render_export() -> None:
         from rsviz.evaluation.tasks import specs_for_card
         from rsviz.inference.export import prediction_polygons_geojson
 
-        buildings = any(sp.vectors == "instances" for sp in specs_for_card(card)[:1])
-        st.download_button(
-            "Building footprints (GeoJSON, one polygon per building, EPSG:4326)"
-            if buildings
-            else "Predicted polygons (GeoJSON, EPSG:4326)",
-            json.dumps(prediction_polygons_geojson(r.prediction, card)),
-            f"{stem}.geojson",
-            "application/geo+json",
-            key="dl-geojson",
-            icon=icon,
-            help="Touching buildings are split by the model card's instance post-processing; every "
-            "feature has its ground area in m²"
-            if buildings
-            else "One polygon per connected region of each class, with its ground area in m²",
-        )
+        if ext.pixels > VECTOR_MAX_PX:
+            st.info(
+                f"Polygons are exported for extents up to {VECTOR_MAX_PX / 1e6:.0f} MPx (they are built in memory); "
+                "draw a smaller extent, or polygonise the COG above (e.g. `gdal_polygonize.py`)."
+            )
+        else:
+            buildings = any(sp.vectors == "instances" for sp in specs_for_card(card)[:1])
+            st.download_button(
+                "Building footprints (GeoJSON, one polygon per building, EPSG:4326)"
+                if buildings
+                else "Predicted polygons (GeoJSON, EPSG:4326)",
+                json.dumps(prediction_polygons_geojson(r.prediction, card)),
+                f"{stem}.geojson",
+                "application/geo+json",
+                key="dl-geojson",
+                icon=icon,
+                help="Touching buildings are split by the model card's instance post-processing; every "
+                "feature has its ground area in m²"
+                if buildings
+                else "One polygon per connected region of each class, with its ground area in m²",
+            )
     else:
         st.info("The scene is not georeferenced: the COG and GeoJSON exports need a CRS.")
     try:

@@ -168,7 +168,7 @@ class RunResult:
             key=d["key"],
             model=d["model"],
             scene_key=d["scene_key"],
-            extent=Extent(Window(*d["window"]), tuple(b) if b else None),  # type: ignore[arg-type]
+            extent=Extent(Window(*d["window"]), (float(b[0]), float(b[1]), float(b[2]), float(b[3])) if b else None),
             options=RunOptions(**d["options"]),
             path=folder / d["path"],
             seconds=float(d["seconds"]),

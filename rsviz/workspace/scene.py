@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,8 +43,10 @@ from rsviz.types import NODATA_CLASS, BBox, ClassInfo
 
 #: Largest window (pixels) :meth:`Scene.read` holds in memory at once.
 MAX_READ_PX = 64_000_000
-#: Largest extent (pixels) run interactively, by device type (the inference buffer of one run).
-MAX_EXTENT_PX = {"cpu": 4_000_000, "mps": 16_000_000, "cuda": 64_000_000}
+#: Largest extent (pixels) run from the app, by device type. Runs stream to a COG window by window (memory is
+#: O(tile x extent width)), so the caps bound the wait, not memory: 64 MPx is about two minutes of the bundled
+#: building model on a 2-core CPU.
+MAX_EXTENT_PX = {"cpu": 64_000_000, "mps": 256_000_000, "cuda": 400_000_000}
 #: Images with a side above this and no overviews get a COG copy with overviews in the workspace.
 OVERVIEW_SIDE = 2048
 #: Block side of the workspace's windowed writes and scans.
@@ -369,9 +371,9 @@ def check_extent_size(extent: Extent, device_type: str) -> None:
     cap = MAX_EXTENT_PX.get(device_type, MAX_EXTENT_PX["cpu"])
     if extent.pixels > cap:
         raise ExtentError(
-            f"the extent is {extent.pixels / 1e6:.1f} MPx, more than the {cap / 1e6:.0f} MPx one interactive run "
-            f"holds in memory on {device_type.upper()}; draw a smaller rectangle, or run `rsviz predict` with "
-            "--bounds on the file (it streams by windows)"
+            f"the extent is {extent.pixels / 1e6:.1f} MPx, more than the {cap / 1e6:.0f} MPx the app runs on "
+            f"{device_type.upper()}; draw a smaller rectangle, or run `rsviz predict` with --bounds on the file "
+            "(or `rsviz batch` for many scenes)"
         )
 
 
@@ -448,7 +450,7 @@ def _same_grid(info: _Info, g: _Info, what: str) -> None:
         raise GridMismatchError(f"{what} transform {tuple(g.transform)[:6]} differs from the image's; align the grids")
 
 
-def _blocks(height: int, width: int, block: int = BLOCK):
+def _blocks(height: int, width: int, block: int = BLOCK) -> Iterator[Window]:
     for r in range(0, height, block):
         for c in range(0, width, block):
             yield Window(c, r, min(block, width - c), min(block, height - r))
@@ -645,7 +647,7 @@ def open_path(
     folder.mkdir(parents=True, exist_ok=True)
     image = _with_overviews(p, folder, info, "AVERAGE", "image")
     targets: dict[str, Path] = {}
-    task, classes = "unknown", ()
+    task, classes = "unknown", tuple[ClassInfo, ...]()
     if g is not None:
         if g.suffix.lower() in (".geojson", ".json"):
             targets, task, classes = _vector_ground_truth(g, info, folder, progress)
