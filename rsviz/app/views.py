@@ -79,7 +79,9 @@ def _sample_picker() -> None:
     labels = [o.label for o in opts]
     cur = state.scene()
     sources = [f"mosaic:{o.mosaic}" if o.mosaic else f"sample:{o.dataset}/{o.id}" for o in opts]
-    default = next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    default = next(
+        (i for i, o in enumerate(opts) if o.mosaic), next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    )
     if cur is not None and cur.source in sources:
         default = sources.index(cur.source)
     if "map-scene" not in st.session_state or (cur is not None and cur.source in sources):
