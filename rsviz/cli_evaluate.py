@@ -18,8 +18,14 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--pred", required=True, help="prediction raster (band 1 used)")
     p.add_argument("--gt", required=True, help="ground-truth raster on the same grid")
     p.add_argument(
+        "--model",
+        help="score PRED, a prediction written by `rsviz predict` with this model, with everything its card "
+        "states (object F1 on its instances, edge and height heads, APLS on its road graph), block by block over "
+        "rasters of any size; --task then only overrides the card's task",
+    )
+    p.add_argument("--image", help="with --model: the input imagery on the same grid (scores a reconstruction head)")
+    p.add_argument(
         "--task",
-        required=True,
         choices=["landcover", "segmentation", "buildings", "roads", "height"],
         help="what is scored (segmentation = landcover: multiclass)",
     )
@@ -36,6 +42,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rsviz.raster import check_same_grid, read_raster
     from rsviz.types import ClassInfo
 
+    if args.model:
+        return _evaluate_with_card(args)
+    if not args.task:
+        raise RsvizError("give --task (buildings, roads, landcover, height), or --model NAME to score with its card")
+    _check_size(args.pred)
     pred = read_raster(args.pred, bands=[1])
     gt = read_raster(args.gt, bands=[1])
     check_same_grid(pred, gt)
@@ -57,6 +68,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     write_eval(res, out, out.with_suffix(".csv"), meta={"pred": str(args.pred), "gt": str(args.gt)})
+    print(", ".join(f"{k}={v:.4f}" for k, v in res.values.items() if isinstance(v, float)))
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+    return 0
+
+
+def _check_size(path: str) -> None:
+    from rsviz.errors import ExtentError
+    from rsviz.raster import open_raster
+    from rsviz.workspace.scene import MAX_READ_PX
+
+    with open_raster(path) as ds:
+        px = ds.width * ds.height
+    if px > MAX_READ_PX:
+        raise ExtentError(
+            f"{path} has {px / 1e6:.0f} MPx, more than the {MAX_READ_PX / 1e6:.0f} MPx scored in memory; pass "
+            "--model NAME (the model that wrote it) to score it block by block"
+        )
+
+
+def _evaluate_with_card(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rsviz.evaluation import evaluate_rasters, target_spec, write_eval
+    from rsviz.models.api import get_model_card
+
+    card = get_model_card(args.model)
+    gt_path = Path(args.gt)
+    spec = target_spec(card, {"buildings": 1, "roads": 1, "classes": 1, "height": 1}) if not args.task else None
+    target = (
+        spec.target
+        if spec is not None
+        else {"segmentation": "classes", "landcover": "classes"}.get(args.task, args.task)
+    )
+    with tqdm(desc="rsviz evaluate", unit="block") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        res = evaluate_rasters(
+            card, args.pred, {target: gt_path}, image_path=args.image, task=args.task or None, progress=progress
+        )
+    if res is None:
+        from rsviz.errors import RsvizError
+
+        raise RsvizError(f"{args.model} cannot be scored against a {target!r} ground truth; pick --task")
+    out = Path(args.out)
+    write_eval(
+        res, out, out.with_suffix(".csv"), meta={"pred": str(args.pred), "gt": str(args.gt), "model": args.model}
+    )
     print(", ".join(f"{k}={v:.4f}" for k, v in res.values.items() if isinstance(v, float)))
     print(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0

@@ -69,6 +69,8 @@ def _open_scene(browser, url, chip):
     page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=90_000)
     _nav(page, "Map")
     _select(page, "Sample scene", chip)
+    # the Map page has re-run with the chosen scene (its caption names it) before anything is drawn
+    page.wait_for_function(f"() => document.body.innerText.includes('{chip} ·')", timeout=90_000)
     page.wait_for_timeout(1500)
     return page
 
@@ -101,12 +103,27 @@ def scene_box(frame_el):
     return {**inner, "x": inner["x"] + off["x"], "y": inner["y"] + off["y"]}
 
 
+def _map_ready(page):
+    """The map iframe once its tiles show; retried if Streamlit re-mounts the component meanwhile."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(3):
+        try:
+            frame_el = page.wait_for_selector("iframe[title*='st_folium']", timeout=90_000)
+            frame = frame_el.content_frame()
+            frame.wait_for_selector("img.leaflet-tile-loaded", state="attached", timeout=60_000)
+            page.wait_for_timeout(1000)
+            frame.click("a.leaflet-draw-draw-rectangle", timeout=30_000)
+            return frame_el
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            page.wait_for_timeout(2000)
+    raise AssertionError("unreachable")
+
+
 def _draw_and_run(page, timings, tag, lo=0.2, hi=0.8):
-    frame_el = page.wait_for_selector("iframe[title*='st_folium']", timeout=90_000)
-    frame = frame_el.content_frame()
-    frame.wait_for_selector("img.leaflet-tile-loaded", state="attached", timeout=60_000)
-    page.wait_for_timeout(1000)
-    frame.click("a.leaflet-draw-draw-rectangle")
+    frame_el = _map_ready(page)
     ov = scene_box(frame_el)
     # Playwright gives boxes of iframe elements in main-page coordinates; draw from lo to hi of the overlay
     x0, y0 = ov["x"] + ov["width"] * lo, ov["y"] + ov["height"] * lo

@@ -98,7 +98,8 @@ def test_nothing_reads_a_whole_scene(big_scene, monkeypatch):
     assert seen and max(seen) <= bound
 
 
-def test_a_run_is_reopened_from_the_workspace(scene_dir):
+def test_a_run_is_reopened_from_the_workspace(scene_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RSVIZ_WORKSPACE", str(tmp_path / "workspace"))  # an empty workspace of its own
     s = open_path(scene_dir / "image.tif", scene_dir / "gt.tif")
     ext = resolve_extent(s, None)
     opts = RunOptions(tile=96, overlap=0.0, device="cpu")
