@@ -43,6 +43,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rsviz.types import ClassInfo
 
     if args.model:
+        if args.classes or args.ignore_index is not None:
+            raise RsvizError("--classes and --ignore-index come from the model card with --model; leave them out")
         return _evaluate_with_card(args)
     if not args.task:
         raise RsvizError("give --task (buildings, roads, landcover, height), or --model NAME to score with its card")

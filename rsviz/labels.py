@@ -45,15 +45,18 @@ def read_geojson_features(path: str | os.PathLike) -> tuple[list[dict], CRS]:
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RsvizError(f"cannot read GeoJSON {path}: {exc}; check that it is a GeoJSON FeatureCollection") from exc
-    if obj.get("type") != "FeatureCollection":
-        raise RsvizError(f"{path} is not a GeoJSON FeatureCollection")
+    if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection" or not isinstance(obj.get("features"), list):
+        raise RsvizError(f"{path} is not a GeoJSON FeatureCollection (an object with a 'features' list)")
     crs = WGS84
-    name = (obj.get("crs") or {}).get("properties", {}).get("name")
+    name = ((obj.get("crs") or {}).get("properties") or {}).get("name") if isinstance(obj.get("crs"), dict) else None
     if name and "CRS84" not in name:
-        crs = CRS.from_user_input(name)
-    feats = [f for f in obj["features"] if f.get("geometry")]
+        try:
+            crs = CRS.from_user_input(name)
+        except (ValueError, TypeError) as exc:  # rasterio's CRSError is a ValueError
+            raise RsvizError(f"{path} names an unknown CRS {name!r}; use an EPSG code such as EPSG:32633") from exc
+    feats = [f for f in obj["features"] if isinstance(f, dict) and f.get("geometry")]
     return feats, crs
 
 

@@ -43,7 +43,7 @@ def _layer_js(layer: MapLayer, base_url: str, bounds: BBox) -> dict[str, object]
         "name": layer.name,
         "opacity": layer.opacity,
         "maxZoom": mz,
-        "maxNativeZoom": mz,
+        "maxNativeZoom": native,
         "className": "rsviz-pixelated" if layer.pixelated else "",
         "bounds": [[s, w], [n, e]],
     }

@@ -265,12 +265,14 @@ def drawn_bounds(st_folium_result: dict | None) -> BBox | None:
 
 def legend_html(classes: Sequence, title: str = "Legend") -> str:
     """Small HTML legend (colour swatches and names) for Streamlit markdown."""
+    from html import escape
+
     rows = "".join(
         f'<div><span style="display:inline-block;width:12px;height:12px;background:{c.hex};'
-        f'border:1px solid #444;margin-right:6px"></span>{c.name}</div>'
+        f'border:1px solid #444;margin-right:6px"></span>{escape(c.name)}</div>'
         for c in classes
     )
-    return f'<div style="font-size:0.85rem"><b>{title}</b>{rows}</div>'
+    return f'<div style="font-size:0.85rem"><b>{escape(title)}</b>{rows}</div>'
 
 
 def favicon():

@@ -235,7 +235,7 @@ def asset_routes(root: os.PathLike[str] | str | None = None) -> list[BaseRoute]:
 
     def asset(request: Request) -> Response:
         rel = str(request.path_params.get("path", ""))
-        if ".." in rel.split("/") or rel.startswith("/"):
+        if ".." in rel.split("/") or rel.startswith("/") or "\x00" in rel or "\\" in rel:
             return _not_found()
         p = (base / rel).resolve()
         if p.suffix not in ASSET_TYPES or not any(p.is_relative_to(a) for a in allowed) or not p.is_file():

@@ -116,14 +116,14 @@ def scene_map(
     zooms = [max_zoom(lyr) for lyr in layers]
     top = max((z[1] for z in zooms), default=22)
     m = make_map(basemap=basemap, draw=draw, height=height, max_zoom=top, base_url=base_url)
-    for lyr, (_native, mz) in zip(layers, zooms, strict=True):
+    for lyr, (native, _mz) in zip(layers, zooms, strict=True):
         add_tile_layer(
             m,
             lyr,
             base_url,
             bounds=scene.bounds_4326,
             max_zoom=top,
-            max_native_zoom=mz,
+            max_native_zoom=native,  # deeper, Leaflet scales the native tiles up (class layers stay pixelated)
             opacity=(opacity or {}).get(lyr.name, lyr.opacity),
         )
     if scene.splits is not None and scene.splits.exists():

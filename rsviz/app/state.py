@@ -111,7 +111,7 @@ def restore() -> list[str]:
     except UnknownNameError as exc:
         return [f"The link's scene could not be reopened: {exc}"]
     st.session_state[K_SCENE] = s
-    b = _parse_bbox(qp.get("bbox", ""))
+    b = _parse_bbox(qp.get("bbox", "")) if s.georeferenced else None
     st.session_state[K_BOUNDS] = b
     kept = []
     for rk in (qp.get("runs") or "").split(","):

@@ -48,7 +48,7 @@ def _open(opener, *args) -> None:
     try:
         with st.spinner("Opening the scene (large files without overviews get them once)…"):
             state.set_scene(opener(*args))
-    except (RsvizError, OSError, KeyError) as exc:
+    except (RsvizError, OSError, KeyError, ValueError) as exc:
         st.session_state["map-error"] = str(exc)
 
 
@@ -117,6 +117,15 @@ def _path_form() -> None:
     path = c1.text_input("Raster path on this machine (GeoTIFF, COG, VRT, JPEG2000…)", key="map-path")
     gt = c2.text_input("Ground truth path (optional: raster on the same grid, or GeoJSON)", key="map-gt-path")
     if st.button("Open", key="map-open-path") and path:
+        from rsviz.workspace.scene import check_local_path
+
+        try:
+            for p in (path, gt):
+                if p.strip():
+                    check_local_path(p.strip())
+        except RsvizError as exc:
+            st.session_state["map-error"] = str(exc)
+            return
         _open(open_path, path.strip(), gt.strip() or None)
 
 
@@ -128,8 +137,8 @@ def _layers(scene: Scene, runs) -> list:
     for r in runs:
         try:
             out += run_layers(scene, r, get_model_card(r.model))
-        except RsvizError as exc:
-            st.warning(f"{r.model}: {exc}")
+        except (RsvizError, OSError) as exc:  # e.g. the run's files were removed from the workspace
+            st.warning(f"{r.model}: its layers cannot be shown ({exc}); run it again")
     return out
 
 
@@ -197,7 +206,9 @@ def render_map(st_folium) -> None:
                 key=f"map-{scene.key}",
             )
             b = drawn_bounds(res)
-            if b is not None and b != state.bounds():
+            # st_folium keeps returning the last drawing: act on a new one only ("whole scene" stays cleared)
+            if b is not None and b != st.session_state.get("map-last-drawing"):
+                st.session_state["map-last-drawing"] = b
                 state.set_bounds(b)
         else:
             from rsviz.display import to_rgb8
@@ -435,9 +446,17 @@ def _choose_run(key: str):
     scene, ext, runs = _pick_runs(key)
     if not runs:
         return None
-    names = [r.model for r in runs]
-    name = st.selectbox("Run", names, index=len(names) - 1, key=f"{key}-run")
-    r = runs[names.index(name)]
+    i = st.selectbox(
+        "Run",
+        range(len(runs)),
+        index=len(runs) - 1,
+        format_func=lambda k: (
+            f"{runs[k].model} · tile {runs[k].options.tile} · overlap {runs[k].options.overlap}"
+            + (" · TTA" if runs[k].run_options.get("tta") else "")
+        ),
+        key=f"{key}-run",
+    )
+    r = runs[i]
     return scene, ext, r, get_model_card(r.model)
 
 
@@ -548,8 +567,8 @@ def render_metrics(st_folium) -> None:
     scene, ext, r, card = chosen
     try:
         res = _cached_eval(scene, r, card)
-    except RsvizError as exc:
-        st.error(str(exc))
+    except (RsvizError, OSError, ValueError) as exc:
+        st.error(f"The metrics could not be computed: {exc}")
         return
     if res is None:
         st.warning("This scene has no ground truth that fits this model's task, so no metrics can be computed.")
@@ -692,7 +711,7 @@ def render_export() -> None:
     if scene.georeferenced:
         st.download_button(
             "Prediction (COG, class ids in band 1)",
-            r.path.read_bytes(),
+            r.path.read_bytes,  # read when clicked, not at every rerun
             f"{stem}.tif",
             "image/tiff",
             key="dl-cog",
@@ -704,7 +723,7 @@ def render_export() -> None:
         if r.height_path is not None:
             st.download_button(
                 "Heights (float32 COG)",
-                r.height_path.read_bytes(),
+                r.height_path.read_bytes,
                 f"{stem}_height.tif",
                 "image/tiff",
                 key="dl-height",
@@ -724,7 +743,7 @@ def render_export() -> None:
                 "Building footprints (GeoJSON, one polygon per building, EPSG:4326)"
                 if buildings
                 else "Predicted polygons (GeoJSON, EPSG:4326)",
-                json.dumps(prediction_polygons_geojson(r.prediction, card)),
+                lambda: json.dumps(prediction_polygons_geojson(r.prediction, card)),  # built when clicked
                 f"{stem}.geojson",
                 "application/geo+json",
                 key="dl-geojson",
@@ -738,8 +757,8 @@ def render_export() -> None:
         st.info("The scene is not georeferenced: the COG and GeoJSON exports need a CRS.")
     try:
         res = _cached_eval(scene, r, card)
-    except RsvizError as exc:
-        st.error(str(exc))
+    except (RsvizError, OSError, ValueError) as exc:
+        st.error(f"The metrics could not be computed: {exc}")
         res = None
     figs = []
     if res is not None:

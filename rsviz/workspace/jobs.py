@@ -82,8 +82,10 @@ class Job:
         return el / self.done * (self.total - self.done)
 
     def cancel(self) -> None:
-        """Ask the run to stop at the next batch."""
+        """Ask the run to stop at the next batch (a queued run is cancelled at once)."""
         self._cancel.set()
+        if self.state is JobState.QUEUED:
+            self.state = JobState.CANCELLED
 
 
 class JobQueue:
@@ -110,6 +112,10 @@ class JobQueue:
         key = run_key(model, scene.key, extent, options)
         with self._lock:
             job = self._jobs.get(key)
+            if job is not None and job.state is JobState.DONE and (job.result is None or not job.result.path.is_file()):
+                job = None  # its files were removed from the workspace: run it again
+            if job is not None and job._cancel.is_set() and not job.finished:
+                job = None  # cancelled but not stopped yet: a new request is a new run
             if job is not None and job.state is JobState.DONE:  # asked again: the stored run, at once
                 again = Job(key, model, scene.name, JobState.DONE, job.done, job.total, None, job.result, True)
                 self._jobs[key] = again
@@ -142,6 +148,10 @@ class JobQueue:
             log.warning("run %s of %s failed: %s", job.key, model, exc, exc_info=not isinstance(exc, RsvizError))
             job.error = str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"
             job.state = JobState.FAILED
+        finally:
+            if not job.finished:  # a bug of ours: the job must not look like it runs forever
+                job.error = "the run stopped on an internal error; the server log has the details"
+                job.state = JobState.FAILED
 
     def get(self, key: str) -> Job | None:
         """The job of a run key, if one was submitted in this process."""

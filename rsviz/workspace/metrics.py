@@ -7,8 +7,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from rsviz.errors import ExtentError
 from rsviz.workspace.runs import RunResult
-from rsviz.workspace.scene import Scene
+from rsviz.workspace.scene import MAX_READ_PX, Scene
 
 #: Block side of windowed evaluation in the app.
 EVAL_BLOCK = 1024
@@ -48,9 +49,15 @@ def evaluate_run(
     from rsviz.evaluation import evaluate_windows, target_spec
     from rsviz.inference.export import read_prediction
 
-    if target_spec(card, scene.targets) is None:
+    spec = target_spec(card, scene.targets)
+    if spec is None:
         return None
     w0 = run.extent.window
+    if spec.task.value == "roads" and int(w0.width) * int(w0.height) > MAX_READ_PX:
+        raise ExtentError(
+            f"APLS compares road graphs of the whole extent, which holds at most {MAX_READ_PX / 1e6:.0f} MPx in "
+            f"memory; this extent is {int(w0.width) * int(w0.height) / 1e6:.0f} MPx: draw a smaller one"
+        )
     c0, r0 = int(w0.col_off), int(w0.row_off)
 
     def read_heads(w: Window) -> dict[str, Any]:

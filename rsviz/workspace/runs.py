@@ -79,9 +79,19 @@ def weights_hash(model: str) -> str:
     return _weights_hash(str(d), stamp)
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded(model: str, device: str, weights: str) -> Any:
+    """A model loaded once per (name, device, weights hash)."""
+    from rsviz.models.api import load_model
+
+    return load_model(model, device)
+
+
 def run_key(model: str, scene_key: str, extent: Extent, options: RunOptions) -> str:
-    """Opaque key (16 hex) of a (model weights, scene, extent window, options) combination."""
-    raw = "|".join((model, weights_hash(model), scene_key, extent.key(), options.key()))
+    """Opaque key (16 hex) of a (model weights, scene, extent window, options, rsviz version) combination."""
+    from rsviz import __version__
+
+    raw = "|".join((model, weights_hash(model), scene_key, extent.key(), options.key(), __version__))
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -133,10 +143,11 @@ class RunResult:
         with open_raster(self.path) as ds:
             return tuple(ds.tags().get("rsviz_bands", "classes").split(","))
 
-    @functools.cached_property
+    @property
     def prediction(self) -> Any:
         """The run's heads decoded from its COG (:func:`rsviz.inference.export.read_prediction`): an
-        :class:`~rsviz.inference.Prediction` on the extent grid with :attr:`run_options` and :attr:`stats`."""
+        :class:`~rsviz.inference.Prediction` on the extent grid with :attr:`run_options` and :attr:`stats`.
+        Decoded at each access (float32 heads are several times the COG's size; nothing keeps them)."""
         from rsviz.inference.export import read_prediction
 
         p = read_prediction(self.path)
@@ -238,14 +249,13 @@ def run_model(
         InferenceCancelled: ``cancel()`` returned True.
     """
     from rsviz.inference import predict
-    from rsviz.models.api import load_model_cached
 
     key = run_key(model, scene.key, extent, options)
     try:
         return load_run(key), True
     except UnknownNameError:
         pass
-    lm = load_model_cached(model, options.device)
+    lm = _loaded(model, options.device, weights_hash(model))  # replaced weights are loaded again
     check_extent_size(extent, lm.device.type)
     root = _runs_root()
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))

@@ -24,6 +24,9 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +194,9 @@ class Scene:
         targets: dict[str, np.ndarray] = {}
         if with_targets:
             for name, p in self.targets.items():
-                a = read_raster(p, window=win, bands=[1]).array[0]
+                t = read_raster(p, window=win, bands=[1])
+                a = t.array[0]
+                valid &= t.valid_mask  # the file's own nodata (e.g. 0 in a WorldCover-style class raster)
                 if name in CLASS_TARGETS:
                     a = a.astype(np.uint8, copy=False)
                     valid &= a != NODATA_CLASS
@@ -282,15 +287,30 @@ def scene_dir(key: str) -> Path:
     return _scenes_root() / key
 
 
+def _stamps(scene: Scene) -> list[list[Any]]:
+    return [list(_file_stamp(f)) for f in (scene.image, *scene.targets.values())]
+
+
+_OPEN_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_GUARD = threading.Lock()
+
+
+def _opening(key: str) -> threading.Lock:
+    """One lock per scene key: two sessions opening the same file wait for one build of its workspace files."""
+    with _GUARD:
+        return _OPEN_LOCKS[key]
+
+
 def save_scene(scene: Scene) -> None:
-    """Write the scene's record (atomically: a reader never sees half a file)."""
+    """Write the scene's record (atomically: a reader never sees half a file), with the size and modification
+    time of each of its files, so a file changed since cannot be reopened under the old record."""
     d = scene_dir(scene.key)
     d.mkdir(parents=True, exist_ok=True)
-    _write_json(d / "scene.json", scene.to_dict())
+    _write_json(d / "scene.json", {**scene.to_dict(), "stamps": _stamps(scene)})
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
 
@@ -307,12 +327,15 @@ def load_scene(key: str) -> Scene:
     if not p.is_file():
         raise UnknownNameError(f"scene {key} is not in this workspace ({workspace_dir()}); open it again")
     try:
-        s = Scene.from_dict(json.loads(p.read_text()))
+        d = json.loads(p.read_text())
+        s = Scene.from_dict(d)
     except (ValueError, KeyError, TypeError) as exc:
         raise UnknownNameError(f"the record of scene {key} is damaged ({exc}); open the scene again") from exc
     missing = [str(f) for f in (s.image, *s.targets.values()) if not f.exists()]
     if missing:
         raise UnknownNameError(f"files of scene {s.name} are gone: {', '.join(missing)}; open it again")
+    if d.get("stamps") is not None and d["stamps"] != _stamps(s):
+        raise UnknownNameError(f"the files of scene {s.name} changed since it was opened; open it again")
     return s
 
 
@@ -416,7 +439,7 @@ def _cog_copy(src: Path, dst: Path, resampling: str) -> Path:
     """COG copy of ``src`` with overviews (GDAL's COG driver, all cores), written under a temporary name."""
     import rasterio.shutil
 
-    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     rasterio.shutil.copy(
         str(src),
         str(tmp),
@@ -476,7 +499,7 @@ def _write_blocks(
             out.write(fill(w)[None].astype(dtype, copy=False), int(w.row_off), int(w.col_off))
             if progress:
                 progress(i + 1, len(blocks))
-        tmp = dst.with_name(f".{dst.name}.tmp")
+        tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
         out.finish(tmp, "deflate", True)
         out.close()
         os.replace(tmp, dst)
@@ -555,6 +578,7 @@ def _vector_ground_truth(
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
     from shapely import STRtree, box
+    from shapely.errors import ShapelyError
     from shapely.geometry import mapping, shape
 
     from rsviz.datasets.buildings import BUILDING_CLASSES
@@ -563,7 +587,12 @@ def _vector_ground_truth(
     if info.crs is None:
         raise GridMismatchError("vector ground truth needs a georeferenced image; this image has no CRS")
     feats, src_crs = read_geojson_features(gt)
-    geoms = [shape(f["geometry"]) for f in feats]
+    try:
+        geoms = [shape(f["geometry"]) for f in feats]
+    except (ShapelyError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise RasterReadError(
+            f"{gt.name} holds a geometry shapely cannot read ({exc}); fix or drop that feature"
+        ) from exc
     polys = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
     if not polys:
         kinds = sorted({g.geom_type for g in geoms}) or ["none"]
@@ -599,6 +628,27 @@ def _vector_ground_truth(
 
     pb = _write_blocks(folder / "gt-buildings.tif", info, "uint8", mask, NODATA_CLASS)
     return {"buildings": pb, "instances": pi}, "buildings", BUILDING_CLASSES
+
+
+#: ``RSVIZ_LOCAL_PATHS``: folders (``os.pathsep``-separated) the app's Local path may open from; unset: any.
+LOCAL_PATHS_ENV = "RSVIZ_LOCAL_PATHS"
+
+
+def check_local_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse a path outside the folders ``RSVIZ_LOCAL_PATHS`` allows (set it when the app is shared, e.g. behind
+    a reverse proxy, so users open only the data folders meant for them).
+
+    Raises:
+        RasterReadError: The path lies outside every allowed folder (the message lists them).
+    """
+    p = Path(path).expanduser().resolve()
+    roots = [Path(r).expanduser().resolve() for r in os.environ.get(LOCAL_PATHS_ENV, "").split(os.pathsep) if r]
+    if roots and not any(p.is_relative_to(r) for r in roots):
+        raise RasterReadError(
+            f"{path} is outside the folders this app opens files from ({', '.join(map(str, roots))}); copy it there "
+            f"or ask whoever runs the app to add its folder to {LOCAL_PATHS_ENV}"
+        )
+    return p
 
 
 def open_path(
@@ -638,10 +688,17 @@ def open_path(
     if g is not None and not g.is_file():
         raise RasterReadError(f"ground-truth file not found: {g}; check the path")
     key = _digest("path", *_file_stamp(p), *(_file_stamp(g) if g else ()))
-    try:
-        return load_scene(key)
-    except UnknownNameError:
-        pass
+    with _opening(key):
+        try:
+            return load_scene(key)
+        except UnknownNameError:
+            pass
+        return _open_path(key, p, g, name, source, progress)
+
+
+def _open_path(
+    key: str, p: Path, g: Path | None, name: str | None, source: str | None, progress: ProgressFn | None
+) -> Scene:
     info = _inspect(p)
     folder = scene_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
@@ -679,7 +736,7 @@ def open_path(
 def _stream_to(dst: Path, data: bytes | BinaryIO) -> str:
     """Write bytes or a file-like object to ``dst`` in chunks; returns the sha256 (16 hex)."""
     h = hashlib.sha256()
-    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
         if isinstance(data, (bytes, bytearray, memoryview)):
             h.update(data)
@@ -714,11 +771,11 @@ def open_upload(
     tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=up))
     try:
         ip = tmp / Path(image_name).name
-        digest = _stream_to(ip, image)
+        digest = _digest(Path(image_name).name, _stream_to(ip, image))
         gp = None
         if gt is not None and gt_name:
             gp = tmp / f"gt-{Path(gt_name).name}"
-            digest = _digest(digest, _stream_to(gp, gt))
+            digest = _digest(digest, Path(gt_name).name, _stream_to(gp, gt))
         final = up / digest
         if not final.exists():
             os.replace(tmp, final)
@@ -754,7 +811,7 @@ def _write_array(
         "blockysize": 256,
         "compress": "deflate",
     }
-    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     if crs is None:  # a chip without georeferencing (the ETH road tiles): pixel coordinates, said once
         del prof["transform"], prof["crs"]
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **prof) as ds:
@@ -777,10 +834,15 @@ def open_sample(ref: SceneRef) -> Scene:
         DataMissingError: The dataset is not in the data cache.
     """
     key = _digest("sample", ref.dataset, ref.id, *_file_stamp(ref.path))
-    try:
-        return load_scene(key)
-    except UnknownNameError:
-        pass
+    with _opening(key):
+        try:
+            return load_scene(key)
+        except UnknownNameError:
+            pass
+        return _open_sample(key, ref)
+
+
+def _open_sample(key: str, ref: SceneRef) -> Scene:
     s = ref.load()
     folder = scene_dir(key)
     folder.mkdir(parents=True, exist_ok=True)

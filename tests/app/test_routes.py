@@ -192,5 +192,6 @@ def test_asset_route_serves_only_the_npm_assets(tmp_path):
         "/rsviz/assets/%2e%2e/%2e%2e/README.md",
         "/rsviz/assets/browserify/index.js",
         "/rsviz/assets//etc/passwd",
+        "/rsviz/assets/leaflet/dist/leaflet.js%00.png",
     ):
         assert client.get(bad).status_code == 404, bad

@@ -136,3 +136,68 @@ def test_extent_of_bounds(scene_dir):
     w, so, ea, n = e.bounds
     half = resolve_extent(s, (w, so, (w + ea) / 2, n))
     assert 70 <= int(half.window.width) <= 90 and int(half.window.height) == 96
+
+
+def test_a_changed_file_is_not_reopened_under_its_old_record(scene_dir, tmp_path):
+    import shutil
+
+    p = shutil.copy(scene_dir / "image.tif", tmp_path / "img.tif")
+    s = open_path(p)
+    with rasterio.open(p, "r+") as ds:  # rewritten in place (same name)
+        ds.write(np.zeros((3, 96, 160), np.uint8))
+    with pytest.raises(UnknownNameError, match="changed since it was opened"):
+        load_scene(s.key)
+    assert open_path(p).key != s.key  # opening it again makes a new record
+
+
+def test_the_same_upload_under_another_name(scene_dir):
+    data = (scene_dir / "image.tif").read_bytes()
+    a, b = open_upload("a.tif", data), open_upload("b.tif", data)
+    assert a.image.is_file() and b.image.is_file() and a.name != b.name
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "cannot read GeoJSON"),
+        (b"[1, 2, 3]", "not a GeoJSON FeatureCollection"),
+        (b'{"type": "FeatureCollection"}', "features"),
+        (
+            b'{"type": "FeatureCollection", "crs": {"properties": {"name": "EPSG:999999"}}, "features": []}',
+            "unknown CRS",
+        ),
+        (
+            b'{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Blob", "coordinates": [1]}}]}',
+            "geometry",
+        ),
+    ],
+)
+def test_bad_geojson_ground_truth_says_what_is_wrong(scene_dir, tmp_path, text, match):
+    from rsviz.errors import RsvizError
+
+    p = tmp_path / "gt.geojson"
+    p.write_bytes(text)
+    with pytest.raises(RsvizError, match=match):
+        open_path(scene_dir / "image.tif", p)
+
+
+def test_a_class_raster_s_own_nodata_does_not_count(tmp_path):
+    img = _tif(tmp_path / "img.tif", np.full((3, 32, 32), 80, np.uint8))
+    cls = np.full((32, 32), 2, np.uint8)
+    cls[:8] = 0
+    cls[8:16] = 3
+    s = open_path(img, _tif(tmp_path / "cls.tif", cls, nodata=0))
+    part = s.read()
+    assert s.task == "landcover" and not part.valid[:8].any() and part.valid[8:].all()
+
+
+def test_local_paths_can_be_limited_to_folders(scene_dir, tmp_path, monkeypatch):
+    from rsviz.workspace.scene import check_local_path
+
+    assert check_local_path(scene_dir / "image.tif")  # unset: anything
+    monkeypatch.setenv("RSVIZ_LOCAL_PATHS", str(tmp_path))
+    with pytest.raises(RasterReadError, match="outside the folders"):
+        check_local_path(scene_dir / "image.tif")
+    with pytest.raises(RasterReadError, match="outside the folders"):
+        check_local_path(tmp_path / ".." / "elsewhere.tif")
+    assert check_local_path(tmp_path / "x.tif") == (tmp_path / "x.tif").resolve()
