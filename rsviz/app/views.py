@@ -207,8 +207,8 @@ def render_map(st_folium) -> None:
             )
             b = drawn_bounds(res)
             # st_folium keeps returning the last drawing: act on a new one only ("whole scene" stays cleared)
-            if b is not None and b != st.session_state.get("map-last-drawing"):
-                st.session_state["map-last-drawing"] = b
+            if b is not None and (scene.key, b) != st.session_state.get("map-last-drawing"):
+                st.session_state["map-last-drawing"] = (scene.key, b)
                 state.set_bounds(b)
         else:
             from rsviz.display import to_rgb8

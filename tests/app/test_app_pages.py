@@ -222,3 +222,16 @@ def test_two_sessions_do_not_see_each_others_scene_or_runs(mirror, scene_dir):
     assert a.session_state["rsviz.scene"].name == "image.tif" and b.session_state["rsviz.scene"].name == "one_band.tif"
     assert len(a.session_state["rsviz.runs"]) == 1 and b.session_state["rsviz.runs"] == []
     assert "runs" in a.query_params and "runs" not in b.query_params
+
+
+def test_whole_scene_stays_chosen_although_the_map_still_returns_the_last_rectangle(mirror):
+    with mock.patch("streamlit_folium.st_folium", return_value=_rectangle(_chip_bounds())):
+        at = _app().run()
+        at.switch_page("map.py").run()
+        at.selectbox(key="map-scene").set_value(SCENE).run()
+        at.run()
+        assert at.session_state["rsviz.bounds"] is not None
+        at.button(key="map-whole").click().run()
+        at.run()
+    assert at.session_state["rsviz.bounds"] is None
+    assert any("(whole scene)" in s.value for s in at.success)
