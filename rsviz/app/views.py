@@ -126,7 +126,15 @@ def _path_form() -> None:
         except RsvizError as exc:
             st.session_state["map-error"] = str(exc)
             return
-        _open(open_path, path.strip(), gt.strip() or None)
+        bar = st.progress(0.0, text="Opening…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(
+                done / max(total, 1), text=f"Preparing the scene in the workspace (once): {done}/{total} blocks"
+            )
+
+        _open(lambda p, g: open_path(p, g, progress=progress), path.strip(), gt.strip() or None)
+        bar.empty()
 
 
 def _layers(scene: Scene, runs) -> list:

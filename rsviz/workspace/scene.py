@@ -9,8 +9,8 @@ Opening a scene records it under ``<workspace>/scenes/<key>/scene.json`` (the ke
 what was opened), so the app can reopen it from a URL after a reload or a restart. What the workspace
 writes there:
 
-* a COG copy of an image larger than :data:`OVERVIEW_SIDE` px that has no internal overviews (the map's
-  zoomed-out tiles would otherwise read full resolution);
+* a tiled copy with internal overviews of an image larger than :data:`OVERVIEW_SIDE` px that has none (the
+  map's zoomed-out tiles would otherwise read full resolution), block by block with progress;
 * ground truth normalised to the conventions of :mod:`rsviz.labels`: ``buildings``/``roads`` uint8 0/1,
   ``classes`` uint8 ids, ``instances`` int32 ids, ``height`` float32, 255 (NaN for heights) = nodata,
   written window by window;
@@ -36,6 +36,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from rsviz.datasets.base import Sample, SceneRef
@@ -435,30 +436,56 @@ def _inspect(path: Path) -> _Info:
         )
 
 
-def _cog_copy(src: Path, dst: Path, resampling: str) -> Path:
-    """COG copy of ``src`` with overviews (GDAL's COG driver, all cores), written under a temporary name."""
-    import rasterio.shutil
+def _copy_with_overviews(src: Path, dst: Path, resampling: str, progress: ProgressFn | None = None) -> Path:
+    """Copy ``src`` block by block into a tiled, deflate-compressed GeoTIFF with internal overviews, under a
+    temporary name renamed when complete.
+
+    ``progress(done, total)`` counts the blocks copied, then one last step for the overviews (GDAL builds them
+    in one call; rasterio exposes no progress for it). The copy keeps the bands, dtype, nodata, masks, CRS and
+    transform; overviews use ``resampling`` (``AVERAGE`` for imagery, ``NEAREST`` for class ids).
+    """
+    from rasterio.enums import Resampling
+
+    from rsviz.inference.cogwriter import overview_levels
 
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    rasterio.shutil.copy(
-        str(src),
-        str(tmp),
-        driver="COG",
-        COMPRESS="DEFLATE",
-        BLOCKSIZE=512,
-        OVERVIEW_RESAMPLING=resampling,
-        NUM_THREADS="ALL_CPUS",
-        BIGTIFF="IF_SAFER",
-    )
-    os.replace(tmp, dst)
+    try:
+        with open_raster(src) as ds:
+            prof = ds.profile.copy()
+            prof.update(
+                driver="GTiff", tiled=True, blockxsize=512, blockysize=512, compress="deflate", BIGTIFF="IF_SAFER"
+            )
+            if ds.count != 3:
+                prof.pop("photometric", None)
+            blocks = list(_blocks(ds.height, ds.width, 1024))
+            total = len(blocks) + 1
+            masked = ds.nodata is None and any(MaskFlags.per_dataset in f for f in ds.mask_flag_enums)
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **prof) as out:
+                for i, w in enumerate(blocks):
+                    out.write(ds.read(window=w), window=w)
+                    if masked:
+                        out.write_mask(ds.dataset_mask(window=w), window=w)
+                    if progress:
+                        progress(i + 1, total)
+                factors = [f for f, _, _ in overview_levels(ds.height, ds.width)]
+                out.build_overviews(factors, Resampling[resampling.lower()])
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if progress:
+        progress(total, total)
     return dst
 
 
-def _with_overviews(path: Path, folder: Path, info: _Info, resampling: str, stem: str) -> Path:
+def _with_overviews(
+    path: Path, folder: Path, info: _Info, resampling: str, stem: str, progress: ProgressFn | None = None
+) -> Path:
+    """``path`` itself when it has overviews or is small, else its copy with overviews in the workspace (made once)."""
     if info.overviews or max(info.height, info.width) <= OVERVIEW_SIDE:
         return path
     dst = folder / f"{stem}.tif"
-    return dst if dst.exists() else _cog_copy(path, dst, resampling)
+    return dst if dst.exists() else _copy_with_overviews(path, dst, resampling, progress)
 
 
 def _same_grid(info: _Info, g: _Info, what: str) -> None:
@@ -702,7 +729,7 @@ def _open_path(
     info = _inspect(p)
     folder = scene_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
-    image = _with_overviews(p, folder, info, "AVERAGE", "image")
+    image = _with_overviews(p, folder, info, "AVERAGE", "image", progress)
     targets: dict[str, Path] = {}
     task, classes = "unknown", tuple[ClassInfo, ...]()
     if g is not None:

@@ -92,11 +92,13 @@ def test_255_is_nodata_in_a_0_1_mask_and_positive_in_a_0_255_mask(scene_dir, tmp
     assert s2.targets["buildings"][:10].all() and s2.valid.all() and s2.targets["buildings"][10:].sum() == 0
 
 
-def test_large_image_without_overviews_gets_a_cog_copy(tmp_path, monkeypatch):
+def test_large_image_without_overviews_gets_a_copy_with_overviews(tmp_path, monkeypatch):
     monkeypatch.setattr(scene_mod, "OVERVIEW_SIDE", 256)
-    img = (np.arange(600 * 700, dtype=np.uint32).reshape(600, 700) % 251).astype(np.uint8)
+    img = (np.arange(1600 * 1700, dtype=np.uint32).reshape(1600, 1700) % 251).astype(np.uint8)
     p = _tif(tmp_path / "big.tif", np.stack([img] * 3))
-    s = open_path(p)
+    steps = []
+    s = open_path(p, progress=lambda d, t: steps.append((d, t)))
+    assert steps[-1][0] == steps[-1][1] == 2 * 2 + 1 and len(steps) >= 5  # 4 blocks of 1,024 px, then overviews
     assert s.image != p and s.image.parent == scene_mod.scene_dir(s.key)
     with rasterio.open(s.image) as ds:
         assert ds.overviews(1)
