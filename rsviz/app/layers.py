@@ -123,7 +123,7 @@ def run_layers(scene: Scene, run: RunResult, card) -> list[MapLayer]:
             REGISTRY.register(Layer(LayerKind.CLASSES, run.path, colormap=_colormap(classes, binary))),
             LayerKind.CLASSES,
             0.8,
-            True,
+            False,  # off at first: over the ground truth, in the same colours, it would hide it
             True,
             classes,
             g,

@@ -44,4 +44,7 @@ def classify_patch(model: LoadedModel | str, sample: Sample | np.ndarray) -> np.
     lm = model if isinstance(model, LoadedModel) else load_model_cached(model, "cpu")
     img = sample.image if isinstance(sample, Sample) else sample
     x = normalise_s2(img, lm.card).to(lm.device)
-    return torch.sigmoid(lm.net(x)["labels"])[0].float().cpu().numpy()
+    from rsviz.models.fusion import TRACE_GATE
+
+    with TRACE_GATE.shared():
+        return torch.sigmoid(lm.net(x)["labels"])[0].float().cpu().numpy()

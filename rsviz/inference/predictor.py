@@ -15,7 +15,7 @@ import torch
 from rsviz.inference.precision import resolve_precision
 from rsviz.models.api import LoadedModel
 from rsviz.models.card import HeadSpec
-from rsviz.models.fusion import inference_net
+from rsviz.models.fusion import TRACE_GATE, inference_net
 from rsviz.models.preprocessing import Normalisation
 
 #: Head kinds with a per-pixel output (``multilabel`` heads classify whole patches).
@@ -81,12 +81,13 @@ class Predictor:
 
     def _net(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor]
-        if self.amp_dtype is not None:
-            with torch.autocast(self.device.type, dtype=self.amp_dtype):
-                out = self.net(x)  # half-precision outputs; cast to float32 on activation
-                return out
-        out = self.net(x)
-        return out
+        with TRACE_GATE.shared():  # never while another thread traces a model (rsviz.models.fusion.TraceGate)
+            if self.amp_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                    out = self.net(x)  # half-precision outputs; cast to float32 on activation
+                    return out
+            out = self.net(x)
+            return out
 
     def _activate(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Activated float32 copies of the dense heads of a raw network output."""

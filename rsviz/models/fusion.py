@@ -14,11 +14,13 @@ parts that cannot be traced are used unfolded.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Iterator
 from typing import cast
 
 import torch
@@ -51,6 +53,53 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
+class TraceGate:
+    """Forwards run side by side; a ``torch.fx`` trace runs alone.
+
+    ``torch.fx.symbolic_trace`` patches ``torch.nn.Module.__call__`` and other globals for the time it traces,
+    so a forward in another thread meanwhile fails (``NameError: module is not installed as a submodule``).
+    Forwards hold :meth:`shared`, traces :meth:`exclusive`: a trace waits for running forwards and new
+    forwards wait for the trace (a reader-writer lock; traces happen once per model and process).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._tracing = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Held around a forward pass."""
+        with self._cond:
+            while self._tracing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held around a trace."""
+        with self._cond:
+            while self._tracing or self._readers:
+                self._cond.wait()
+            self._tracing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._tracing = False
+                self._cond.notify_all()
+
+
+#: The process-wide gate between forwards (:class:`rsviz.inference.Predictor`) and traces (:func:`fold_batchnorm`).
+TRACE_GATE = TraceGate()
+
+
 def _foldable_pairs(module: nn.Module) -> list[tuple[str, str]]:
     """Qualified names ``(conv, batchnorm)`` below ``module`` that can be folded.
 
@@ -62,7 +111,8 @@ def _foldable_pairs(module: nn.Module) -> list[tuple[str, str]]:
     if count_batchnorms(module) == 0:
         return []
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        with TRACE_GATE.exclusive():
+            graph = torch.fx.symbolic_trace(module).graph
     except _TRACE_ERRORS as e:
         log.debug("cannot trace %s as a whole (%s); searching its children", type(module).__name__, e)
         return [(f"{n}.{c}", f"{n}.{b}") for n, child in module.named_children() for c, b in _foldable_pairs(child)]

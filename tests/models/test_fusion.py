@@ -110,3 +110,44 @@ def test_channels_last_copy_is_cached_separately_and_agrees():
     assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 2, 5, 5)
     torch.testing.assert_close(nhwc(x.contiguous(memory_format=torch.channels_last)), plain(x))
+
+
+def test_first_uses_trace_safely_beside_warm_runs():
+    """Models prepared for the first time (a torch.fx trace) in threads while another thread runs a warm model:
+    every forward succeeds and gives the same output as alone (torch.fx patches torch globals while tracing)."""
+    import threading
+
+    import segmentation_models_pytorch as smp
+
+    from rsviz.models.fusion import TRACE_GATE, inference_net
+
+    torch.manual_seed(0)
+    warm = inference_net(smp.Unet("resnet18", encoder_weights=None, classes=1).eval())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = warm(x)
+    errors: list[BaseException] = []
+    outs: list[torch.Tensor] = []
+
+    def run_warm() -> None:
+        try:
+            for _ in range(30):
+                with TRACE_GATE.shared(), torch.no_grad():
+                    outs.append(warm(x))
+        except BaseException as e:  # noqa: BLE001  (collected and asserted below)
+            errors.append(e)
+
+    def first_use(seed: int) -> None:
+        try:
+            torch.manual_seed(seed)
+            inference_net(smp.Unet("resnet18", encoder_weights=None, classes=2).eval())
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run_warm)] + [threading.Thread(target=first_use, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(outs) == 30 and all(torch.equal(o, ref) for o in outs)
