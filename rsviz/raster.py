@@ -117,6 +117,10 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.io.DatasetReader]:
         ds.close()
 
 
+#: Environment variable: the most GiB :func:`read_raster` reads into memory at once (default 8).
+MAX_READ_ENV = "RSVIZ_MAX_READ_GIB"
+
+
 def read_failed(path: str | os.PathLike, exc: Exception) -> RasterReadError:
     """The :class:`RasterReadError` for a read that failed after the file opened (truncated or corrupt data).
 
@@ -225,6 +229,14 @@ def read_raster(
         if bounds is not None:
             window = window_from_bounds(ds, bounds, bounds_crs)
         idx = list(bands) if bands is not None else list(range(1, ds.count + 1))
+        h, w = (int(window.height), int(window.width)) if window is not None else (ds.height, ds.width)
+        need = h * w * len(idx) * np.dtype(ds.dtypes[0]).itemsize
+        limit = int(float(os.environ.get(MAX_READ_ENV, "8")) * 2**30)
+        if need > limit:
+            raise ExtentError(
+                f"{Path(path).name} is {w}x{h} px x {len(idx)} bands ({need / 2**30:.1f} GiB), more than the "
+                f"{limit / 2**30:g} GiB read into memory ({MAX_READ_ENV}); read a window or extent of it"
+            )
         try:
             data = ds.read(idx, window=window)
             masks = ds.read_masks(idx, window=window)

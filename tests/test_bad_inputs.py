@@ -1,0 +1,294 @@
+"""Bad input never costs data, a traceback or a silently wrong answer (issue #20, CLI and library).
+
+Every case of the seeded corpus (``tests/data/bad_inputs/data.py``, built from real sample files) is
+fed to the library or the command line; each must end in exactly its expected :mod:`rsviz.errors`
+class (the CLI: exit status 2 and one ``error:`` line, no traceback), or succeed when it is merely odd.
+No input file may change and no partial output may remain.
+
+``hypothesis`` is not installed in the project's environment, so there are no property tests here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from rsviz import errors
+from rsviz.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+_DATA = os.environ.get("RSVIZ_DATA_DIR")
+_HAVE_MIRROR = bool(_DATA) and (Path(_DATA or ".") / "banepa-buildings").is_dir()
+
+
+def _load_corpus_module():
+    spec = importlib.util.spec_from_file_location("bad_inputs_data", ROOT / "tests" / "data" / "bad_inputs" / "data.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# the corpus is built once at collection (about a second), so every case is a test of its own
+_CORPUS = Path(tempfile.mkdtemp(prefix="rsviz-bad-inputs-"))
+CASES = _load_corpus_module().build(_CORPUS, Path(_DATA or "."), ROOT / "weights") if _HAVE_MIRROR else []
+BY_KIND = {k: [c for c in CASES if c.kind == k] for k in ("predict", "read", "footprints", "model", "cli")}
+needs_mirror = pytest.mark.skipif(not _HAVE_MIRROR, reason="RSVIZ_DATA_DIR does not point at the sample data")
+
+
+def _digest(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink() and "cli" not in p.relative_to(root).parts[:1]:
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+BEFORE = _digest(_CORPUS) if _HAVE_MIRROR else {}
+
+
+def _ids(cases) -> list[str]:
+    return [c.name for c in cases]
+
+
+def _raises_exactly(expect: str, fn, *args, **kwargs):
+    cls = getattr(errors, expect)
+    with pytest.raises(errors.RsvizError) as info:
+        fn(*args, **kwargs)
+    assert info.type is cls, f"expected {expect}, got {info.type.__name__}: {info.value}"
+    assert str(info.value), "an error says what is wrong"
+    return info.value
+
+
+def _no_scratch(folder: Path) -> None:
+    left = [p.name for p in folder.rglob(".rsviz-*")] if folder.is_dir() else []
+    assert not left, f"partial output left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from rsviz.models.api import load_model
+
+    return load_model("building-seg", "cpu")
+
+
+@needs_mirror
+def test_corpus_size():
+    assert len(CASES) >= 40
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", BY_KIND["predict"], ids=_ids(BY_KIND["predict"]))
+def test_predict(case, model):
+    from rsviz.inference import predict
+
+    assert case.path is not None
+    if case.expect == "ok":
+        pred = predict(model, case.path, tile=64)
+        assert pred.heads["classes"].dtype == np.uint8
+        if "nodata" in case.name or "nan" in case.name:  # NaN and nodata pixels are nodata, never guessed
+            with rasterio.open(case.path) as ds:
+                data = ds.read()
+                invalid = np.all(ds.read_masks() == 0, axis=0) | np.any(~np.isfinite(data.astype("float64")), axis=0)
+            assert invalid.any()
+            assert np.all(pred.heads["classes"][invalid] == 255)
+    else:
+        _raises_exactly(case.expect, predict, model, case.path, tile=64)
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", BY_KIND["read"], ids=_ids(BY_KIND["read"]))
+def test_read(case):
+    from rsviz.raster import read_raster
+
+    _raises_exactly(case.expect, read_raster, case.path)
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", BY_KIND["footprints"], ids=_ids(BY_KIND["footprints"]))
+def test_footprints(case):
+    from rsviz.labels import rasterize_instances, rasterize_polygons, read_geojson_features
+
+    with rasterio.open(_CORPUS / "rasters" / "chip.tif") as ds:
+        grid = (ds.transform, ds.shape, ds.crs)
+
+    def burn():
+        feats, crs = read_geojson_features(case.path)
+        geoms = [f["geometry"] for f in feats]
+        rasterize_polygons(geoms, *grid, crs)
+        return rasterize_instances(geoms, *grid, crs)
+
+    if case.expect == "ok":
+        inst = burn()
+        assert inst.shape == grid[1]
+        if case.name == "footprints_ok":
+            assert inst.max() >= 1
+    else:
+        err = _raises_exactly(case.expect, burn)
+        if case.expect == "GeometryTypeError":  # the message names the geometry types found
+            assert any(t in str(err) for t in ("Point", "LineString", "MultiPoint"))
+
+
+@pytest.fixture
+def models_path(monkeypatch):
+    monkeypatch.setenv("RSVIZ_MODELS_PATH", str(_CORPUS / "models"))
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", BY_KIND["model"], ids=_ids(BY_KIND["model"]))
+def test_broken_model_folder(case, models_path):
+    from rsviz.models.api import load_model, model_problem
+
+    assert model_problem(case.name) is not None
+    err = _raises_exactly(case.expect, load_model, case.name, "cpu")
+    assert str(case.path) in str(err) or case.name in str(err)
+    assert model_problem("building-seg") is None  # the bundled models stay usable
+
+
+@needs_mirror
+def test_models_list_shows_broken_and_keeps_the_others(models_path, capsys):
+    assert main(["models", "list"]) == 2
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    for c in BY_KIND["model"]:
+        assert "BROKEN" in rows[c.name]
+    assert "BROKEN" not in rows["building-seg"] and "buildings" in rows["building-seg"]
+    assert err.count("\n") == 1 and err.startswith("error:")
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", BY_KIND["cli"], ids=_ids(BY_KIND["cli"]))
+def test_cli(case, capsys):
+    if case.name == "output_folder_read_only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    args = build_parser().parse_args(list(case.argv))
+    _raises_exactly(case.expect, args.func, args)
+    capsys.readouterr()
+    assert main(list(case.argv)) == 2
+    _, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    cli = _CORPUS / "cli"
+    assert not (cli / "out.tif").exists() and not (cli / "e.json").exists()
+    assert (cli / "existing.tif").read_bytes() == b"keep me"
+    _no_scratch(cli)
+
+
+@needs_mirror
+def test_folder_with_a_broken_raster_goes_on(tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out" / "nested"
+    inp.mkdir()
+    for name in ("good.tif", "truncated_half.tif", "garbage.tif", "no_crs.tif"):
+        shutil.copy(_CORPUS / "rasters" / name, inp / name)
+    before = _digest(inp)
+    assert main(["predict", "building-seg", str(inp), str(out), "--device", "cpu", "--tile", "64"]) == 2
+    _, err = capsys.readouterr()
+    assert "truncated_half.tif" in err and "garbage.tif" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "good.tif", "no_crs.png", "no_crs.tif"]
+    assert _digest(inp) == before
+    _no_scratch(out)
+    # a second run refuses to replace the outputs unless --overwrite
+    assert main(["predict", "building-seg", str(inp), str(out), "--device", "cpu", "--tile", "64"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@needs_mirror
+def test_overwrite_replaces_an_existing_output(tmp_path):
+    out = tmp_path / "p.tif"
+    out.write_bytes(b"old")
+    args = ["predict", "building-seg", str(_CORPUS / "rasters" / "good.tif"), str(out), "--device", "cpu"]
+    assert main([*args, "--tile", "64"]) == 2 and out.read_bytes() == b"old"
+    assert main([*args, "--tile", "64", "--overwrite"]) == 0
+    with rasterio.open(out) as ds:
+        assert ds.shape == (64, 64)
+    _no_scratch(tmp_path)
+
+
+@needs_mirror
+def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, model, monkeypatch):
+    from rsviz.inference import cogwriter, predict
+
+    out = tmp_path / "p.tif"
+    out.write_bytes(b"old")
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cogwriter.StreamedCOG, "finish", broken)
+    with pytest.raises(OSError, match="disk full"):
+        predict(model, _CORPUS / "rasters" / "good.tif", tile=64, output=out)
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
+
+
+def _tif(path: Path, arr: np.ndarray, **kw) -> Path:
+    from affine import Affine
+
+    prof = dict(driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype=arr.dtype.name)
+    prof.update(crs="EPSG:32645", transform=Affine(0.5, 0, 300000, 0, -0.5, 3000000), **kw)
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(arr[None])
+    return path
+
+
+def test_evaluate_ground_truth_255_is_nodata_without_a_tag(tmp_path):
+    pred = _tif(tmp_path / "pred.tif", np.ones((8, 8), np.uint8))
+    gt_arr = np.zeros((8, 8), np.uint8)
+    gt_arr[:4] = 1
+    gt_arr[6:] = 255  # no nodata tag: still nodata, never a positive
+    gt = _tif(tmp_path / "gt.tif", gt_arr)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--task", "buildings", "--out", str(out)]) == 0
+    text = out.read_text()
+    vals = json.loads(text)
+    flat = json.dumps(vals)
+    iou = vals.get("values", vals).get("iou") if isinstance(vals.get("values", vals), dict) else None
+    assert iou is not None, flat[:400]
+    assert iou == pytest.approx(32 / 48)  # 255 counted as building would give 48 / 64
+
+
+def test_value_range_check_against_the_card():
+    from rsviz.inference.engine import check_value_range
+    from rsviz.models.api import get_model_card
+
+    rgb, s2 = get_model_card("building-seg"), get_model_card("s2-late")
+    check_value_range(rgb, np.dtype("uint8"), (0, 255))
+    check_value_range(rgb, np.dtype("float32"), (0, 200.5))
+    check_value_range(s2, np.dtype("uint16"), (0, 12000))
+    for card, dtype, rng, words in (
+        (rgb, "uint16", (0, 4095), "0 to 4095"),
+        (rgb, "float32", (0, 1), "scaled to 0-1"),
+        (rgb, "int16", (-5, 100), "-5 to 100"),
+        (s2, "float32", (0, 0.8), "multiply it by 10000"),
+        (s2, "uint8", (0, 255), "8-bit"),
+    ):
+        with pytest.raises(errors.ModelInputError, match=words):
+            check_value_range(card, np.dtype(dtype), rng)
+
+
+def test_bounds_are_checked():
+    from rsviz.raster import check_bounds
+
+    check_bounds((0, 0, 1, 1))
+    for b, words in (((1, 0, 0, 1), "west"), ((0, 1, 1, 0), "south"), ((0, float("nan"), 1, 1), "NaN"), ((0, 0, 1), "four")):
+        with pytest.raises(errors.ExtentError, match=words):
+            check_bounds(b)  # type: ignore[arg-type]
+
+
+@needs_mirror
+def test_zz_no_input_changed():
+    """Runs last in this file: every corpus file (all but the CLI's output folder) is byte for byte as built."""
+    assert _digest(_CORPUS) == BEFORE
