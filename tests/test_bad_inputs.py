@@ -283,7 +283,12 @@ def test_bounds_are_checked():
     from rsviz.raster import check_bounds
 
     check_bounds((0, 0, 1, 1))
-    for b, words in (((1, 0, 0, 1), "west"), ((0, 1, 1, 0), "south"), ((0, float("nan"), 1, 1), "NaN"), ((0, 0, 1), "four")):
+    for b, words in (
+        ((1, 0, 0, 1), "west"),
+        ((0, 1, 1, 0), "south"),
+        ((0, float("nan"), 1, 1), "NaN"),
+        ((0, 0, 1), "four"),
+    ):
         with pytest.raises(errors.ExtentError, match=words):
             check_bounds(b)  # type: ignore[arg-type]
 

@@ -11,12 +11,10 @@ from types import TracebackType
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
-
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
 
 from rsviz.errors import ModelInputError
 from rsviz.raster import RasterData, open_raster, read_failed, window_from_bounds

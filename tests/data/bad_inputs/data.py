@@ -124,40 +124,103 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
 
     # --- value range and dtype ---------------------------------------------------------------------------------
     f01 = (small / 255.0).astype("float32")
-    add("float32_0_1", "predict", "ModelInputError", _write(r / "float01.tif", f01, **_profile(3, "float32", crs, transform)))
+    add(
+        "float32_0_1",
+        "predict",
+        "ModelInputError",
+        _write(r / "float01.tif", f01, **_profile(3, "float32", crs, transform)),
+    )
     fn = f01.copy()
     fn[:, rng.integers(0, SIDE, 40), rng.integers(0, SIDE, 40)] = np.nan
-    add("float32_0_1_nan", "predict", "ModelInputError", _write(r / "float01_nan.tif", fn, **_profile(3, "float32", crs, transform)))
+    add(
+        "float32_0_1_nan",
+        "predict",
+        "ModelInputError",
+        _write(r / "float01_nan.tif", fn, **_profile(3, "float32", crs, transform)),
+    )
     f255 = small.astype("float32")
     f255[:, rng.integers(0, SIDE, 40), rng.integers(0, SIDE, 40)] = np.nan
-    add("float32_0_255_nan", "predict", "ok", _write(r / "float255_nan.tif", f255, **_profile(3, "float32", crs, transform)))
+    add(
+        "float32_0_255_nan",
+        "predict",
+        "ok",
+        _write(r / "float255_nan.tif", f255, **_profile(3, "float32", crs, transform)),
+    )
     twelve = (small.astype("uint16") * 16).astype("uint16")
     twelve[:, : SIDE // 2 + 8] = np.minimum(twelve[:, : SIDE // 2 + 8] // 64, 200)  # dark top rows, below 255
-    big = _write(r / "twelve_bit_dark_top.tif", np.concatenate([twelve] * 2, axis=1)[:, :SIDE],
-                 **_profile(3, "uint16", crs, transform))
+    big = _write(
+        r / "twelve_bit_dark_top.tif",
+        np.concatenate([twelve] * 2, axis=1)[:, :SIDE],
+        **_profile(3, "uint16", crs, transform),
+    )
     add("uint16_12bit_dark_top", "predict", "ModelInputError", big)
     tall = np.zeros((3, 256, SIDE), "uint16")  # dark for the first 64+ rows the old check read, bright below
     tall[:, 200:] = 4000
-    add("uint16_12bit_dark_top_tall", "predict", "ModelInputError",
-        _write(r / "dark_top_tall.tif", tall, **{**_profile(3, "uint16", crs, transform), "height": 256}))
-    add("uint16_full_range", "predict", "ModelInputError",
-        _write(r / "u16.tif", rng.integers(0, 65535, (3, SIDE, SIDE), dtype=np.uint16), **_profile(3, "uint16", crs, transform)))
-    add("uint16_values_below_256", "predict", "ok",
-        _write(r / "u16_small.tif", small.astype("uint16"), **_profile(3, "uint16", crs, transform)))
-    add("int16_negative", "predict", "ModelInputError",
-        _write(r / "i16_neg.tif", small.astype("int16") - 128, **_profile(3, "int16", crs, transform)))
-    add("float64_above_255", "predict", "ModelInputError",
-        _write(r / "f64.tif", small.astype("float64") * 300, **_profile(3, "float64", crs, transform)))
+    add(
+        "uint16_12bit_dark_top_tall",
+        "predict",
+        "ModelInputError",
+        _write(r / "dark_top_tall.tif", tall, **{**_profile(3, "uint16", crs, transform), "height": 256}),
+    )
+    add(
+        "uint16_full_range",
+        "predict",
+        "ModelInputError",
+        _write(
+            r / "u16.tif",
+            rng.integers(0, 65535, (3, SIDE, SIDE), dtype=np.uint16),
+            **_profile(3, "uint16", crs, transform),
+        ),
+    )
+    add(
+        "uint16_values_below_256",
+        "predict",
+        "ok",
+        _write(r / "u16_small.tif", small.astype("uint16"), **_profile(3, "uint16", crs, transform)),
+    )
+    add(
+        "int16_negative",
+        "predict",
+        "ModelInputError",
+        _write(r / "i16_neg.tif", small.astype("int16") - 128, **_profile(3, "int16", crs, transform)),
+    )
+    add(
+        "float64_above_255",
+        "predict",
+        "ModelInputError",
+        _write(r / "f64.tif", small.astype("float64") * 300, **_profile(3, "float64", crs, transform)),
+    )
     all_nd = _write(r / "all_nodata.tif", np.zeros_like(small), **_profile(3, "uint8", crs, transform, nodata=0))
     add("all_nodata", "predict", "ok", all_nd)
-    add("all_nan", "predict", "ok",
-        _write(r / "all_nan.tif", np.full((3, SIDE, SIDE), np.nan, "float32"), **_profile(3, "float32", crs, transform)))
+    add(
+        "all_nan",
+        "predict",
+        "ok",
+        _write(
+            r / "all_nan.tif", np.full((3, SIDE, SIDE), np.nan, "float32"), **_profile(3, "float32", crs, transform)
+        ),
+    )
 
     # --- bands, geometry, size --------------------------------------------------------------------------------
-    add("one_band", "predict", "BandCountError", _write(r / "one_band.tif", small[:1], **_profile(1, "uint8", crs, transform)))
-    add("two_bands", "predict", "BandCountError", _write(r / "two_bands.tif", small[:2], **_profile(2, "uint8", crs, transform)))
+    add(
+        "one_band",
+        "predict",
+        "BandCountError",
+        _write(r / "one_band.tif", small[:1], **_profile(1, "uint8", crs, transform)),
+    )
+    add(
+        "two_bands",
+        "predict",
+        "BandCountError",
+        _write(r / "two_bands.tif", small[:2], **_profile(2, "uint8", crs, transform)),
+    )
     four = np.concatenate([small, small[:1]])
-    add("four_bands", "predict", "BandCountError", _write(r / "four_bands.tif", four, **_profile(4, "uint8", crs, transform)))
+    add(
+        "four_bands",
+        "predict",
+        "BandCountError",
+        _write(r / "four_bands.tif", four, **_profile(4, "uint8", crs, transform)),
+    )
     (r / "zero_bands.vrt").write_text(f'<VRTDataset rasterXSize="{SIDE}" rasterYSize="{SIDE}"></VRTDataset>\n')
     add("zero_bands_vrt", "predict", "RasterReadError", r / "zero_bands.vrt")
     (r / "zero_size.vrt").write_text(
@@ -168,10 +231,29 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
     add("rotated_transform", "predict", "ok", _write(r / "rotated.tif", small, **_profile(3, "uint8", crs, rot)))
     no_crs = _write(r / "no_crs.tif", small, **_profile(3, "uint8", None, Affine.identity()))
     add("no_crs", "predict", "ok", no_crs)
-    add("one_pixel", "predict", "ok", _write(r / "one_pixel.tif", small[:, :1, :1], **_profile(3, "uint8", crs, transform, side=1)))
+    add(
+        "one_pixel",
+        "predict",
+        "ok",
+        _write(r / "one_pixel.tif", small[:, :1, :1], **_profile(3, "uint8", crs, transform, side=1)),
+    )
     huge = r / "huge_sparse.tif"
-    with rasterio.open(huge, "w", **_profile(1, "uint8", crs, transform, side=200_000, tiled=True,
-                                            blockxsize=512, blockysize=512, sparse_ok=True, BIGTIFF="YES")):
+    with rasterio.open(
+        huge,
+        "w",
+        **_profile(
+            1,
+            "uint8",
+            crs,
+            transform,
+            side=200_000,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            sparse_ok=True,
+            BIGTIFF="YES",
+        ),
+    ):
         pass
     add("huge_sparse_read", "read", "ExtentError", huge)
 
@@ -189,25 +271,53 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
         return {"type": "FeatureCollection", "features": features}
 
     def centroid(f: dict) -> list[float]:
-        ring = f["geometry"]["coordinates"][0] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"][0][0]
+        ring = (
+            f["geometry"]["coordinates"][0]
+            if f["geometry"]["type"] == "Polygon"
+            else f["geometry"]["coordinates"][0][0]
+        )
         return [float(np.mean([p[0] for p in ring])), float(np.mean([p[1] for p in ring]))]
 
-    pts = [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": centroid(f)}} for f in polys[:5]]
+    pts = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": centroid(f)}}
+        for f in polys[:5]
+    ]
     gj("footprints_ok", coll(polys[:5]), "ok")
     gj("points_as_footprints", coll(pts), "GeometryTypeError")
-    lines = [{"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": f["geometry"]["coordinates"][0]}}
-             for f in polys[:5] if f["geometry"]["type"] == "Polygon"]
+    lines = [
+        {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "LineString", "coordinates": f["geometry"]["coordinates"][0]},
+        }
+        for f in polys[:5]
+        if f["geometry"]["type"] == "Polygon"
+    ]
     gj("lines_as_footprints", coll(lines), "GeometryTypeError")
     gj("polygons_and_points", coll(polys[:3] + pts[:2]), "GeometryTypeError")
-    mp = [{"type": "Feature", "properties": {}, "geometry": {"type": "MultiPoint", "coordinates": [centroid(f) for f in polys[:3]]}}]
+    mp = [
+        {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "MultiPoint", "coordinates": [centroid(f) for f in polys[:3]]},
+        }
+    ]
     gj("multipoint_as_footprints", coll(mp), "GeometryTypeError")
     gj("empty_collection", coll([]), "ok")
     gj("null_geometries", coll([{"type": "Feature", "properties": {}, "geometry": None}]), "ok")
     gj("feature_not_collection", polys[0], "RsvizError")
     gj("json_list", [polys[0]], "RsvizError")
     gj("no_features_key", {"type": "FeatureCollection"}, "RsvizError")
-    gj("bad_crs_name", {**coll(polys[:2]), "crs": {"type": "name", "properties": {"name": "EPSG:999999"}}}, "RsvizError")
-    gj("garbage_crs_name", {**coll(polys[:2]), "crs": {"type": "name", "properties": {"name": "urn:nonsense"}}}, "RsvizError")
+    gj(
+        "bad_crs_name",
+        {**coll(polys[:2]), "crs": {"type": "name", "properties": {"name": "EPSG:999999"}}},
+        "RsvizError",
+    )
+    gj(
+        "garbage_crs_name",
+        {**coll(polys[:2]), "crs": {"type": "name", "properties": {"name": "urn:nonsense"}}},
+        "RsvizError",
+    )
     text = (mirror / FOOTPRINTS).read_text(encoding="utf-8")
     (g / "cut_off.geojson").write_text(text[: len(text) // 2], encoding="utf-8")
     add("cut_off_geojson", "footprints", "RsvizError", g / "cut_off.geojson")
@@ -252,9 +362,18 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
     add("bounds_nan", "cli", "ExtentError", argv=(*pred, "--bounds", "nan", str(s4), str(e4), str(n4)))
     add("bounds_inf", "cli", "ExtentError", argv=(*pred, "--bounds", str(w4), str(s4), "inf", str(n4)))
     add("bounds_elsewhere", "cli", "ExtentError", argv=(*pred, "--bounds", "10", "10", "10.1", "10.1"))
-    add("bounds_bad_crs", "cli", "CRSError", argv=(*pred, "--bounds", str(w4), str(s4), str(e4), str(n4), "--bounds-crs", "EPSG:bogus"))
-    add("bounds_no_crs_raster", "cli", "CRSError",
-        argv=("predict", MODEL, str(no_crs), str(c / "out.tif"), "--device", "cpu", "--bounds", "0", "0", "1", "1"))
+    add(
+        "bounds_bad_crs",
+        "cli",
+        "CRSError",
+        argv=(*pred, "--bounds", str(w4), str(s4), str(e4), str(n4), "--bounds-crs", "EPSG:bogus"),
+    )
+    add(
+        "bounds_no_crs_raster",
+        "cli",
+        "CRSError",
+        argv=("predict", MODEL, str(no_crs), str(c / "out.tif"), "--device", "cpu", "--bounds", "0", "0", "1", "1"),
+    )
     add("tile_not_multiple_of_32", "cli", "ModelInputError", argv=(*pred[:-1], "50"))
     add("tile_negative", "cli", "ModelInputError", argv=(*pred[:-1], "-64"))
     add("overlap_one", "cli", "ModelInputError", argv=(*pred, "--overlap", "1.0"))
@@ -265,32 +384,97 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
     hard = r / "hard_src.tif"
     shutil.copy(good, hard)
     os.link(hard, link_dir / "hard.tif")
-    add("output_is_input_symlink", "cli", "OutputPathError", argv=("predict", MODEL, str(good), str(link_dir / "sym.tif"), "--device", "cpu"))
-    add("output_is_input_hardlink", "cli", "OutputPathError", argv=("predict", MODEL, str(hard), str(link_dir / "hard.tif"), "--device", "cpu"))
+    add(
+        "output_is_input_symlink",
+        "cli",
+        "OutputPathError",
+        argv=("predict", MODEL, str(good), str(link_dir / "sym.tif"), "--device", "cpu"),
+    )
+    add(
+        "output_is_input_hardlink",
+        "cli",
+        "OutputPathError",
+        argv=("predict", MODEL, str(hard), str(link_dir / "hard.tif"), "--device", "cpu"),
+    )
     add("output_is_input", "cli", "OutputPathError", argv=("predict", MODEL, str(good), str(good), "--device", "cpu"))
     existing = c / "existing.tif"
     existing.write_bytes(b"keep me")
     add("output_exists", "cli", "OutputPathError", argv=("predict", MODEL, str(good), str(existing), "--device", "cpu"))
-    add("output_folder_missing", "cli", "OutputPathError",
-        argv=("predict", MODEL, str(good), str(c / "no" / "such" / "out.tif"), "--device", "cpu"))
-    add("output_parent_is_file", "cli", "OutputPathError",
-        argv=("predict", MODEL, str(good), str(existing / "out.tif"), "--device", "cpu"))
+    add(
+        "output_folder_missing",
+        "cli",
+        "OutputPathError",
+        argv=("predict", MODEL, str(good), str(c / "no" / "such" / "out.tif"), "--device", "cpu"),
+    )
+    add(
+        "output_parent_is_file",
+        "cli",
+        "OutputPathError",
+        argv=("predict", MODEL, str(good), str(existing / "out.tif"), "--device", "cpu"),
+    )
     ro = c / "read_only"
     ro.mkdir()
     ro.chmod(0o555)
-    add("output_folder_read_only", "cli", "OutputPathError", argv=("predict", MODEL, str(good), str(ro / "out.tif"), "--device", "cpu"))
-    add("input_missing", "cli", "RasterReadError", argv=("predict", MODEL, str(r / "nope.tif"), str(c / "o.tif"), "--device", "cpu"))
+    add(
+        "output_folder_read_only",
+        "cli",
+        "OutputPathError",
+        argv=("predict", MODEL, str(good), str(ro / "out.tif"), "--device", "cpu"),
+    )
+    add(
+        "input_missing",
+        "cli",
+        "RasterReadError",
+        argv=("predict", MODEL, str(r / "nope.tif"), str(c / "o.tif"), "--device", "cpu"),
+    )
     add("unknown_model", "cli", "UnknownNameError", argv=("predict", "no-such-model", str(good), str(c / "o.tif")))
-    add("evaluate_truncated_pred", "cli", "RasterReadError",
-        argv=("evaluate", "--pred", str(r / "truncated_half.tif"), "--gt", str(good), "--task", "buildings", "--out", str(c / "e.json")))
-    add("evaluate_huge_pred", "cli", "ExtentError",
-        argv=("evaluate", "--pred", str(huge), "--gt", str(good), "--task", "buildings", "--out", str(c / "e.json")))
-    add("evaluate_grid_mismatch", "cli", "GridMismatchError",
-        argv=("evaluate", "--pred", str(good), "--gt", str(full), "--task", "buildings", "--out", str(c / "e.json")))
+    add(
+        "evaluate_truncated_pred",
+        "cli",
+        "RasterReadError",
+        argv=(
+            "evaluate",
+            "--pred",
+            str(r / "truncated_half.tif"),
+            "--gt",
+            str(good),
+            "--task",
+            "buildings",
+            "--out",
+            str(c / "e.json"),
+        ),
+    )
+    add(
+        "evaluate_huge_pred",
+        "cli",
+        "ExtentError",
+        argv=("evaluate", "--pred", str(huge), "--gt", str(good), "--task", "buildings", "--out", str(c / "e.json")),
+    )
+    add(
+        "evaluate_grid_mismatch",
+        "cli",
+        "GridMismatchError",
+        argv=("evaluate", "--pred", str(good), "--gt", str(full), "--task", "buildings", "--out", str(c / "e.json")),
+    )
     (c / "classes.json").write_text('[{"id": 0', encoding="utf-8")
-    add("evaluate_classes_cut_off", "cli", "RsvizError",
-        argv=("evaluate", "--pred", str(one := r / "one_band.tif"), "--gt", str(one), "--task", "landcover",
-              "--classes", str(c / "classes.json"), "--out", str(c / "e.json")))
+    add(
+        "evaluate_classes_cut_off",
+        "cli",
+        "RsvizError",
+        argv=(
+            "evaluate",
+            "--pred",
+            str(one := r / "one_band.tif"),
+            "--gt",
+            str(one),
+            "--task",
+            "landcover",
+            "--classes",
+            str(c / "classes.json"),
+            "--out",
+            str(c / "e.json"),
+        ),
+    )
     return cases
 
 
