@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -106,7 +107,7 @@ def _evaluate_with_card(args: argparse.Namespace) -> int:
         if spec is not None
         else {"segmentation": "classes", "landcover": "classes"}.get(args.task, args.task)
     )
-    with tqdm(desc="rsviz evaluate", unit="block") as bar:
+    with tqdm(desc="rsviz evaluate", unit="block", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total

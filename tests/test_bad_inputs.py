@@ -234,6 +234,41 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, model, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
 
 
+@needs_mirror
+def test_evaluate_with_card_on_a_truncated_prediction(tmp_path, model, capsys):
+    from rsviz.inference import predict
+
+    pred = tmp_path / "pred.tif"
+    predict(model, _CORPUS / "rasters" / "chip.tif", tile=256, output=pred, cog=False, compress="none")
+    with rasterio.open(pred) as ds:
+        prof = dict(driver="GTiff", width=ds.width, height=ds.height, count=1, dtype="uint8", crs=ds.crs)
+        prof["transform"] = ds.transform
+    gt = tmp_path / "gt.tif"
+    with rasterio.open(gt, "w", **prof) as dst:
+        dst.write(np.ones((1, prof["height"], prof["width"]), np.uint8))
+    data = pred.read_bytes()
+    pred.write_bytes(data[: len(data) // 2])
+    argv = [
+        "evaluate",
+        "--model",
+        "building-seg",
+        "--pred",
+        str(pred),
+        "--gt",
+        str(gt),
+        "--out",
+        str(tmp_path / "e.json"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "truncated" in err and "Traceback" not in err
+    assert not (tmp_path / "e.json").exists()
+    # a raster that is no prediction of the card is a clear error too
+    argv[4] = str(_CORPUS / "rasters" / "two_bands.tif")
+    assert main(argv) == 2
+    assert "rsviz_bands" in capsys.readouterr().err
+
+
 def _tif(path: Path, arr: np.ndarray, **kw) -> Path:
     from affine import Affine
 
