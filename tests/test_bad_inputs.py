@@ -188,6 +188,19 @@ def test_cli(case, capsys):
 
 
 @needs_mirror
+def test_read_only_output_folder_even_as_root(monkeypatch, capsys):
+    """Root may write anywhere, so the read-only check is shown with os.access saying no."""
+    ro = _CORPUS / "cli" / "read_only"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real(p, mode, **kw))
+    case = next(c for c in CASES if c.name == "output_folder_read_only")
+    assert main(list(case.argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not writable" in err and str(ro) in err
+    assert not any(ro.iterdir())
+
+
+@needs_mirror
 def test_folder_with_a_broken_raster_goes_on(tmp_path, capsys):
     inp, out = tmp_path / "in", tmp_path / "out" / "nested"
     inp.mkdir()
