@@ -44,6 +44,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rsviz.raster import check_same_grid, read_raster
     from rsviz.types import NODATA_CLASS, ClassInfo
 
+    from rsviz.cli_predict import check_output
+
+    out = Path(args.out)
+    inputs = [Path(p) for p in (args.pred, args.gt, args.image, args.classes) if p]
+    for target in (out, out.with_suffix(".csv")):  # a re-run replaces its own results, never an input
+        check_output(target, inputs, overwrite=True)
     if args.model:
         if args.classes or args.ignore_index is not None:
             raise RsvizError("--classes and --ignore-index come from the model card with --model; leave them out")

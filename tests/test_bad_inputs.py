@@ -5,7 +5,8 @@ fed to the library or the command line; each must end in exactly its expected :m
 class (the CLI: exit status 2 and one ``error:`` line, no traceback), or succeed when it is merely odd.
 No input file may change and no partial output may remain.
 
-``hypothesis`` is not installed in the project's environment, so there are no property tests here.
+``hypothesis`` is not installed in the project's environment, so the property tests at the end draw their
+raster headers and GeoJSON geometries from a seeded NumPy generator instead.
 """
 
 from __future__ import annotations
@@ -345,3 +346,97 @@ def test_bounds_are_checked():
 def test_zz_no_input_changed():
     """Runs last in this file: every corpus file (all but the CLI's output folder) is byte for byte as built."""
     assert _digest(_CORPUS) == BEFORE
+
+
+# --- seeded property tests (hypothesis is not installed in the project's environment) -----------------------------
+
+
+@needs_mirror
+def test_random_raster_headers_never_traceback_nor_misread(model, tmp_path):
+    """Random size, dtype, band count, nodata, transform and CRS: a prediction, or a project error; a prediction
+    only when the values are in the card's 8-bit range, so nothing is silently divided by 255."""
+    import warnings
+
+    from affine import Affine
+
+    from rsviz.inference import predict
+
+    rng = np.random.default_rng(2020)
+    outcomes = {"ok": 0, "error": 0}
+    for i in range(30):
+        h, w = (int(v) for v in rng.integers(1, 48, 2))
+        count = int(rng.choice([1, 2, 3, 3, 3, 4]))
+        dtype = str(rng.choice(["uint8", "uint16", "int16", "float32", "float64"]))
+        top = float(rng.choice([1.0, 255.0, 4095.0, 30000.0]))
+        data = rng.uniform(0, top, (count, h, w))
+        if dtype.startswith("int"):
+            data -= float(rng.choice([0.0, 100.0]))
+        data = data.astype(dtype)
+        if dtype.startswith("float") and rng.random() < 0.5:
+            data[:, rng.integers(0, h, 3), rng.integers(0, w, 3)] = np.nan
+        nodata = None if rng.random() < 0.5 else 0
+        size = float(rng.choice([0.1, 0.5, 30.0]))
+        transform = Affine(size, 0, 300000, 0, -size, 3000000) * Affine.rotation(float(rng.choice([0, 0, 15])))
+        crs = rng.choice([None, "EPSG:32645"])
+        path = tmp_path / f"r{i}.tif"
+        prof = dict(driver="GTiff", width=w, height=h, count=count, dtype=dtype, nodata=nodata, transform=transform)
+        if crs is not None:
+            prof["crs"] = str(crs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path, "w", **prof) as dst:
+                dst.write(data)
+            try:
+                pred = predict(model, path, tile=32)
+            except errors.RsvizError:
+                outcomes["error"] += 1
+                continue
+        outcomes["ok"] += 1
+        assert count == 3
+        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+        if nodata is not None:
+            finite = finite[finite != nodata]
+        if finite.size:
+            assert finite.min() >= 0 and finite.max() <= 255
+            assert not (data.dtype.kind == "f" and 0 < finite.max() <= 1)
+        assert pred.heads["classes"].shape == (h, w)
+    assert outcomes["ok"] and outcomes["error"]
+
+
+def test_random_geojson_never_traceback():
+    """Random geometry types and coordinates: burned when all are polygons, else a project error."""
+    from affine import Affine
+
+    from rsviz.labels import rasterize_instances
+
+    rng = np.random.default_rng(2021)
+    grid = (Affine(1e-5, 0, 85.5, 0, -1e-5, 27.6), (32, 32), "EPSG:4326")
+    kinds = ["Polygon", "MultiPolygon", "Point", "LineString", "MultiLineString", "GeometryCollection", "Bogus"]
+
+    def coords(kind: str) -> object:
+        x, y = 85.5 + rng.uniform(0, 3e-4), 27.6 - rng.uniform(0, 3e-4)
+        ring = [[x, y], [x + 5e-5, y], [x + 5e-5, y - 5e-5], [x, y - 5e-5], [x, y]]
+        roll = rng.random()
+        if roll < 0.1:
+            return []
+        if roll < 0.2:
+            return "garbage"
+        return {
+            "Polygon": [ring],
+            "MultiPolygon": [[ring]],
+            "Point": [x, y],
+            "LineString": ring,
+            "MultiLineString": [ring],
+        }.get(kind, [[1]])
+
+    for _ in range(60):
+        geoms = []
+        for _ in range(int(rng.integers(0, 5))):
+            kind = str(rng.choice(kinds, p=[0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.1]))
+            geoms.append(None if rng.random() < 0.05 else {"type": kind, "coordinates": coords(kind)})
+        polygonal = all(g is None or g["type"] in ("Polygon", "MultiPolygon") for g in geoms)
+        if polygonal:
+            assert rasterize_instances(geoms, *grid).shape == (32, 32)
+        else:
+            with pytest.raises(errors.GeometryTypeError):
+                rasterize_instances(geoms, *grid)

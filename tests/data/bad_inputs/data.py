@@ -456,6 +456,38 @@ def build(root: Path, mirror: Path, weights: Path) -> list[Case]:
         "GridMismatchError",
         argv=("evaluate", "--pred", str(good), "--gt", str(full), "--task", "buildings", "--out", str(c / "e.json")),
     )
+    add(
+        "evaluate_out_folder_missing",
+        "cli",
+        "OutputPathError",
+        argv=(
+            "evaluate",
+            "--pred",
+            str(good),
+            "--gt",
+            str(good),
+            "--task",
+            "buildings",
+            "--out",
+            str(c / "no" / "e.json"),
+        ),
+    )
+    add(
+        "evaluate_out_is_gt",
+        "cli",
+        "OutputPathError",
+        argv=(
+            "evaluate",
+            "--pred",
+            str(good),
+            "--gt",
+            str(hard),
+            "--task",
+            "buildings",
+            "--out",
+            str(link_dir / "hard.tif"),
+        ),
+    )
     (c / "classes.json").write_text('[{"id": 0', encoding="utf-8")
     add(
         "evaluate_classes_cut_off",
