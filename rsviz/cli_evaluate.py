@@ -38,13 +38,12 @@ def add_evaluate_parser(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rsviz.cli_predict import check_output
     from rsviz.errors import RsvizError
     from rsviz.evaluation import evaluate, write_eval
     from rsviz.geo import gsd_metres
     from rsviz.raster import check_same_grid, read_raster
     from rsviz.types import NODATA_CLASS, ClassInfo
-
-    from rsviz.cli_predict import check_output
 
     out = Path(args.out)
     inputs = [Path(p) for p in (args.pred, args.gt, args.image, args.classes) if p]
