@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from affine import Affine
@@ -127,7 +127,7 @@ def rasterize_instances(
 POLYGONAL = ("Polygon", "MultiPolygon")
 
 
-def _polygonal(geometries: Iterable[Mapping]) -> list[Mapping]:
+def _polygonal(geometries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The geometries, refused unless every non-empty one is a Polygon or MultiPolygon.
 
     Raises:

@@ -121,7 +121,7 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.io.DatasetReader]:
 MAX_READ_ENV = "RSVIZ_MAX_READ_GIB"
 
 
-def read_failed(path: str | os.PathLike, exc: Exception) -> RasterReadError:
+def read_failed(path: str | os.PathLike[str], exc: Exception) -> RasterReadError:
     """The :class:`RasterReadError` for a read that failed after the file opened (truncated or corrupt data).
 
     Args:
