@@ -78,7 +78,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from rsviz.errors import RasterReadError, RsvizError
     from rsviz.inference import predict
-    from rsviz.models.api import load_model, model_dir
+    from rsviz.models.api import get_model_card, load_model, model_dir
     from rsviz.raster import check_bounds
 
     inp, out = Path(args.input), Path(args.output)
@@ -97,7 +97,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
     else:
         check_output(out, [inp], overwrite=args.overwrite)
-        check_output(out.with_name(out.stem + "_height.tif"), [inp], overwrite=args.overwrite)
+        if "height" in get_model_card(args.model).heads:  # the float32 sidecar of a height head
+            check_output(out.with_name(out.stem + "_height.tif"), [inp], overwrite=args.overwrite)
     lm = load_model(args.model, args.device)
     opts = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size, tta=args.tta)
     if inp.is_dir():
