@@ -108,16 +108,25 @@ def _cmd_mosaics(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from rsviz.models.api import get_model_card, list_models
+    from rsviz.models.api import get_model_card, list_models, model_problem
 
     names = list_models()
     if not names:
         print("no models registered")
         return 0
     print(f"{'model':22} {'task':10} {'bands':>5} {'tile':>5}  title")
+    broken = 0
     for n in names:
+        problem = model_problem(n)
+        if problem is not None:  # one broken folder never hides the others
+            broken += 1
+            print(f"{n:22} {'BROKEN':10} {'-':>5} {'-':>5}  {problem}")
+            continue
         c = get_model_card(n)
         print(f"{n:22} {c.task:10} {c.in_channels:5d} {c.input.tile_size:5d}  {c.title}")
+    if broken:
+        print(f"error: {broken} model folder(s) are broken (listed as BROKEN above)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -13,7 +14,8 @@ def add_evaluate_parser(sub) -> None:
         help="evaluate a prediction raster against ground truth",
         description="PRED and GT are single-band rasters on the same grid; a grid mismatch is an "
         "error, never a silent resample. Buildings/roads: GT > 0 is positive, PRED == 1 "
-        "is positive, 255 is nodata.",
+        "is positive, 255 is nodata. For buildings, roads and landcover, ground truth 255 is nodata "
+        "even when the file has no nodata tag.",
     )
     p.add_argument("--pred", required=True, help="prediction raster (band 1 used)")
     p.add_argument("--gt", required=True, help="ground-truth raster on the same grid")
@@ -36,12 +38,17 @@ def add_evaluate_parser(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rsviz.cli_predict import check_output
     from rsviz.errors import RsvizError
     from rsviz.evaluation import evaluate, write_eval
     from rsviz.geo import gsd_metres
     from rsviz.raster import check_same_grid, read_raster
-    from rsviz.types import ClassInfo
+    from rsviz.types import NODATA_CLASS, ClassInfo
 
+    out = Path(args.out)
+    inputs = [Path(p) for p in (args.pred, args.gt, args.image, args.classes) if p]
+    for target in (out, out.with_suffix(".csv")):  # a re-run replaces its own results, never an input
+        check_output(target, inputs, overwrite=True)
     if args.model:
         if args.classes or args.ignore_index is not None:
             raise RsvizError("--classes and --ignore-index come from the model card with --model; leave them out")
@@ -65,6 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ) from exc
     gsd = gsd_metres(gt.transform, gt.crs, *gt.shape) if gt.crs is not None else None
     valid = pred.valid & gt.valid
+    if args.task != "height":  # 255 is nodata in binary and class ground truth, tagged or not (see --help)
+        valid &= gt.array[0] != NODATA_CLASS
     res = evaluate(
         pred.array[0], gt.array[0], args.task, classes=classes, valid=valid, ignore_index=args.ignore_index, gsd=gsd
     )
@@ -103,7 +112,7 @@ def _evaluate_with_card(args: argparse.Namespace) -> int:
         if spec is not None
         else {"segmentation": "classes", "landcover": "classes"}.get(args.task, args.task)
     )
-    with tqdm(desc="rsviz evaluate", unit="block") as bar:
+    with tqdm(desc="rsviz evaluate", unit="block", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total

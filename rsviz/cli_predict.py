@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from rsviz.errors import OutputPathError
 from rsviz.types import NODATA_CLASS
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
@@ -19,7 +23,13 @@ edge (boundary) probability x 255, TTA variance x 1020 (with --tta), reconstruct
 float32 sidecar OUTPUT_height.tif in the card's units.
 
 If INPUT is a folder, every raster in it is predicted into the folder OUTPUT as <name>.tif
-(class ids, band layout above) and <name>.png (class colours from the model card).
+(class ids, band layout above) and <name>.png (class colours from the model card). The folder
+OUTPUT is created (with its parents) if missing; a raster that cannot be predicted is reported
+and skipped, and the exit status is then 2. A single OUTPUT file's folder must exist.
+
+Outputs are written under a temporary name beside the target and renamed when complete, so a
+failed run leaves no partial file. An existing output is refused unless --overwrite; an output
+that is the input (also through a symlink or hard link) is always refused.
 """
 
 
@@ -59,33 +69,62 @@ def add_predict_parser(sub) -> None:
         default="deflate",
         help="output compression (zstd: faster to write, readable by GDAL >= 2.3)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rsviz.errors import ModelInputError, RasterReadError
+    from rsviz.errors import RasterReadError, RsvizError
     from rsviz.inference import predict
-    from rsviz.models.api import load_model
+    from rsviz.models.api import get_model_card, load_model, model_dir
+    from rsviz.raster import check_bounds
 
     inp, out = Path(args.input), Path(args.output)
-    if out.resolve() == inp.resolve():
-        raise ModelInputError(
-            f"the output {out} is the input itself; writing there would replace the imagery with the prediction: "
-            "give another output path (a folder of its own for a folder of images)"
-        )
+    model_dir(args.model)  # an unknown name is the first thing to report (it lists the valid names)
+    if not inp.exists():
+        raise RasterReadError(f"input {inp} does not exist; check the path")
+    if args.bounds is not None:
+        check_bounds(tuple(args.bounds))
+    if inp.is_dir():
+        if out.exists() and not out.is_dir():
+            raise OutputPathError(f"INPUT {inp} is a folder, so OUTPUT must be a folder, but {out} is a file")
+        if out.exists() and os.path.samefile(out, inp):
+            raise OutputPathError(
+                f"the output folder {out} is the input folder; writing there would replace the imagery with the "
+                "predictions: give a folder of its own"
+            )
+    else:
+        check_output(out, [inp], overwrite=args.overwrite)
+        if "height" in get_model_card(args.model).heads:  # the float32 sidecar of a height head
+            check_output(out.with_name(out.stem + "_height.tif"), [inp], overwrite=args.overwrite)
     lm = load_model(args.model, args.device)
     opts = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size, tta=args.tta)
     if inp.is_dir():
         files = sorted(f for f in inp.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
         if not files:
             raise RasterReadError(f"no rasters ({', '.join(RASTER_SUFFIXES)}) in folder {inp}")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(f"cannot create output folder {out} ({exc.strerror}); choose another") from exc
+        failed: list[str] = []
         for f in tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=not sys.stderr.isatty()):
-            pred = predict(lm, f, **opts)
-            write_prediction_pair(pred, lm.card, out / f.stem)
-        print(f"wrote {len(files)} class-id GeoTIFFs and colour PNGs to {out}")
+            try:
+                stem = out / f.stem
+                for target in (stem.with_suffix(".tif"), stem.with_suffix(".png")):
+                    check_output(target, files, overwrite=args.overwrite)
+                pred = predict(lm, f, **opts)
+                write_prediction_pair(pred, lm.card, stem)
+            except RsvizError as exc:
+                failed.append(f.name)
+                print(f"error: {f.name}: {exc}", file=sys.stderr)
+        done = len(files) - len(failed)
+        print(f"wrote {done} class-id GeoTIFFs and colour PNGs to {out}")
+        if failed:
+            print(f"error: {len(failed)} of {len(files)} rasters failed: {', '.join(failed)}", file=sys.stderr)
+            return 2
         return 0
     bar = tqdm(total=0, desc="tiles", unit="tile", file=sys.stderr, disable=not sys.stderr.isatty())
 
@@ -113,6 +152,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output(out: Path, inputs: Sequence[Path], *, overwrite: bool = False) -> None:
+    """Refuse an output path that would lose data or cannot be written.
+
+    Args:
+        out: The output file.
+        inputs: Input files it must not be (compared by path, symlink target and inode, so hard links count).
+        overwrite: Allow replacing an existing file that is no input.
+
+    Raises:
+        OutputPathError: ``out`` is an input, exists (without ``overwrite``), or its folder is missing,
+            not a folder or read-only; the message says which and what to do.
+    """
+    for inp in inputs:
+        same = out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp))
+        if same:
+            raise OutputPathError(
+                f"the output {out} is the input {inp} itself (same path, symlink or hard link); writing there would "
+                "replace the imagery with the prediction: give another output path"
+            )
+    if out.exists() or out.is_symlink():
+        if out.is_dir():
+            raise OutputPathError(f"output {out} is a folder; give a file name such as {out / 'prediction.tif'}")
+        if not overwrite:
+            raise OutputPathError(f"output {out} already exists; pass --overwrite to replace it, or give a new name")
+    parent = out.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"output folder {parent} does not exist; create it first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output folder {parent} is not writable; choose a folder you can write to")
+
+
 def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
     """Write ``<stem>.tif`` (class ids, uint8, input grid) and ``<stem>.png`` (card colours).
 
@@ -137,8 +207,24 @@ def write_prediction_pair(pred, card, stem: Path) -> tuple[Path, Path]:
     }
     if pred.crs is not None:
         prof.update(crs=pred.crs, transform=pred.transform)
-    with rasterio.open(tif, "w", **prof) as dst:
-        dst.write(cls[None])
-        dst.write_colormap(1, {c.id: (*c.color, 255) for c in card.classes})
-    Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA_CLASS,))).save(png)
+    # each file is written under a temporary name beside it and renamed when complete
+    tmps: list[Path] = []
+    try:
+        fd, name = tempfile.mkstemp(prefix=".rsviz-", suffix=".tif", dir=tif.parent)
+        os.close(fd)
+        tmps.append(Path(name))
+        with rasterio.open(tmps[0], "w", **prof) as dst:
+            dst.write(cls[None])
+            dst.write_colormap(1, {c.id: (*c.color, 255) for c in card.classes})
+        fd, name = tempfile.mkstemp(prefix=".rsviz-", suffix=".png", dir=png.parent)
+        os.close(fd)
+        tmps.append(Path(name))
+        Image.fromarray(palette_rgba(cls, card.classes, transparent=(NODATA_CLASS,))).save(tmps[1], format="PNG")
+        os.replace(tmps[0], tif)
+        os.replace(tmps[1], png)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {tif} / {png} ({exc}); check the output folder") from exc
+    finally:
+        for t in tmps:
+            t.unlink(missing_ok=True)
     return tif, png

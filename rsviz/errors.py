@@ -55,6 +55,18 @@ class ModelInputError(RsvizError, ValueError):
     """An input array does not satisfy the model card (dtype scale, shape, GSD)."""
 
 
+class GeometryTypeError(RsvizError, ValueError):
+    """Vector labels have geometries of a type the target cannot use (e.g. points given as building footprints)."""
+
+
+class ModelFolderError(RsvizError, ValueError):
+    """A model folder is broken: ``card.json`` cut off or missing keys, or ``model.safetensors`` truncated."""
+
+
+class OutputPathError(RsvizError, OSError):
+    """An output path cannot be written: missing or read-only folder, existing file, or the input itself."""
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
     """Build an :class:`UnknownNameError` listing the valid names.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from affine import Affine
@@ -24,7 +24,7 @@ from scipy import ndimage
 from shapely.geometry import mapping, shape
 from skimage.segmentation import find_boundaries
 
-from rsviz.errors import CRSError, RsvizError
+from rsviz.errors import CRSError, GeometryTypeError, RsvizError
 from rsviz.geo import WGS84, reproject_bounds
 
 #: Width of boundary ground truth in pixels (see :func:`edges_from_mask`).
@@ -91,8 +91,10 @@ def rasterize_polygons(
 
     Raises:
         CRSError: If ``dst_crs`` is None.
+        GeometryTypeError: If a geometry is not a Polygon or MultiPolygon (points or lines would burn as
+            one-pixel objects), naming the types found.
     """
-    geoms = _geometries_in(geometries, src_crs, dst_crs)
+    geoms = _geometries_in(geometries, src_crs, dst_crs, polygonal=True)
     if not geoms:
         return np.zeros(shape, dtype=np.uint8)
     vals = values if values is not None else [1] * len(geoms)
@@ -116,16 +118,45 @@ def rasterize_instances(
     Returns:
         ``(height, width)`` int32 instance ids, 0 for background.
     """
-    geoms = _geometries_in(geometries, src_crs, dst_crs)
+    geoms = _geometries_in(geometries, src_crs, dst_crs, polygonal=True)
     if not geoms:
         return np.zeros(shape, dtype=np.int32)
     return rasterize(zip(geoms, range(1, len(geoms) + 1)), out_shape=shape, transform=transform, fill=0, dtype="int32")
 
 
-def _geometries_in(geometries: Iterable[Mapping], src_crs, dst_crs) -> list[Mapping]:
-    """Valid, non-empty geometries reprojected to ``dst_crs`` (raises CRSError if it is None)."""
+POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def _polygonal(geometries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The geometries, refused unless every non-empty one is a Polygon or MultiPolygon.
+
+    Raises:
+        GeometryTypeError: Naming the geometry types found and how many of each.
+    """
+    geoms = list(geometries)
+    bad: dict[str, int] = {}
+    for g in geoms:
+        if g:
+            kind = str(g.get("type")) if isinstance(g, Mapping) else type(g).__name__
+            if kind not in POLYGONAL:
+                bad[kind] = bad.get(kind, 0) + 1
+    if bad:
+        found = ", ".join(f"{n} {k}" for k, n in sorted(bad.items()))
+        raise GeometryTypeError(
+            f"footprints must be Polygon or MultiPolygon geometries, but the labels contain {found}; "
+            "points and lines would burn as one-pixel buildings: give the footprint polygons "
+            "(or buffer the geometries into polygons first)"
+        )
+    return geoms
+
+
+def _geometries_in(geometries: Iterable[Mapping], src_crs, dst_crs, *, polygonal: bool = False) -> list[Mapping]:
+    """Valid, non-empty geometries reprojected to ``dst_crs`` (raises CRSError if it is None); with
+    ``polygonal``, anything but polygons raises :class:`GeometryTypeError` (see :func:`_polygonal`)."""
     if dst_crs is None:
         raise CRSError("cannot rasterize vectors onto an image without a CRS; georeference the image first")
+    if polygonal:
+        geometries = _polygonal(geometries)
     geoms = [g for g in geometries if _is_valid_geometry(g)]
     if geoms and CRS.from_user_input(src_crs) != CRS.from_user_input(dst_crs):
         geoms = [transform_geom(src_crs, dst_crs, g) for g in geoms]

@@ -117,6 +117,44 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.io.DatasetReader]:
         ds.close()
 
 
+#: Environment variable: the most GiB :func:`read_raster` reads into memory at once (default 8).
+MAX_READ_ENV = "RSVIZ_MAX_READ_GIB"
+
+
+def read_failed(path: str | os.PathLike[str], exc: Exception) -> RasterReadError:
+    """The :class:`RasterReadError` for a read that failed after the file opened (truncated or corrupt data).
+
+    Args:
+        path: The raster.
+        exc: GDAL's error.
+
+    Returns:
+        The error, ready to raise ``from exc``.
+    """
+    return RasterReadError(
+        f"{os.fspath(path)} opened but its pixels cannot be read ({exc}); the file is truncated or corrupt: "
+        "copy or download it again"
+    )
+
+
+def check_bounds(bounds: BBox) -> None:
+    """Refuse an extent that is not four finite numbers with west < east and south < north.
+
+    Raises:
+        ExtentError: Quoting the extent and what is wrong with it.
+    """
+    try:
+        w, s, e, n = (float(v) for v in bounds)
+    except (TypeError, ValueError) as exc:
+        raise ExtentError(f"bounds {bounds!r} must be four numbers (west, south, east, north)") from exc
+    if not all(np.isfinite(v) for v in (w, s, e, n)):
+        raise ExtentError(f"bounds {(w, s, e, n)} contain NaN or infinity; give four finite numbers W S E N")
+    if w >= e:
+        raise ExtentError(f"bounds west {w} is not less than east {e}; give W S E N with west < east")
+    if s >= n:
+        raise ExtentError(f"bounds south {s} is not less than north {n}; give W S E N with south < north")
+
+
 def window_from_bounds(ds, bounds: BBox, bounds_crs: CRS | str | int = "EPSG:4326") -> Window:
     """Pixel window of ``ds`` covering ``bounds``, clipped to the raster.
 
@@ -139,6 +177,7 @@ def grid_window_from_bounds(
     transform: Affine, crs: CRS | None, shape: tuple[int, int], bounds: BBox, bounds_crs: CRS | str | int = "EPSG:4326"
 ) -> Window:
     """Like :func:`window_from_bounds` for a grid given by transform, CRS and ``(height, width)``."""
+    check_bounds(bounds)
     crs = to_crs(crs)
     height, width = shape
     w, s, e, n = reproject_bounds(bounds, bounds_crs, crs)
@@ -190,8 +229,19 @@ def read_raster(
         if bounds is not None:
             window = window_from_bounds(ds, bounds, bounds_crs)
         idx = list(bands) if bands is not None else list(range(1, ds.count + 1))
-        data = ds.read(idx, window=window)
-        masks = ds.read_masks(idx, window=window)
+        h, w = (int(window.height), int(window.width)) if window is not None else (ds.height, ds.width)
+        need = h * w * len(idx) * np.dtype(ds.dtypes[0]).itemsize
+        limit = int(float(os.environ.get(MAX_READ_ENV, "8")) * 2**30)
+        if need > limit:
+            raise ExtentError(
+                f"{Path(path).name} is {w}x{h} px x {len(idx)} bands ({need / 2**30:.1f} GiB), more than the "
+                f"{limit / 2**30:g} GiB read into memory ({MAX_READ_ENV}); read a window or extent of it"
+            )
+        try:
+            data = ds.read(idx, window=window)
+            masks = ds.read_masks(idx, window=window)
+        except RasterioIOError as exc:
+            raise read_failed(path, exc) from exc
         valid = np.all(masks > 0, axis=0)
         transform = ds.window_transform(window) if window is not None else ds.transform
         names = (

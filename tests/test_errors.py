@@ -15,6 +15,9 @@ from rsviz import errors
         (errors.DataMissingError, FileNotFoundError),
         (errors.UnknownNameError, KeyError),
         (errors.ModelInputError, ValueError),
+        (errors.GeometryTypeError, ValueError),
+        (errors.ModelFolderError, ValueError),
+        (errors.OutputPathError, OSError),
     ],
 )
 def test_subclasses_inherit_root_and_builtin(cls, builtin):

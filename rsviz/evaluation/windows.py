@@ -690,7 +690,9 @@ def _band_names(ds: Any, card: Any) -> list[str]:
         names = [n for n, _ in output_band_layout(card, tta)]
         if len(names) == ds.count:
             return names
-    raise ValueError(
+    from rsviz.errors import ModelInputError
+
+    raise ModelInputError(
         f"{ds.name} has {ds.count} bands and no rsviz_bands tag; it is not a prediction of {card.name} "
         "written by rsviz.inference.predict(output=...)"
     )
@@ -741,25 +743,27 @@ def evaluate_rasters(
 
     Raises:
         GridMismatchError: A ground-truth raster or the image is not on the prediction's grid.
-        ValueError: The prediction's bands are not a layout of this card, or see :func:`evaluate_windows`.
+        RasterReadError: A raster is missing, not a raster, or truncated (pixels unreadable).
+        ModelInputError, ValueError: The prediction's bands are not a layout of this card, or see :func:`evaluate_windows`.
         InferenceCancelled: ``cancel()`` returned True.
     """
     from contextlib import ExitStack
 
-    import rasterio
+    from rasterio.errors import RasterioIOError
 
     from rsviz.datasets.base import Sample
     from rsviz.errors import GridMismatchError
     from rsviz.inference.export import decode_prediction_bands
+    from rsviz.raster import open_raster, read_failed
 
     pred_path = Path(pred_path)
     with ExitStack() as stack:
-        pds = stack.enter_context(rasterio.open(pred_path))
+        pds = stack.enter_context(open_raster(pred_path))
         names = _band_names(pds, card)
         sidecar = pred_path.with_name(pred_path.stem + "_height.tif")
-        hds = stack.enter_context(rasterio.open(sidecar)) if "height" in card.heads and sidecar.exists() else None
-        gts = {k: stack.enter_context(rasterio.open(p)) for k, p in gt_paths.items()}
-        ids = stack.enter_context(rasterio.open(image_path)) if image_path is not None else None
+        hds = stack.enter_context(open_raster(sidecar)) if "height" in card.heads and sidecar.exists() else None
+        gts = {k: stack.enter_context(open_raster(p)) for k, p in gt_paths.items()}
+        ids = stack.enter_context(open_raster(image_path)) if image_path is not None else None
         for what, ds in [*gts.items(), ("height sidecar", hds), ("image", ids)]:
             if ds is not None and (ds.shape != pds.shape or ds.transform != pds.transform or ds.crs != pds.crs):
                 raise GridMismatchError(
@@ -806,10 +810,20 @@ def evaluate_rasters(
                 targets=targets,
             )
 
+        def guarded(read: Callable[[Window], Any]) -> Callable[[Window], Any]:
+            def run(w: Window) -> Any:
+                try:
+                    return read(w)
+                except RasterioIOError as exc:  # a truncated file: name the files read
+                    files = ", ".join(str(p) for p in [pred_path, *gt_paths.values(), image_path] if p is not None)
+                    raise read_failed(f"one of {files}", exc) from exc
+
+            return run
+
         return evaluate_windows(
             card,
-            read_heads,
-            read_sample,
+            guarded(read_heads),
+            guarded(read_sample),
             int(win.height),
             int(win.width),
             block=block,

@@ -38,11 +38,23 @@ def classify_patch(model: LoadedModel | str, sample: Sample | np.ndarray) -> np.
 
     Raises:
         BandCountError: Wrong number of bands.
+        ModelInputError: NaN or infinite pixels, or values the card's scaling would misread (see
+            :func:`rsviz.inference.engine.check_value_range`).
     """
+    from rsviz.errors import ModelInputError
+    from rsviz.inference.engine import check_value_range
     from rsviz.models.api import LoadedModel, load_model_cached
 
     lm = model if isinstance(model, LoadedModel) else load_model_cached(model, "cpu")
     img = sample.image if isinstance(sample, Sample) else sample
+    arr = np.asarray(img)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ModelInputError(
+            f"the patch has {int((~np.isfinite(arr)).sum())} NaN or infinite values; a whole-patch classifier has "
+            "no nodata handling: fill them (e.g. with the band mean) first"
+        )
+    if arr.size and arr.dtype.kind in "uif":
+        check_value_range(lm.card, arr.dtype, (float(arr.min()), float(arr.max())))
     x = normalise_s2(img, lm.card).to(lm.device)
     from rsviz.models.fusion import TRACE_GATE
 

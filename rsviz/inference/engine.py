@@ -71,6 +71,7 @@ __all__ = [
     "predict",
     "Prediction",
     "check_input",
+    "check_value_range",
     "output_band_layout",
     "InferenceCancelled",
     "GSDWarning",
@@ -130,6 +131,7 @@ def check_input(
     crs: CRS | None,
     shape: tuple[int, int],
     sample: np.ndarray | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> list[str]:
     """Check an input against the model card.
 
@@ -140,7 +142,9 @@ def check_input(
         transform: Its affine transform.
         crs: Its CRS (None: no GSD check).
         shape: ``(height, width)``, pixels.
-        sample: Some of its pixels (``(bands, h, w)``), to check the value range.
+        sample: Some of its pixels (``(bands, h, w)``), to check the value range when ``value_range`` is None.
+        value_range: ``(min, max)`` of the valid pixels of the whole input (see
+            :meth:`RasterSource.value_range`), checked with :func:`check_value_range`.
 
     Raises:
         BandCountError: Band count differs from the card.
@@ -156,17 +160,11 @@ def check_input(
             f"{card.name} expects {n} bands ({', '.join(card.input.bands)}) but the image has {count}; "
             f"choose an image with those bands or a model for {count}-band input"
         )
-    if (
-        card.input.dtype == "uint8"
-        and np.dtype(dtype).itemsize > 1
-        and sample is not None
-        and sample.size
-        and sample.max() > 255
-    ):
-        raise ModelInputError(
-            f"{card.name} expects 8-bit values (0-255) but the image has values up to {int(sample.max())}; "
-            "rescale it to 8-bit (e.g. gdal_translate -scale -ot Byte) first"
-        )
+    if value_range is None and sample is not None and sample.size:
+        finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+        value_range = (float(finite.min()), float(finite.max())) if finite.size else None
+    if value_range is not None:
+        check_value_range(card, np.dtype(dtype), value_range)
     msgs = []
     if crs is not None:
         g = gsd_metres(transform, crs, *shape)
@@ -178,6 +176,51 @@ def check_input(
             )
             warnings.warn(msgs[-1], GSDWarning, stacklevel=3)
     return msgs
+
+
+def check_value_range(card: ModelCard, dtype: np.dtype[Any], value_range: tuple[float, float]) -> None:
+    """Refuse input values the card's scaling would silently misread.
+
+    The card's ``input.dtype`` and ``input.scale`` say what raw values mean (0-255 for 8-bit imagery,
+    reflectance x 10000 for Sentinel-2). An input is refused when its values leave that dtype's range
+    (12-bit or 16-bit data for an 8-bit model, negative values), when float values lie in 0-1 although
+    the card divides by a scale > 1 (imagery already scaled), or when 8-bit imagery is given to a model
+    of a wider dtype.
+
+    Args:
+        card: The model card.
+        dtype: The input's dtype.
+        value_range: ``(min, max)`` of its valid (finite, not nodata) pixels, all bands.
+
+    Raises:
+        ModelInputError: Saying the range found and the range expected.
+    """
+    lo, hi = value_range
+    want = np.dtype(card.input.dtype)
+    scale = float(card.input.scale)
+    if want.kind in "ui":
+        info = np.iinfo(want)
+        expected = f"{card.input.dtype} values {info.min}-{info.max}"
+        if scale > 1:
+            expected += f" (divided by {scale:g})"
+        found = f"the image ({dtype}) has values {lo:g} to {hi:g}"
+        if hi > info.max or lo < info.min:
+            fix = (
+                "rescale it to 8-bit (e.g. gdal_translate -scale -ot Byte) first"
+                if want == np.uint8
+                else f"convert it to {card.input.dtype} in the units the card states"
+            )
+            raise ModelInputError(f"{card.name} expects {expected} but {found}; {fix}")
+        if dtype.kind == "f" and scale > 1 and 0 < hi <= 1.0:
+            raise ModelInputError(
+                f"{card.name} expects {expected} but {found}, which looks already scaled to 0-1; "
+                f"multiply it by {scale:g} (or give the original {card.input.dtype} file)"
+            )
+        if dtype == np.uint8 and want.itemsize > 1:
+            raise ModelInputError(
+                f"{card.name} expects {expected} but {found} as 8-bit imagery; give the original "
+                f"{card.input.dtype} data (e.g. Sentinel-2 L2A reflectance x 10000), not a display stretch"
+            )
 
 
 def split_heads(predictor: Predictor, out: torch.Tensor, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
@@ -293,8 +336,7 @@ def predict(
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "128"))))
         src = stack.enter_context(RasterSource(source, window, bounds, bounds_crs))
         H, W = src.height, src.width
-        first, _ = src.read_rows(0, min(H, 64))
-        check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), first)
+        check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), value_range=src.value_range())
         predictor = Predictor(lm, tta, precision)
         geom = WindowGeometry.of(H, W, tile, overlap, PANEL_COLS)
         inferer = SlidingWindowInferer(

@@ -37,6 +37,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from rsviz.errors import OutputPathError
 from rsviz.inference.cogwriter import StreamedCOG
 from rsviz.models.card import ModelCard
 
@@ -195,6 +196,23 @@ def _q(x: np.ndarray) -> np.ndarray:
 _Job = tuple[Window, Heads, np.ndarray]
 
 
+def scratch_dir(target: Path) -> Path:
+    """A new scratch folder beside ``target`` (same file system, so the final rename is atomic).
+
+    Raises:
+        OutputPathError: The target's folder is missing or not writable, naming it.
+    """
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"output folder {parent} does not exist; create it first (mkdir -p {parent})")
+    try:
+        return Path(tempfile.mkdtemp(prefix=".rsviz-", dir=parent))
+    except OSError as exc:
+        raise OutputPathError(
+            f"cannot write into output folder {parent} ({exc.strerror}); choose a folder you can write to"
+        ) from exc
+
+
 class COGSink:
     """Writes finalised blocks to a uint8 GeoTIFF/COG (+ float32 height sidecar) through :class:`StreamedCOG`
     (overview levels decimated while streaming, so the COG step at the end only compresses).
@@ -241,7 +259,7 @@ class COGSink:
         for prefix in ("prob:", "recon:"):
             names = [n for n, _ in self.layout if n.startswith(prefix)]
             self.index.update({n: i for i, n in enumerate(names)})
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="rsviz-", dir=self.path.parent))
+        self.tmpdir = scratch_dir(self.path)
         try:
             own = "none" if cog else compress  # a COG is compressed by the final copy
             self.main = StreamedCOG(
@@ -351,18 +369,19 @@ class COGSink:
         """Write the queued blocks, then the final files (compressed by GDAL with :attr:`threads` threads);
         removes the scratch folder. Returns the files written."""
         outs: list[Path] = []
-        started: list[Path] = []
+        staged: list[tuple[Path, Path]] = []
         try:
             self._join()
             self._raise_pending()
             for ds, dst in ((self.main, self.path), (self.hds, self.path.with_name(self.path.stem + "_height.tif"))):
                 if ds is not None:
-                    started.append(dst)
-                    outs.append(ds.finish(dst, self.compress, self.cog, threads=self.threads))
-        except BaseException:
-            for dst in started:  # a half-written output is no output
-                dst.unlink(missing_ok=True)
-            raise
+                    # written under a temporary name beside the target (the scratch folder), renamed on success,
+                    # so a failed write never leaves a partial file nor destroys an older output
+                    tmp = self.tmpdir / f"final-{dst.name}"
+                    staged.append((ds.finish(tmp, self.compress, self.cog, threads=self.threads), dst))
+            for tmp, dst in staged:
+                os.replace(tmp, dst)
+                outs.append(dst)
         finally:
             self._discard()
         return SinkResult(files=outs)

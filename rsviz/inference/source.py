@@ -11,12 +11,13 @@ from types import TracebackType
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from rsviz.errors import ModelInputError
-from rsviz.raster import RasterData, open_raster, window_from_bounds
+from rsviz.raster import RasterData, open_raster, read_failed, window_from_bounds
 from rsviz.types import BBox
 
 Span = tuple[int, int, int, int]
@@ -24,6 +25,13 @@ Span = tuple[int, int, int, int]
 
 def _int_window(window: Window) -> Window:
     return Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+
+
+def _finite(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``valid`` with NaN and infinite pixels (of any band) also False; a new array only for float data."""
+    if data.dtype.kind != "f":
+        return valid
+    return valid & np.all(np.isfinite(data), axis=0)
 
 
 class RasterSource:
@@ -61,7 +69,9 @@ class RasterSource:
         self._ds: DatasetReader | None = None
         self._r: RasterData | None = None
         self.crs: CRS | None
+        self._path: str | None = None
         if isinstance(source, (str, os.PathLike)):
+            self._path = os.fspath(source)
             ds = self._stack.enter_context(open_raster(source))
             self._ds = ds
             try:
@@ -72,6 +82,11 @@ class RasterSource:
             except BaseException:
                 self.close()
                 raise
+            if ds.count < 1 or ds.width < 1 or ds.height < 1:
+                self.close()
+                raise ModelInputError(
+                    f"{self._path} has {ds.count} bands of {ds.width}x{ds.height} px; give an image with pixels"
+                )
             self.count, self.dtype = int(ds.count), np.dtype(ds.dtypes[0])
             # no nodata value, mask band or alpha: every pixel is valid, skip reading masks
             self._all_valid = all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
@@ -101,16 +116,55 @@ class RasterSource:
         c1 = self.width if c1 is None else c1
         w = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
         if self._ds is not None:
-            data: np.ndarray = self._ds.read(window=w)
-            if self._all_valid:
-                return data, np.ones(data.shape[1:], bool)
-            valid = np.all(self._ds.read_masks(window=w) > 0, axis=0)
-            return data, valid
+            try:
+                data: np.ndarray = self._ds.read(window=w)
+                valid = (
+                    np.ones(data.shape[1:], bool)
+                    if self._all_valid
+                    else np.all(self._ds.read_masks(window=w) > 0, axis=0)
+                )
+            except RasterioIOError as exc:
+                raise read_failed(self._path or "raster", exc) from exc
+            return data, _finite(data, valid)
         assert self._r is not None
         r = self._r
         sl = (slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width)))
         assert r.valid is not None  # RasterData fills it in __post_init__
-        return r.array[(slice(None), *sl)], r.valid[sl]
+        arr = r.array[(slice(None), *sl)]
+        return arr, _finite(arr, r.valid[sl])
+
+    def value_range(self, max_side: int = 1024) -> tuple[float, float] | None:
+        """Minimum and maximum over all bands of the whole region, from a cheap decimated read.
+
+        Files are read at most ``max_side`` pixels a side (GDAL uses overviews where the file has them);
+        arrays are strided. NaN, infinity and nodata pixels are left out.
+
+        Args:
+            max_side: Longest side of the decimated read, pixels.
+
+        Returns:
+            ``(min, max)``, or None when no pixel is valid.
+
+        Raises:
+            RasterReadError: The file's pixels cannot be read (truncated or corrupt).
+        """
+        step = max(1, -(-max(self.height, self.width) // max_side))
+        if self._ds is not None:
+            shape = (self.count, max(1, self.height // step), max(1, self.width // step))
+            try:
+                data = self._ds.read(window=self.window, out_shape=shape, resampling=Resampling.nearest)
+                masks = None if self._all_valid else self._ds.read_masks(window=self.window, out_shape=shape)
+            except RasterioIOError as exc:
+                raise read_failed(self._path or "raster", exc) from exc
+            valid = np.ones(shape[1:], bool) if masks is None else np.all(masks > 0, axis=0)
+        else:
+            data, valid = self.read_rows(0, self.height)
+            data, valid = data[:, ::step, ::step], valid[::step, ::step]
+        valid = _finite(data, valid)
+        if not valid.any():
+            return None
+        px = data[:, valid]
+        return float(px.min()), float(px.max())
 
     def iter_rows(self, spans: Sequence[Span]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield :meth:`read_rows` of each ``(r0, r1, c0, c1)`` span, in order.

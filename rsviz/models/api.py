@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsviz.errors import RsvizError, unknown_name
+from rsviz.errors import ModelFolderError, RsvizError, unknown_name
 from rsviz.models.architectures import build_model
 from rsviz.models.card import ModelCard
 from rsviz.resources import weights_dir
@@ -69,8 +69,65 @@ def model_dir(name: str) -> Path:
 
 
 def get_model_card(name: str) -> ModelCard:
-    """The :class:`ModelCard` of a registered model (raises :class:`UnknownNameError`)."""
+    """The :class:`ModelCard` of a registered model.
+
+    Raises:
+        UnknownNameError: Unknown name, listing valid ones.
+        ModelFolderError: Its ``card.json`` is cut off, not JSON or lacks keys.
+    """
     return ModelCard.load(model_dir(name) / "card.json")
+
+
+def model_problem(name: str) -> str | None:
+    """Why a registered model cannot be used, or None when its folder looks sound.
+
+    Cheap: reads ``card.json`` and ``config.json`` and the header of ``model.safetensors``
+    (its declared size must match the file's), without loading the weights.
+
+    Args:
+        name: Registry name.
+
+    Returns:
+        The reason (the :class:`ModelFolderError` message), or None.
+    """
+    d = model_dir(name)
+    try:
+        ModelCard.load(d / "card.json")
+        check_weights_file(d / "model.safetensors")
+        json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except ModelFolderError as exc:
+        return str(exc)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{d / 'config.json'} cannot be read ({exc})"
+    return None
+
+
+def check_weights_file(path: Path) -> None:
+    """Check a safetensors file's header and that the file is as long as the header says.
+
+    Raises:
+        ModelFolderError: Missing, truncated or not a safetensors file.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n <= 0 or n > 100_000_000:
+                raise ModelFolderError(f"{path} is not a safetensors file (bad header); copy the model again")
+            header = json.loads(f.read(n))
+            size = f.seek(0, os.SEEK_END)
+    except OSError as exc:
+        raise ModelFolderError(f"weights {path} cannot be read ({exc.strerror}); copy the model folder again") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{path} has a corrupt safetensors header ({exc}); copy the model again") from exc
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelFolderError(f"{path} has a malformed safetensors header ({exc!r}); copy the model again") from exc
+    if size < 8 + n + end:
+        raise ModelFolderError(
+            f"weights {path} are truncated ({size} bytes, the header declares {8 + n + end}); copy the model again"
+        )
 
 
 def available_devices() -> list[str]:
@@ -161,17 +218,29 @@ def from_pretrained(
         RsvizError: Missing or inconsistent weights.
         FileNotFoundError: No ``card.json`` or ``config.json`` in ``directory``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     d = Path(directory)
     name = name or d.name
     card = ModelCard.load(d / "card.json")
-    config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(
+            f"model {name!r}: {d / 'config.json'} cannot be read ({exc}); restore the model folder"
+        ) from exc
     net = build_model(config)
     wpath = d / "model.safetensors"
     if not wpath.is_file():
-        raise RsvizError(f"model {name!r} has no model.safetensors in {d}")
-    state = dequantize_state(load_file(str(wpath)))
+        raise ModelFolderError(f"model {name!r} has no model.safetensors in {d}")
+    try:
+        state = dequantize_state(load_file(str(wpath)))
+    except (SafetensorError, OSError, ValueError) as exc:  # a truncated file: SafetensorError
+        raise ModelFolderError(
+            f"model {name!r}: weights {wpath} cannot be read ({exc}); the file is truncated or corrupt: "
+            "copy the model folder again"
+        ) from exc
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RsvizError(

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rsviz.errors import ModelFolderError
 from rsviz.postprocess.instances import InstanceSettings
 from rsviz.postprocess.road_graph import RoadGraphSettings
 from rsviz.types import ClassInfo, HeadKind, Task
@@ -210,8 +211,27 @@ class ModelCard:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
-        """Read ``card.json``."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read ``card.json``.
+
+        Raises:
+            ModelFolderError: The file is unreadable, not JSON (e.g. cut off), or lacks or misnames keys;
+                the message names the file.
+        """
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFolderError(
+                f"model card {path} cannot be read ({exc}); restore the model folder's card.json"
+            ) from exc
+        if not isinstance(d, dict):
+            raise ModelFolderError(f"model card {path} is a JSON {type(d).__name__}, not an object")
+        try:
+            return cls.from_dict(d)
+        except KeyError as exc:
+            raise ModelFolderError(f"model card {path} lacks the key {exc}; restore the card.json") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelFolderError(f"model card {path} is invalid ({exc}); fix or restore the card.json") from exc
 
 
 def postprocess_of(card: ModelCard) -> InstanceSettings:
