@@ -23,16 +23,18 @@ def device_label() -> str:
 
 def render_intro() -> None:
     """What rsviz is, the device in use, bundled models and data status."""
-    from rsviz.models.api import get_model_card, list_models
+    from rsviz.models.api import get_model_card
 
     st.caption("Browse imagery, draw an extent, run a bundled model and compare it with ground truth.")
     c1, c2, c3 = st.columns(3)
     c1.metric("Device", device_label())
-    c2.metric("Bundled models", len(list_models()))
+    from rsviz.app.views import usable_models
+
+    names = usable_models()
+    c2.metric("Bundled models", len(names))
     c3.metric("Sample datasets", len(catalog.list_datasets()))
     if not assets_installed():
         st.warning("Leaflet assets are not installed, so the map cannot render offline: run `npm ci --prefix static`.")
-    names = list_models()
     if names:
         rows = []
         for n in names:

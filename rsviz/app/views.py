@@ -31,6 +31,20 @@ def _base_url() -> str:
     return str(st.get_option("server.baseUrlPath") or "")
 
 
+def usable_models() -> list[str]:
+    """Registered models whose folders are sound; a warning names each broken one and why (the others stay usable)."""
+    from rsviz.models.api import list_models, model_problem
+
+    names = []
+    for n in list_models():
+        why = model_problem(n)
+        if why is None:
+            names.append(n)
+        else:
+            st.warning(f"Model {n} is left out: {why}")
+    return names
+
+
 def _target_task(scene: Scene, card) -> str:
     """The evaluation task a model is scored on against this scene's ground truth, ``none`` when nothing fits."""
     from rsviz.evaluation import target_spec
@@ -335,16 +349,16 @@ def prelude() -> None:
 def render_run() -> None:
     """Model choice, options, background runs with progress and cancel, runs on this extent."""
     prelude()
-    from rsviz.models.api import available_devices, get_model_card, list_models, resolve_device
+    from rsviz.models.api import available_devices, get_model_card, resolve_device
     from rsviz.workspace import check_extent_size
 
     st.title("Run")
     scene = state.need_scene()
     if scene is None:
         return
-    names = list_models()
+    names = usable_models()
     if not names:
-        st.error("No models are registered: the weights/ folder is empty.")
+        st.error("No usable models are registered: the weights/ folder is empty or its models are broken.")
         return
     try:
         ext = resolve_extent(scene, state.bounds())
@@ -825,7 +839,7 @@ def render_scene_classification() -> None:
     from rsviz.display import colormap_rgba, to_rgb8
     from rsviz.errors import DataMissingError
     from rsviz.evaluation.export import multilabel_rows
-    from rsviz.models.api import get_model_card, list_models
+    from rsviz.models.api import get_model_card
 
     st.title("Scene classification (Sentinel-2)")
     try:
@@ -851,7 +865,7 @@ def render_scene_classification() -> None:
     )
     truth = [LABELS_19[i] for i in np.nonzero(s.extra["labels19"])[0]]
     st.markdown("**True labels (BigEarthNet-19):** " + ", ".join(truth))
-    models = [n for n in list_models() if get_model_card(n).task == "scene"]
+    models = [n for n in usable_models() if get_model_card(n).task == "scene"]
     if not models:
         st.info("No Sentinel-2 scene-classification model is bundled yet.")
         return

@@ -235,3 +235,23 @@ def test_whole_scene_stays_chosen_although_the_map_still_returns_the_last_rectan
         at.run()
     assert at.session_state["rsviz.bounds"] is None
     assert any("(whole scene)" in s.value for s in at.success)
+
+
+def test_a_broken_model_folder_is_named_and_the_others_stay_usable(mirror, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from rsviz.models.api import model_dir
+
+    broken = tmp_path / "extra" / "broken-model"
+    shutil.copytree(model_dir("toy-pointwise"), broken)
+    (broken / "card.json").write_text('{"name": "broken-model", "task": ')  # cut off
+    monkeypatch.setenv(
+        "RSVIZ_MODELS_PATH", os.pathsep.join([os.environ.get("RSVIZ_MODELS_PATH", ""), str(broken.parent)])
+    )
+    with mock.patch("streamlit_folium.st_folium", return_value={}):
+        at = _app().run()
+        at.switch_page("run.py").run()
+    assert not at.exception, at.exception
+    assert any("broken-model" in w.value for w in at.warning)
+    assert "toy-pointwise" in at.multiselect(key="run-models").options
