@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from rsviz.app.layers import MapLayer, max_zoom
 from rsviz.app.mapview import PIXELATED_CSS, STATIC_URL, tile_url
+from rsviz.app.routes import base_prefix
 from rsviz.types import BBox
 
 #: Scripts and styles of the comparison pages, below ``static/node_modules``.
@@ -31,8 +32,7 @@ ASSETS = {
 
 
 def _static(base_url: str, rel: str) -> str:
-    b = base_url.strip("/")
-    return ("/" + b if b else "") + "/" + STATIC_URL + "/" + rel
+    return base_prefix(base_url) + "/" + STATIC_URL + "/" + rel
 
 
 def _layer_js(layer: MapLayer, base_url: str, bounds: BBox) -> dict[str, object]:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from rsviz.app import state
 from rsviz.app.mapview import assets_installed
-from rsviz.app.scenes import SceneOption, find_scene, scene_map, scene_options
+from rsviz.app.scenes import SceneOption, find_scene, option_index, scene_map, scene_options
 from rsviz.data import catalog
 from rsviz.errors import RsvizError
 from rsviz.evaluation import fmt, metric_label, task_spec
@@ -147,15 +147,9 @@ def render_scene(st_folium) -> None:
         )
         return
     labels = [o.label for o in opts]
-    sources = [f"mosaic:{o.mosaic}" if o.mosaic else f"sample:{o.dataset}/{o.id}" for o in opts]
     cur = state.scene()
-    default = next(
-        (i for i, o in enumerate(opts) if o.mosaic), next((i for i, o in enumerate(opts) if o.split == "test"), 0)
-    )
-    if cur is not None and cur.source in sources:
-        st.session_state["home-scene"] = labels[sources.index(cur.source)]
-    elif "home-scene" not in st.session_state:
-        st.session_state["home-scene"] = labels[default]
+    if "home-scene" not in st.session_state or (cur is not None and cur.source in {o.source for o in opts}):
+        st.session_state["home-scene"] = labels[option_index(opts, cur)]
     c1, c2 = st.columns([4, 1])
     c1.selectbox("Sample scene", labels, key="home-scene", on_change=_open_home_choice)
     basemap = c2.toggle("Basemap", value=False, key="home-basemap", help="OpenStreetMap tiles; needs internet")
@@ -191,8 +185,7 @@ def render_scene(st_folium) -> None:
     if cur.georeferenced:
         from rsviz.app.layers import scene_layers
 
-        base = str(st.get_option("server.baseUrlPath") or "")
-        m = scene_map(cur, scene_layers(cur), base_url=base, basemap=basemap, draw=False, height=560)
+        m = scene_map(cur, scene_layers(cur), base_url=state.base_url(), basemap=basemap, draw=False, height=560)
         st_folium(m, height=560, use_container_width=True, returned_objects=[], key=f"home-map-{cur.key}")
 
 

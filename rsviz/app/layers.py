@@ -8,11 +8,9 @@ opacity, whether it is a class layer drawn ``pixelated``, its legend).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
-from rsviz.tiles import REGISTRY, Layer, LayerKind, default_rgb_bands, imagery_rescale, layer_info
+from rsviz.tiles import REGISTRY, Layer, LayerKind, default_rgb_bands, layer_info
 from rsviz.types import ClassInfo
 from rsviz.workspace import RunResult, Scene
 
@@ -55,19 +53,11 @@ def _binary(classes: tuple[ClassInfo, ...]) -> bool:
     return len(classes) <= 2
 
 
-@functools.lru_cache(maxsize=64)
-def _stretch(path: str, mtime_ns: int, bands: tuple[int, ...], dtype: str) -> tuple[tuple[float, float], ...]:
-    if dtype == "uint8":
-        return tuple((0.0, 255.0) for _ in bands)
-    return imagery_rescale(Path(path), bands)
-
-
 def imagery_layer(scene: Scene, bands: tuple[int, ...] | None = None) -> MapLayer:
-    """The scene's imagery: RGB (or grey) bands, uint8 as is, other types with a 2-98 % per-band stretch
-    from the overviews (Sentinel-2's 12 bands: B04, B03, B02 by default)."""
-    b = bands or default_rgb_bands(scene.image)
-    rescale = _stretch(str(scene.image), scene.image.stat().st_mtime_ns, tuple(b), scene.dtype)
-    lyr = Layer(LayerKind.IMAGERY, scene.image, bands=tuple(b), rescale=rescale)
+    """The scene's imagery: RGB (or grey) bands, uint8 as is, other types with the tile renderer's 2-98 %
+    per-band stretch from the overviews, computed once per layer (Sentinel-2's 12 bands: B04, B03, B02 by
+    default)."""
+    lyr = Layer(LayerKind.IMAGERY, scene.image, bands=tuple(bands or default_rgb_bands(scene.image)))
     return MapLayer("imagery", REGISTRY.register(lyr), LayerKind.IMAGERY)
 
 

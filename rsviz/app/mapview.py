@@ -61,8 +61,9 @@ def localize_assets(m: folium.Map, base_url: str = "/") -> folium.Map:
     Returns:
         ``m``.
     """
-    b = base_url.strip("/")
-    prefix = ("/" + b if b else "") + "/" + STATIC_URL
+    from rsviz.app.routes import base_prefix
+
+    prefix = base_prefix(base_url) + "/" + STATIC_URL
     for el in _walk(m):
         for attr in ("default_js", "default_css"):
             links = getattr(el, attr, None)

@@ -180,6 +180,12 @@ def tile_routes(registry: TileRegistry = REGISTRY, *, cache_bytes: int | None = 
     ]
 
 
+def base_prefix(base_url_path: str) -> str:
+    """``"/<base>"`` for Streamlit's ``server.baseUrlPath`` (slashes around it ignored), ``""`` for none."""
+    base = base_url_path.strip("/")
+    return f"/{base}" if base else ""
+
+
 def tile_url_template(layer_id: str, base_url_path: str = "") -> str:
     """The Leaflet / folium URL template of a layer's tiles.
 
@@ -190,9 +196,7 @@ def tile_url_template(layer_id: str, base_url_path: str = "") -> str:
     Returns:
         An absolute path, e.g. ``"/rsviz/tiles/<id>/{z}/{x}/{y}.png"`` or ``"/base/rsviz/tiles/<id>/{z}/{x}/{y}.png"``.
     """
-    base = base_url_path.strip("/")
-    prefix = f"/{base}/" if base else "/"
-    return f"{prefix}{TILE_PREFIX}/{layer_id}/{{z}}/{{x}}/{{y}}.png"
+    return f"{base_prefix(base_url_path)}/{TILE_PREFIX}/{layer_id}/{{z}}/{{x}}/{{y}}.png"
 
 
 #: Where the Leaflet assets live below the server root (or below a base path).

@@ -44,6 +44,22 @@ class SceneOption:
     label: str
     mosaic: str | None = None
 
+    @property
+    def source(self) -> str:
+        """The :attr:`rsviz.workspace.Scene.source` of the scene this option opens."""
+        return f"mosaic:{self.mosaic}" if self.mosaic else f"sample:{self.dataset}/{self.id}"
+
+
+def option_index(opts: list[SceneOption], current: Scene | None) -> int:
+    """The option of the open scene if it is one of ``opts``, else the default: the first mosaicked area, else
+    the first held-out chip, else the first option."""
+    for i, o in enumerate(opts):
+        if current is not None and o.source == current.source:
+            return i
+    return next(
+        (i for i, o in enumerate(opts) if o.mosaic), next((i for i, o in enumerate(opts) if o.split == "test"), 0)
+    )
+
 
 def scene_options(datasets: tuple[str, ...] = MAP_DATASETS) -> tuple[list[SceneOption], list[str]]:
     """Sample scenes available in the data cache: mosaicked areas first, then single chips.

@@ -74,6 +74,11 @@ def jobs() -> list[str]:
     return st.session_state.setdefault(K_JOBS, [])
 
 
+def base_url() -> str:
+    """Streamlit's ``server.baseUrlPath`` (``""`` for none): tile and asset URLs live below it."""
+    return str(st.get_option("server.baseUrlPath") or "")
+
+
 def need_scene() -> Scene | None:
     """The open scene, or an info box pointing to the Map page."""
     s = scene()

@@ -27,10 +27,6 @@ VECTOR_MAX_PX = 16_000_000
 PREVIEW_SIDE = 1024
 
 
-def _base_url() -> str:
-    return str(st.get_option("server.baseUrlPath") or "")
-
-
 def usable_models() -> list[str]:
     """Registered models whose folders are sound; a warning names each broken one and why (the others stay usable)."""
     from rsviz.models.api import list_models, model_problem
@@ -82,6 +78,7 @@ def _source_of(scene: Scene | None) -> str:
 
 def _sample_picker() -> None:
     from rsviz.app.home import open_option, scene_option_list
+    from rsviz.app.scenes import option_index
     from rsviz.data import catalog
 
     opts, problems = scene_option_list(str(catalog.data_dir()))
@@ -92,13 +89,8 @@ def _sample_picker() -> None:
     st.session_state["map-options"] = {o.label: o for o in opts}
     labels = [o.label for o in opts]
     cur = state.scene()
-    sources = [f"mosaic:{o.mosaic}" if o.mosaic else f"sample:{o.dataset}/{o.id}" for o in opts]
-    default = next(
-        (i for i, o in enumerate(opts) if o.mosaic), next((i for i, o in enumerate(opts) if o.split == "test"), 0)
-    )
-    if cur is not None and cur.source in sources:
-        default = sources.index(cur.source)
-    if "map-scene" not in st.session_state or (cur is not None and cur.source in sources):
+    default = option_index(opts, cur)
+    if "map-scene" not in st.session_state or (cur is not None and cur.source in {o.source for o in opts}):
         st.session_state["map-scene"] = labels[default]
     st.selectbox("Sample scene", labels, key="map-scene", on_change=_open_option)
     if cur is None:  # first visit: open the default scene
@@ -214,7 +206,7 @@ def render_map(st_folium) -> None:
             m = scene_map(
                 scene,
                 layers,
-                base_url=_base_url(),
+                base_url=state.base_url(),
                 basemap=basemap,
                 extent=state.bounds(),
                 height=560,
@@ -506,7 +498,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
         left = c1.selectbox("Left of the divider", names, index=names.index(dl), key="compare-left")
         right = c2.selectbox("Right of the divider", names, index=names.index(dr), key="compare-right")
         st.iframe(
-            swipe_html(by_name[left], by_name[right], base, bounds, view=ext.bounds, base_url=_base_url()),
+            swipe_html(by_name[left], by_name[right], base, bounds, view=ext.bounds, base_url=state.base_url()),
             height=570,
         )
     else:
@@ -515,7 +507,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
         shown = st.multiselect("Maps (pan and zoom are linked)", names, default=default[:6], key="compare-grid")
         if shown:
             st.iframe(
-                linked_maps_html([by_name[n] for n in shown], base, bounds, view=ext.bounds, base_url=_base_url()),
+                linked_maps_html([by_name[n] for n in shown], base, bounds, view=ext.bounds, base_url=state.base_url()),
                 height=330 * math.ceil(len(shown) / 2) + 10,
             )
 
@@ -683,8 +675,8 @@ def _objects_map(scene, ext, match):
 
     img = imagery_layer(scene)
     _, mz = max_zoom(img)
-    m = make_map(basemap=False, draw=False, height=480, max_zoom=mz, base_url=_base_url())
-    add_tile_layer(m, img, _base_url(), bounds=scene.bounds_4326, max_zoom=mz)
+    m = make_map(basemap=False, draw=False, height=480, max_zoom=mz, base_url=state.base_url())
+    add_tile_layer(m, img, state.base_url(), bounds=scene.bounds_4326, max_zoom=mz)
     from affine import Affine
 
     t = scene.transform * Affine.translation(ext.window.col_off, ext.window.row_off)

@@ -302,6 +302,18 @@ def _opening(key: str) -> threading.Lock:
         return _OPEN_LOCKS[key]
 
 
+def _recorded(key: str, build: Callable[[], Scene]) -> Scene:
+    """The scene recorded under ``key``, else ``build()``'s, saved: built once, under the key's lock."""
+    with _opening(key):
+        try:
+            return load_scene(key)
+        except UnknownNameError:
+            pass
+        scene = build()
+        save_scene(scene)
+        return scene
+
+
 def save_scene(scene: Scene) -> None:
     """Write the scene's record (atomically: a reader never sees half a file), with the size and modification
     time of each of its files, so a file changed since cannot be reopened under the old record."""
@@ -415,6 +427,21 @@ class _Info:
     band_names: tuple[str, ...]
     nodata: float | None
     overviews: bool
+
+
+def _grid_of(info: _Info) -> dict[str, Any]:
+    """The :class:`Scene` fields a raster's header gives: size, bands, dtype and its value range, grid, CRS."""
+    lo, hi = dtype_range(np.dtype(info.dtype))
+    return {
+        "height": info.height,
+        "width": info.width,
+        "count": info.count,
+        "dtype": info.dtype,
+        "transform": info.transform,
+        "crs": info.crs,
+        "band_names": info.band_names,
+        "scale": (lo, hi),
+    }
 
 
 def _inspect(path: Path) -> _Info:
@@ -715,12 +742,7 @@ def open_path(
     if g is not None and not g.is_file():
         raise RasterReadError(f"ground-truth file not found: {g}; check the path")
     key = _digest("path", *_file_stamp(p), *(_file_stamp(g) if g else ()))
-    with _opening(key):
-        try:
-            return load_scene(key)
-        except UnknownNameError:
-            pass
-        return _open_path(key, p, g, name, source, progress)
+    return _recorded(key, lambda: _open_path(key, p, g, name, source, progress))
 
 
 def _open_path(
@@ -737,27 +759,17 @@ def _open_path(
             targets, task, classes = _vector_ground_truth(g, info, folder, progress)
         else:
             targets, task, classes = _raster_ground_truth(g, info, folder, progress)
-    lo, hi = dtype_range(np.dtype(info.dtype))
-    scene = Scene(
+    return Scene(
         key=key,
         name=name or p.name,
         image=image,
-        height=info.height,
-        width=info.width,
-        count=info.count,
-        dtype=info.dtype,
-        transform=info.transform,
-        crs=info.crs,
-        band_names=info.band_names,
-        scale=(lo, hi),
+        **_grid_of(info),
         targets=targets,
         classes=classes,
         task=task,
         split="test" if targets else "predict",
         source=source or f"path:{p}",
     )
-    save_scene(scene)
-    return scene
 
 
 def _stream_to(dst: Path, data: bytes | BinaryIO) -> str:
@@ -861,12 +873,7 @@ def open_sample(ref: SceneRef) -> Scene:
         DataMissingError: The dataset is not in the data cache.
     """
     key = _digest("sample", ref.dataset, ref.id, *_file_stamp(ref.path))
-    with _opening(key):
-        try:
-            return load_scene(key)
-        except UnknownNameError:
-            pass
-        return _open_sample(key, ref)
+    return _recorded(key, lambda: _open_sample(key, ref))
 
 
 def _open_sample(key: str, ref: SceneRef) -> Scene:
@@ -886,7 +893,7 @@ def _open_sample(key: str, ref: SceneRef) -> Scene:
         task = "unknown"
     elif task == "landcover" or "classes" in targets:
         task = "landcover" if "classes" in targets else task
-    scene = Scene(
+    return Scene(
         key=key,
         name=f"{ref.dataset} / {ref.id}",
         image=image,
@@ -907,8 +914,6 @@ def _open_sample(key: str, ref: SceneRef) -> Scene:
         source=f"sample:{ref.dataset}/{ref.id}",
         gsd_m=None if s.crs is not None else s.extra.get("gsd_m"),
     )
-    save_scene(scene)
-    return scene
 
 
 __all__ = [
@@ -952,24 +957,17 @@ def open_mosaic(mosaic: Any) -> Scene:
     """
     stamps = [_file_stamp(Path(mosaic.image)), *(_file_stamp(Path(p)) for p in mosaic.targets.values())]
     key = _digest("mosaic", mosaic.name, *stamps)
-    try:
-        return load_scene(key)
-    except UnknownNameError:
-        pass
+    return _recorded(key, lambda: _mosaic_scene(key, mosaic))
+
+
+def _mosaic_scene(key: str, mosaic: Any) -> Scene:
     info = _inspect(Path(mosaic.image))
-    lo, hi = dtype_range(np.dtype(info.dtype))
-    scene = Scene(
+    grid = {**_grid_of(info), "band_names": tuple(mosaic.band_names) or info.band_names}
+    return Scene(
         key=key,
         name=mosaic.title,
         image=Path(mosaic.image),
-        height=info.height,
-        width=info.width,
-        count=info.count,
-        dtype=info.dtype,
-        transform=info.transform,
-        crs=info.crs,
-        band_names=tuple(mosaic.band_names) or info.band_names,
-        scale=(lo, hi),
+        **grid,
         targets={k: Path(v) for k, v in mosaic.targets.items()},
         classes=tuple(mosaic.classes),
         task=mosaic.task,
@@ -978,5 +976,3 @@ def open_mosaic(mosaic: Any) -> Scene:
         source=f"mosaic:{mosaic.name}",
         splits=Path(mosaic.splits) if mosaic.splits else None,
     )
-    save_scene(scene)
-    return scene
