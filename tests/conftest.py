@@ -14,8 +14,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 _TMP = Path(tempfile.mkdtemp(prefix="rsviz-tests-"))
 os.environ.setdefault("RSVIZ_CACHE_DIR", str(_TMP / "derived"))
 os.environ.setdefault("RSVIZ_WORKSPACE", str(_TMP / "workspace"))
-
 ROOT = Path(__file__).resolve().parents[1]
+# Map -> Local path opens only allowed folders (default: caches, workspace, home); tests open fixtures from the
+# checkout and from pytest's temporary folders, wherever CI puts those.
+os.environ.setdefault("RSVIZ_LOCAL_PATHS", os.pathsep.join([tempfile.gettempdir(), str(ROOT)]))
+
 FIXTURES = ROOT / "tests" / "data"
 
 

@@ -5,8 +5,8 @@ fed to the library or the command line; each must end in exactly its expected :m
 class (the CLI: exit status 2 and one ``error:`` line, no traceback), or succeed when it is merely odd.
 No input file may change and no partial output may remain.
 
-``hypothesis`` is not installed in the project's environment, so the property tests at the end draw their
-raster headers and GeoJSON geometries from a seeded NumPy generator instead.
+The property-based cases at the end (``hypothesis``, derandomised so CI sees the same examples every run) draw
+raster headers and GeoJSON documents.
 """
 
 from __future__ import annotations
@@ -342,101 +342,259 @@ def test_bounds_are_checked():
             check_bounds(b)  # type: ignore[arg-type]
 
 
+def _workspace_entries() -> set[str]:
+    from rsviz.resources import workspace_dir
+
+    ws = workspace_dir()
+    return {
+        str(p.relative_to(ws)) for sub in ("uploads", "scenes") if (ws / sub).is_dir() for p in (ws / sub).iterdir()
+    }
+
+
+UPLOAD_CASES = [c for c in BY_KIND["read"] + BY_KIND["predict"] if c.expect == "RasterReadError" and c.path.is_file()]
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", UPLOAD_CASES, ids=_ids(UPLOAD_CASES))
+def test_refused_upload_leaves_nothing_and_names_the_users_file(case):
+    """An upload that cannot be opened: the error names the uploaded file (never the server's copy) and nothing
+    of it stays in the workspace (no upload folder, no half-made scene)."""
+    from rsviz.resources import workspace_dir
+    from rsviz.workspace import open_upload
+
+    before = _workspace_entries()
+    with open(case.path, "rb") as f:
+        err = _raises_exactly(case.expect, open_upload, f"my-{case.path.name}", f)
+    assert f"my-{case.path.name}" in str(err)
+    assert str(workspace_dir()) not in str(err)
+    assert _workspace_entries() == before
+
+
+FOOTPRINT_CASES = [c for c in BY_KIND["footprints"] if c.expect != "ok"]
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", FOOTPRINT_CASES, ids=_ids(FOOTPRINT_CASES))
+def test_refused_ground_truth_upload_leaves_nothing(case):
+    from rsviz.workspace import open_upload
+
+    before = _workspace_entries()
+    with open(_CORPUS / "rasters" / "good.tif", "rb") as img, open(case.path, "rb") as gt:
+        err = _raises_exactly(case.expect, open_upload, "good.tif", img, case.path.name, gt)
+    assert case.path.name in str(err) or case.expect == "GeometryTypeError"
+    assert _workspace_entries() == before
+
+
+@needs_mirror
+def test_a_refused_local_path_leaves_no_scene_folder(tmp_path):
+    """Local path: ground truth on another grid is refused after the image was inspected; no scene folder stays."""
+    from rsviz.workspace import open_path
+
+    before = _workspace_entries()
+    other = tmp_path / "gt.tif"
+    with rasterio.open(_CORPUS / "rasters" / "good.tif") as ds:
+        prof = {**ds.profile, "count": 1, "width": ds.width + 3}
+    with rasterio.open(other, "w", **prof) as dst:
+        dst.write(np.zeros((1, prof["height"], prof["width"]), np.uint8))
+    _raises_exactly("GridMismatchError", open_path, _CORPUS / "rasters" / "good.tif", other)
+    assert _workspace_entries() == before
+
+
+def test_stale_upload_folders_are_swept(monkeypatch):
+    """Temporary upload folders of a process killed mid-upload go at the next upload; fresh ones (another
+    session's upload in progress) stay."""
+    import time
+
+    from rsviz.resources import workspace_dir
+    from rsviz.workspace import scene as scene_mod
+
+    up = workspace_dir() / "uploads"
+    up.mkdir(parents=True, exist_ok=True)
+    old, fresh = up / ".upload-old", up / ".upload-fresh"
+    for d in (old, fresh):
+        d.mkdir(exist_ok=True)
+        (d / "part.tif").write_bytes(b"x")
+    t = time.time() - scene_mod.STALE_UPLOAD_S - 60
+    os.utime(old, (t, t))
+    with pytest.raises(errors.RasterReadError):
+        scene_mod.open_upload("x.tif", b"not a raster")
+    assert not old.exists() and fresh.exists()
+    shutil.rmtree(fresh)
+
+
 @needs_mirror
 def test_zz_no_input_changed():
     """Runs last in this file: every corpus file (all but the CLI's output folder) is byte for byte as built."""
     assert _digest(_CORPUS) == BEFORE
 
 
-# --- seeded property tests (hypothesis is not installed in the project's environment) -----------------------------
+# --- property-based cases (hypothesis): raster headers and GeoJSON --------------------------------------------------
+
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: Reproducible in CI: a fixed sequence of examples, no deadline (a prediction takes tens of milliseconds).
+PROPERTY = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+HEADERS = st.fixed_dictionaries(
+    {
+        "h": st.integers(1, 48),
+        "w": st.integers(1, 48),
+        "count": st.sampled_from([1, 2, 3, 4]),
+        "dtype": st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"]),
+        "top": st.sampled_from([1.0, 255.0, 4095.0, 30000.0]),
+        "shift": st.sampled_from([0.0, 100.0]),
+        "nan": st.booleans(),
+        "nodata": st.sampled_from([None, 0, 255, -9999]),
+        "size": st.sampled_from([0.1, 0.5, 30.0]),
+        "rotation": st.sampled_from([0.0, 15.0]),
+        "crs": st.sampled_from([None, "EPSG:32645", "EPSG:4326"]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+GOOD_HEADER = dict(
+    h=40, w=40, count=3, dtype="uint8", top=255.0, shift=0.0, nan=False, nodata=None, size=0.5, rotation=0.0,
+    crs="EPSG:32645", seed=1,
+)  # fmt: skip
 
 
-@needs_mirror
-def test_random_raster_headers_never_traceback_nor_misread(model, tmp_path):
-    """Random size, dtype, band count, nodata, transform and CRS: a prediction, or a project error; a prediction
-    only when the values are in the card's 8-bit range, so nothing is silently divided by 255."""
+def _write_header(path: Path, hd: dict) -> np.ndarray:
     import warnings
 
     from affine import Affine
 
-    from rsviz.inference import predict
+    rng = np.random.default_rng(hd["seed"])
+    data = rng.uniform(0, hd["top"], (hd["count"], hd["h"], hd["w"]))
+    if hd["dtype"].startswith("int"):
+        data -= hd["shift"]
+    data = data.astype(hd["dtype"])
+    if hd["nan"] and hd["dtype"].startswith("float"):
+        data[:, rng.integers(0, hd["h"], 3), rng.integers(0, hd["w"], 3)] = np.nan
+    nodata = hd["nodata"]
+    if nodata is not None and not np.can_cast(np.min_scalar_type(nodata), hd["dtype"]):
+        nodata = None  # GDAL refuses a nodata value the dtype cannot hold; that is a writer's error, not ours
+    x0, y0 = (85.3, 27.7) if hd["crs"] == "EPSG:4326" else (300000.0, 3000000.0)
+    size = hd["size"] * (1e-5 if hd["crs"] == "EPSG:4326" else 1.0)
+    transform = Affine(size, 0, x0, 0, -size, y0) * Affine.rotation(hd["rotation"])
+    prof = dict(
+        driver="GTiff", width=hd["w"], height=hd["h"], count=hd["count"], dtype=hd["dtype"], nodata=nodata,
+        transform=transform,
+    )  # fmt: skip
+    if hd["crs"] is not None:
+        prof["crs"] = hd["crs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning for the headers without CRS
+        with rasterio.open(path, "w", **prof) as dst:
+            dst.write(data)
+    hd["nodata_written"] = nodata
+    return data
 
-    rng = np.random.default_rng(2020)
-    outcomes = {"ok": 0, "error": 0}
-    for i in range(30):
-        h, w = (int(v) for v in rng.integers(1, 48, 2))
-        count = int(rng.choice([1, 2, 3, 3, 3, 4]))
-        dtype = str(rng.choice(["uint8", "uint16", "int16", "float32", "float64"]))
-        top = float(rng.choice([1.0, 255.0, 4095.0, 30000.0]))
-        data = rng.uniform(0, top, (count, h, w))
-        if dtype.startswith("int"):
-            data -= float(rng.choice([0.0, 100.0]))
-        data = data.astype(dtype)
-        if dtype.startswith("float") and rng.random() < 0.5:
-            data[:, rng.integers(0, h, 3), rng.integers(0, w, 3)] = np.nan
-        nodata = None if rng.random() < 0.5 else 0
-        size = float(rng.choice([0.1, 0.5, 30.0]))
-        transform = Affine(size, 0, 300000, 0, -size, 3000000) * Affine.rotation(float(rng.choice([0, 0, 15])))
-        crs = rng.choice([None, "EPSG:32645"])
-        path = tmp_path / f"r{i}.tif"
-        prof = dict(driver="GTiff", width=w, height=h, count=count, dtype=dtype, nodata=nodata, transform=transform)
-        if crs is not None:
-            prof["crs"] = str(crs)
+
+@needs_mirror
+@PROPERTY
+@given(hd=HEADERS)
+@example(hd=GOOD_HEADER)
+def test_property_raster_headers_never_traceback_nor_misread(model, hd):
+    """Any size, dtype, band count, nodata, transform and CRS: a prediction, or a project error; a prediction only
+    when the values are in the card's 8-bit range, so nothing is silently divided by 255. The app's opener
+    (:func:`rsviz.workspace.open_path`) gives a scene or a project error on the same file."""
+    import warnings
+
+    from rsviz.inference import predict
+    from rsviz.workspace import open_path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.tif"
+        data = _write_header(path, hd)
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with rasterio.open(path, "w", **prof) as dst:
-                dst.write(data)
             try:
                 pred = predict(model, path, tile=32)
-            except errors.RsvizError:
-                outcomes["error"] += 1
-                continue
-        outcomes["ok"] += 1
-        assert count == 3
-        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
-        if nodata is not None:
-            finite = finite[finite != nodata]
-        if finite.size:
-            assert finite.min() >= 0 and finite.max() <= 255
-            assert not (data.dtype.kind == "f" and 0 < finite.max() <= 1)
-        assert pred.heads["classes"].shape == (h, w)
-    assert outcomes["ok"] and outcomes["error"]
+            except errors.RsvizError as exc:
+                assert str(exc)
+                pred = None
+            try:
+                scene = open_path(path)
+                assert (scene.height, scene.width, scene.count) == (hd["h"], hd["w"], hd["count"])
+            except errors.RsvizError as exc:
+                assert str(exc)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before, "the input changed"
+    if pred is None:
+        return
+    assert hd["count"] == 3
+    finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data.ravel()
+    if hd["nodata_written"] is not None:
+        finite = finite[finite != hd["nodata_written"]]
+    if finite.size:
+        assert finite.min() >= 0 and finite.max() <= 255
+        assert not (data.dtype.kind == "f" and 0 < finite.max() <= 1)
+    assert pred.heads["classes"].shape == (hd["h"], hd["w"])
 
 
-def test_random_geojson_never_traceback():
-    """Random geometry types and coordinates: burned when all are polygons, else a project error."""
+_X, _Y = 85.5, 27.6
+_coord = st.tuples(st.floats(_X, _X + 3e-4), st.floats(_Y - 3e-4, _Y)).map(list)
+_ring = st.lists(_coord, min_size=3, max_size=6).map(lambda r: [*r, r[0]])
+GEOMETRIES = st.one_of(
+    st.builds(lambda r: {"type": "Polygon", "coordinates": [r]}, _ring),
+    st.builds(lambda rs: {"type": "MultiPolygon", "coordinates": [[r] for r in rs]}, st.lists(_ring, max_size=3)),
+    st.builds(lambda c: {"type": "Point", "coordinates": c}, _coord),
+    st.builds(lambda cs: {"type": "LineString", "coordinates": cs}, st.lists(_coord, min_size=2, max_size=4)),
+    st.builds(lambda cs: {"type": "MultiPoint", "coordinates": cs}, st.lists(_coord, max_size=3)),
+    st.builds(lambda t: {"type": t, "coordinates": [[1]]}, st.sampled_from(["Bogus", "Polygon", "LineString"])),
+    st.builds(lambda: {"type": "Polygon", "coordinates": []}),
+    st.none(),
+)
+FEATURES = st.lists(
+    st.builds(lambda g, p: {"type": "Feature", "geometry": g, "properties": p}, GEOMETRIES, st.dictionaries(
+        st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=2)),
+    max_size=5,
+)  # fmt: skip
+DOCUMENTS = st.one_of(
+    st.builds(lambda fs: {"type": "FeatureCollection", "features": fs}, FEATURES),
+    st.builds(
+        lambda fs, n: {"type": "FeatureCollection", "features": fs, "crs": {"properties": {"name": n}}},
+        FEATURES,
+        st.sampled_from(["EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84", "EPSG:32645", "not-a-crs", ""]),
+    ),
+    st.builds(lambda fs: fs, FEATURES),  # a bare array of features
+    st.just({"type": "FeatureCollection"}),  # no features
+    st.just({"type": "Feature", "geometry": None}),
+    st.text(max_size=20),  # any JSON text
+)
+
+
+@PROPERTY
+@given(doc=DOCUMENTS)
+def test_property_geojson_never_traceback(doc):
+    """Any GeoJSON-ish document: burned as footprints when every geometry is a polygon, a
+    :class:`~rsviz.errors.GeometryTypeError` when some are points or lines, any other project error for a
+    document that is not a FeatureCollection or has an unknown CRS; never another exception."""
     from affine import Affine
 
-    from rsviz.labels import rasterize_instances
+    from rsviz.labels import rasterize_instances, read_geojson_features
 
-    rng = np.random.default_rng(2021)
-    grid = (Affine(1e-5, 0, 85.5, 0, -1e-5, 27.6), (32, 32), "EPSG:4326")
-    kinds = ["Polygon", "MultiPolygon", "Point", "LineString", "MultiLineString", "GeometryCollection", "Bogus"]
-
-    def coords(kind: str) -> object:
-        x, y = 85.5 + rng.uniform(0, 3e-4), 27.6 - rng.uniform(0, 3e-4)
-        ring = [[x, y], [x + 5e-5, y], [x + 5e-5, y - 5e-5], [x, y - 5e-5], [x, y]]
-        roll = rng.random()
-        if roll < 0.1:
-            return []
-        if roll < 0.2:
-            return "garbage"
-        return {
-            "Polygon": [ring],
-            "MultiPolygon": [[ring]],
-            "Point": [x, y],
-            "LineString": ring,
-            "MultiLineString": [ring],
-        }.get(kind, [[1]])
-
-    for _ in range(60):
-        geoms = []
-        for _ in range(int(rng.integers(0, 5))):
-            kind = str(rng.choice(kinds, p=[0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.1]))
-            geoms.append(None if rng.random() < 0.05 else {"type": kind, "coordinates": coords(kind)})
-        polygonal = all(g is None or g["type"] in ("Polygon", "MultiPolygon") for g in geoms)
-        if polygonal:
-            assert rasterize_instances(geoms, *grid).shape == (32, 32)
-        else:
-            with pytest.raises(errors.GeometryTypeError):
-                rasterize_instances(geoms, *grid)
+    grid = (Affine(1e-5, 0, _X, 0, -1e-5, _Y), (32, 32), rasterio.crs.CRS.from_epsg(4326))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "labels.geojson"
+        path.write_text(json.dumps(doc))
+        try:
+            feats, crs = read_geojson_features(path)
+        except errors.RsvizError as exc:
+            assert not (isinstance(doc, dict) and isinstance(doc.get("features"), list) and "crs" not in doc)
+            assert str(exc)
+            return
+    geoms = [f["geometry"] for f in feats]
+    kinds = {g.get("type") for g in geoms if isinstance(g, dict)}
+    try:
+        inst = rasterize_instances(geoms, *grid, crs)
+    except errors.GeometryTypeError as exc:
+        assert kinds - {"Polygon", "MultiPolygon"}, f"polygons refused: {exc}"
+        return
+    except errors.RsvizError as exc:  # e.g. coordinates that are not a ring
+        assert str(exc)
+        return
+    assert kinds <= {"Polygon", "MultiPolygon"}, f"{kinds} burned as footprints"
+    assert inst.shape == (32, 32) and inst.dtype == np.int32

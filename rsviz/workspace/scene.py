@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -40,8 +41,15 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from rsviz.datasets.base import Sample, SceneRef
-from rsviz.errors import ExtentError, GridMismatchError, RasterReadError, UnknownNameError
-from rsviz.raster import dtype_range, grid_window_from_bounds, open_raster, read_raster
+from rsviz.errors import (
+    ExtentError,
+    GeometryTypeError,
+    GridMismatchError,
+    RasterReadError,
+    RsvizError,
+    UnknownNameError,
+)
+from rsviz.raster import dtype_range, grid_window_from_bounds, open_raster, read_failed, read_raster
 from rsviz.resources import workspace_dir
 from rsviz.types import NODATA_CLASS, BBox, ClassInfo
 
@@ -309,7 +317,14 @@ def _recorded(key: str, build: Callable[[], Scene]) -> Scene:
             return load_scene(key)
         except UnknownNameError:
             pass
-        scene = build()
+        folder = scene_dir(key)
+        fresh = not folder.exists()
+        try:
+            scene = build()
+        except BaseException:
+            if fresh:  # a refused or cancelled scene leaves nothing behind (no half-made copy, no overviews)
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         save_scene(scene)
         return scene
 
@@ -444,8 +459,30 @@ def _grid_of(info: _Info) -> dict[str, Any]:
     }
 
 
+def _probe(ds: Any, path: Path) -> None:
+    """Read the first and last block of every band (and the coarsest overview): a truncated or damaged file is
+    refused when it is opened, not at its first tile or run. Two blocks, whatever the raster's size."""
+    from rasterio.errors import RasterioIOError
+
+    try:
+        rows, cols = ds.block_shapes[0]
+        last = Window(
+            ((ds.width - 1) // cols) * cols, ((ds.height - 1) // rows) * rows, 0, 0
+        )  # the block holding the bottom-right pixel
+        last = Window(
+            last.col_off, last.row_off, min(cols, ds.width - last.col_off), min(rows, ds.height - last.row_off)
+        )
+        for w in (Window(0, 0, min(cols, ds.width), min(rows, ds.height)), last):
+            ds.read(window=w)
+        if ds.overviews(1):
+            ds.read(1, out_shape=(max(1, ds.height // ds.overviews(1)[-1]), max(1, ds.width // ds.overviews(1)[-1])))
+    except RasterioIOError as exc:
+        raise read_failed(path, exc) from exc
+
+
 def _inspect(path: Path) -> _Info:
     with open_raster(path) as ds:
+        _probe(ds, path)
         names = tuple(
             d or (ci.name if ci.name not in ("undefined", "gray") else f"band{i}")
             for i, (d, ci) in enumerate(zip(ds.descriptions, ds.colorinterp, strict=False), 1)
@@ -631,7 +668,7 @@ def _vector_ground_truth(
     """Burn building polygons onto the scene grid by blocks: ``instances`` (one id per polygon) and ``buildings``."""
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
-    from shapely import STRtree, box
+    from shapely import STRtree, box, make_valid
     from shapely.errors import ShapelyError
     from shapely.geometry import mapping, shape
 
@@ -647,13 +684,18 @@ def _vector_ground_truth(
         raise RasterReadError(
             f"{gt.name} holds a geometry shapely cannot read ({exc}); fix or drop that feature"
         ) from exc
-    polys = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
-    if not polys:
-        kinds = sorted({g.geom_type for g in geoms}) or ["none"]
-        raise RasterReadError(
-            f"{gt.name} has no polygons (geometry types: {', '.join(kinds)}); building ground truth must be "
-            "Polygon or MultiPolygon footprints"
+    others = sorted({g.geom_type for g in geoms if g.geom_type not in ("Polygon", "MultiPolygon")})
+    if others:  # points or lines burned as one-pixel "buildings" would be silently wrong
+        n = sum(g.geom_type in others for g in geoms)
+        raise GeometryTypeError(
+            f"{gt.name} holds {n} feature(s) of type {', '.join(others)}; building ground truth must be Polygon "
+            "or MultiPolygon footprints only: drop the other features or give them as a separate file"
         )
+    # self-intersecting rings (common in digitised footprints) are repaired, keeping their polygonal part
+    polys = [g if g.is_valid else make_valid(g) for g in geoms if not g.is_empty]
+    polys = [g for g in polys if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    if not polys:
+        raise RasterReadError(f"{gt.name} has no footprints (no non-empty polygons); check the file")
     if CRS.from_user_input(src_crs) != info.crs:
         polys = [shape(transform_geom(src_crs, info.crs, mapping(g))) for g in polys]
     tree = STRtree(polys)
@@ -684,23 +726,54 @@ def _vector_ground_truth(
     return {"buildings": pb, "instances": pi}, "buildings", BUILDING_CLASSES
 
 
-#: ``RSVIZ_LOCAL_PATHS``: folders (``os.pathsep``-separated) the app's Local path may open from; unset: any.
+#: ``RSVIZ_LOCAL_PATHS``: the folders (``os.pathsep``-separated) the app's Local path may open files from. Unset:
+#: :func:`local_path_roots`' defaults (the data cache, the derived cache, the workspace and the user's home).
 LOCAL_PATHS_ENV = "RSVIZ_LOCAL_PATHS"
 
 
+def local_path_roots() -> list[Path]:
+    """The folders Map -> Local path opens files from, resolved (symlinks followed).
+
+    ``$RSVIZ_LOCAL_PATHS`` when set (``/`` allows any file this process can read); else the sample-data cache
+    (:func:`rsviz.data.catalog.data_dir`), :func:`~rsviz.resources.cache_dir`, :func:`~rsviz.resources.workspace_dir`
+    and the user's home folder.
+    """
+    from rsviz.data.catalog import data_dir
+    from rsviz.resources import cache_dir
+
+    env = os.environ.get(LOCAL_PATHS_ENV)
+    if env is not None and env.strip():
+        raw = [Path(r) for r in env.split(os.pathsep) if r.strip()]
+    else:
+        raw = [data_dir(), cache_dir(), workspace_dir(), Path.home()]
+    out: list[Path] = []
+    for r in raw:
+        q = r.expanduser().resolve()
+        if q not in out:
+            out.append(q)
+    return out
+
+
 def check_local_path(path: str | os.PathLike[str]) -> Path:
-    """Refuse a path outside the folders ``RSVIZ_LOCAL_PATHS`` allows (set it when the app is shared, e.g. behind
-    a reverse proxy, so users open only the data folders meant for them).
+    """Refuse a path outside the folders the app may open files from (:func:`local_path_roots`), so that an app
+    served to others (e.g. behind a reverse proxy) reads only the data folders meant for them.
+
+    The path is resolved first (``..`` and symlinks followed), so a link inside an allowed folder that points
+    outside it is refused too.
+
+    Returns:
+        The resolved path.
 
     Raises:
-        RasterReadError: The path lies outside every allowed folder (the message lists them).
+        RasterReadError: The path lies outside every allowed folder (the message lists them and names
+            ``RSVIZ_LOCAL_PATHS``).
     """
     p = Path(path).expanduser().resolve()
-    roots = [Path(r).expanduser().resolve() for r in os.environ.get(LOCAL_PATHS_ENV, "").split(os.pathsep) if r]
-    if roots and not any(p.is_relative_to(r) for r in roots):
+    roots = local_path_roots()
+    if not any(p.is_relative_to(r) for r in roots):
         raise RasterReadError(
-            f"{path} is outside the folders this app opens files from ({', '.join(map(str, roots))}); copy it there "
-            f"or ask whoever runs the app to add its folder to {LOCAL_PATHS_ENV}"
+            f"{path} is outside the folders this app opens files from ({', '.join(map(str, roots))}); copy it "
+            f"into one of them, or ask whoever runs the app to add its folder to {LOCAL_PATHS_ENV}"
         )
     return p
 
@@ -807,7 +880,9 @@ def open_upload(
     """
     up = workspace_dir() / "uploads"
     up.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(up)
     tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=up))
+    created = False
     try:
         ip = tmp / Path(image_name).name
         digest = _digest(Path(image_name).name, _stream_to(ip, image))
@@ -818,11 +893,36 @@ def open_upload(
         final = up / digest
         if not final.exists():
             os.replace(tmp, final)
+            created = True
         ip = final / ip.name
         gp = final / gp.name if gp is not None else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return open_path(ip, gp, name=f"upload / {image_name}", source=f"upload:{image_name}", progress=progress)
+    try:
+        return open_path(ip, gp, name=f"upload / {image_name}", source=f"upload:{image_name}", progress=progress)
+    except RsvizError as exc:
+        if created:  # a refused upload is not kept: nothing of it stays on the server
+            shutil.rmtree(final, ignore_errors=True)
+        # the message names the user's files, not where the server put them
+        msg = str(exc).replace(str(ip), image_name)
+        if gp is not None and gt_name:
+            msg = msg.replace(str(gp), gt_name).replace(gp.name, gt_name)
+        raise type(exc)(msg.replace(str(final), "the upload")) from exc
+
+
+#: Temporary upload folders older than this (seconds) belong to a process that died mid-upload.
+STALE_UPLOAD_S = 3600.0
+
+
+def _sweep_stale(up: Path) -> None:
+    """Remove ``.upload-*`` folders left by a process killed mid-upload (older than :data:`STALE_UPLOAD_S`)."""
+    now = time.time()
+    for d in up.glob(".upload-*"):
+        try:
+            if now - d.stat().st_mtime > STALE_UPLOAD_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except FileNotFoundError:  # another session removed it first
+            continue
 
 
 def _write_array(

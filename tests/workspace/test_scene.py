@@ -196,10 +196,31 @@ def test_a_class_raster_s_own_nodata_does_not_count(tmp_path):
 def test_local_paths_can_be_limited_to_folders(scene_dir, tmp_path, monkeypatch):
     from rsviz.workspace.scene import check_local_path
 
-    assert check_local_path(scene_dir / "image.tif")  # unset: anything
     monkeypatch.setenv("RSVIZ_LOCAL_PATHS", str(tmp_path))
     with pytest.raises(RasterReadError, match="outside the folders"):
         check_local_path(scene_dir / "image.tif")
     with pytest.raises(RasterReadError, match="outside the folders"):
         check_local_path(tmp_path / ".." / "elsewhere.tif")
     assert check_local_path(tmp_path / "x.tif") == (tmp_path / "x.tif").resolve()
+    # a link inside an allowed folder to a file outside it is judged by its target
+    (tmp_path / "link.tif").symlink_to(scene_dir / "image.tif")
+    with pytest.raises(RasterReadError, match="RSVIZ_LOCAL_PATHS"):
+        check_local_path(tmp_path / "link.tif")
+    monkeypatch.setenv("RSVIZ_LOCAL_PATHS", "/")  # explicitly: anything this process can read
+    assert check_local_path(scene_dir / "image.tif")
+
+
+def test_local_paths_default_to_caches_workspace_and_home(tmp_path, monkeypatch):
+    from rsviz.resources import workspace_dir
+    from rsviz.workspace.scene import check_local_path, local_path_roots
+
+    monkeypatch.delenv("RSVIZ_LOCAL_PATHS", raising=False)
+    data = tmp_path / "data"
+    monkeypatch.setenv("RSVIZ_DATA_DIR", str(data))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    roots = local_path_roots()
+    assert data.resolve() in roots and workspace_dir().resolve() in roots and (tmp_path / "home").resolve() in roots
+    assert check_local_path(data / "scene.tif") == (data / "scene.tif").resolve()
+    assert check_local_path(tmp_path / "home" / "ortho.tif")
+    with pytest.raises(RasterReadError, match="outside the folders"):
+        check_local_path("/etc/passwd")
