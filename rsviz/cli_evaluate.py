@@ -33,8 +33,11 @@ def add_evaluate_parser(sub) -> None:
         "vectors: the georeferenced image whose grid places WKT_Pix pixel coordinates and whose location "
         "gives the metric CRS (its own if projected in metres, else its UTM zone)",
     )
-    p.add_argument("--image-id", help="road CSV: the ImageId whose rows are read (default: the only one, or the "
-                   "one that ends the --image file name)")
+    p.add_argument(
+        "--image-id",
+        help="road CSV: the ImageId whose rows are read (default: the only one, or the "
+        "one that ends the --image file name)",
+    )
     p.add_argument(
         "--task",
         choices=["landcover", "segmentation", "buildings", "roads", "height"],
@@ -127,7 +130,9 @@ def _evaluate_road_vectors(args: argparse.Namespace) -> int:
             if ds.crs is None:
                 raise CRSError(f"{args.image} has no CRS; road vectors need a georeferenced --image")
             grid = (ds.transform, ds.crs, ds.width, ds.height)
-    rasters = {k: p for k, p in (("pred", args.pred), ("gt", args.gt)) if Path(p).suffix.lower() not in _VECTOR_SUFFIXES}
+    rasters = {
+        k: p for k, p in (("pred", args.pred), ("gt", args.gt)) if Path(p).suffix.lower() not in _VECTOR_SUFFIXES
+    }
     for p in rasters.values():
         _check_size(p)
     read = {k: read_raster(p, bands=[1]) for k, p in rasters.items()}

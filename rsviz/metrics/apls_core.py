@@ -138,9 +138,7 @@ class _Network:
     edges: list[_Edge]
 
     def copy(self) -> _Network:
-        return _Network(
-            dict(self.xy), [_Edge(e.u, e.v, e.coords, e.length, list(e.cuts)) for e in self.edges]
-        )
+        return _Network(dict(self.xy), [_Edge(e.u, e.v, e.coords, e.length, list(e.cuts)) for e in self.edges])
 
     def graph(self) -> nx.Graph:
         """The weighted graph of the network's pieces (parallel pieces: the shortest)."""
@@ -181,7 +179,7 @@ def _network(g: nx.Graph, scale: float) -> _Network:
 
     ends = [n for n in h.nodes if h.degree(n) != 2]
     stop = set(ends)
-    seen: set[frozenset] = set()
+    seen: set[frozenset[Hashable]] = set()
     edges: list[_Edge] = []
 
     def walk(start: Hashable) -> None:
@@ -227,9 +225,7 @@ def _drop_small_components(net: _Network, min_length: float) -> _Network:
         longest = max(max(d.values()) for _, d in nx.all_pairs_dijkstra_path_length(sub, weight="length"))
         if longest < min_length:
             bad |= comp
-    return _Network(
-        {n: p for n, p in net.xy.items() if n not in bad}, [e for e in net.edges if e.u not in bad]
-    )
+    return _Network({n: p for n, p in net.xy.items() if n not in bad}, [e for e in net.edges if e.u not in bad])
 
 
 def _point_at(e: _Edge, d: float) -> tuple[float, float]:
@@ -315,7 +311,7 @@ def _insert(
     return {cp: node for node, cps in carried.items() for cp in cps}
 
 
-def _lengths(g: nx.Graph, sources: Iterable[Hashable], targets: set[Hashable]) -> dict[Hashable, dict]:
+def _lengths(g: nx.Graph, sources: Iterable[Hashable], targets: set[Hashable]) -> dict[Hashable, dict[Hashable, float]]:
     out = {}
     for s in sources:
         d = nx.single_source_dijkstra_path_length(g, s, weight="length")
@@ -421,9 +417,8 @@ def apls(
     native_gt = _lengths(cp_gt.graph(), ctrl_gt, set(ctrl_gt))
     native_p = _lengths(cp_p.graph(), ctrl_p, set(ctrl_p))
     prime_p, prime_gt = net_p.copy(), net_gt.copy()
-    kw = {"buffer": buffer, "allow_renaming": allow_renaming, "rename_tolerance": rename_tolerance}
-    at_p = _insert(prime_p, [(c, cp_gt.xy[c]) for c in ctrl_gt], **kw)
-    at_gt = _insert(prime_gt, [(c, cp_p.xy[c]) for c in ctrl_p], **kw)
+    at_p = _insert(prime_p, [(c, cp_gt.xy[c]) for c in ctrl_gt], buffer, allow_renaming, rename_tolerance)
+    at_gt = _insert(prime_gt, [(c, cp_p.xy[c]) for c in ctrl_p], buffer, allow_renaming, rename_tolerance)
     a, na = _one_way(native_gt, ctrl_gt, prime_p.graph(), at_p, min_path_length)
     b, nb = _one_way(native_p, ctrl_p, prime_gt.graph(), at_gt, min_path_length)
     h = 0.0 if a <= 0 or b <= 0 else 2 * a * b / (a + b)

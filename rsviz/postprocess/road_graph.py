@@ -387,9 +387,7 @@ def _line_parts(geom: Mapping[str, Any], where: str) -> list[np.ndarray]:
     elif kind == "MultiLineString":
         parts = list(coords)
     else:
-        raise GeometryTypeError(
-            f"{where} is a {kind}; road vectors must be LineString or MultiLineString centre lines"
-        )
+        raise GeometryTypeError(f"{where} is a {kind}; road vectors must be LineString or MultiLineString centre lines")
     out = []
     for p in parts:
         a = np.asarray(p, float).reshape(-1, np.asarray(p).shape[-1] if len(p) else 2)[:, :2]
@@ -466,7 +464,7 @@ def read_road_lines(
 
 def transform_pixels(xy: np.ndarray, transform: Affine) -> np.ndarray:
     """``(N, 2)`` pixel ``(column, row)`` coordinates to CRS coordinates of ``transform`` (pixel corners)."""
-    xs, ys = transform * (xy[:, 0], xy[:, 1])
+    xs, ys = transform * (xy[:, 0], xy[:, 1])  # type: ignore[operator]  # affine maps arrays too
     return np.column_stack([xs, ys]).astype(float)
 
 
