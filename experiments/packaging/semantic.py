@@ -11,7 +11,7 @@ Metrics (weights evaluated after the fp16 round trip, fp32 inference, card tile/
   is the mean IoU of the five labelled classes; per-class IoU / F1 and OA, kappa.
 * roads, ETH ``satImage_091``-``100``: road IoU / F1 from one pooled confusion matrix;
   relaxed precision / recall / F1 with ``rho = 3`` px (Mnih & Hinton 2010) and APLS between
-  mask skeleton graphs (Van Etten et al. 2018; nodes every 20 px; the predicted graph extracted as
+  mask skeleton graphs (Van Etten et al. 2018; CosmiQ's reference algorithm; the predicted graph extracted as
   the card's ``extra.road_graph`` states, :func:`rsviz.metrics.roads.road_graphs`) with a 4 px snapping
   buffer, and with 8 px (about SpaceNet's 4 m at ~0.5 m GSD; the source states no GSD), both
   as means over the tiles.

@@ -385,10 +385,12 @@ def apls(
             (``is_curved_eps``); < 0: every edge.
         min_path_length: Shorter paths are not scored (``min_path_length``), metres.
         min_subgraph_length: Components whose longest path is shorter are dropped from both graphs
-            (the reference's ground-truth ``min_subgraph_length``), metres.
+            (the reference's ground-truth ``min_subgraph_length``; its WKT reader drops proposal components
+            under 10 px instead), metres.
         allow_renaming: A control point projected onto a node takes the node over (``allow_renaming``).
         rename_tolerance: Projections within this distance along an edge of a node there are that node,
-            metres; 0 (the reference) splits the edge wherever the projection is not exactly a node.
+            metres; 0 (the reference) splits the edge wherever the projection is not exactly a node (the
+            reference's 0.05 m box only tells which end an end projection is).
         max_nodes_for_midpoints: A ground truth with this many nodes or more gets no midpoints; ``max_nodes``
             random nodes of each graph are the control points instead.
         max_nodes: Control points sampled per graph on large graphs.
