@@ -11,7 +11,7 @@ Metrics (weights evaluated after the fp16 round trip, fp32 inference, card tile/
   is the mean IoU of the five labelled classes; per-class IoU / F1 and OA, kappa.
 * roads, ETH ``satImage_091``-``100``: road IoU / F1 from one pooled confusion matrix;
   relaxed precision / recall / F1 with ``rho = 3`` px (Mnih & Hinton 2010) and APLS between
-  mask skeleton graphs (Van Etten et al. 2018; nodes every 20 px; the predicted graph extracted as
+  mask skeleton graphs (Van Etten et al. 2018; CosmiQ's reference algorithm; the predicted graph extracted as
   the card's ``extra.road_graph`` states, :func:`rsviz.metrics.roads.road_graphs`) with a 4 px snapping
   buffer, and with 8 px (about SpaceNet's 4 m at ~0.5 m GSD; the source states no GSD), both
   as means over the tiles.
@@ -181,7 +181,10 @@ def road_metric_policy(g: dict) -> str:
     """The card's ``extra.metric_policy`` text for road graph parameters ``g`` (``extra.road_graph``)."""
     return (
         "IoU / F1 pooled over the split's pixels (road = probability >= 0.5); relaxed F1 (rho 3 px) and APLS are "
-        f"means over tiles. APLS graphs: skeletons, nodes every 20 px; the predicted road mask is probability >= "
+        "means over tiles. APLS follows CosmiQ's reference algorithm (rsviz.metrics.apls_core, issue #26): "
+        "skeleton graphs simplified to junctions and end points, control points at the nodes and every 50 "
+        "along edges, inserted into the other graph's nearest edge within the buffer (one control point per "
+        "node), paths >= 0.001 compared both ways, harmonic mean. The predicted road mask is probability >= "
         f"{g['threshold']}, cleaned (closing r={g['closing_px']}, holes and blobs <= 100 px), spurs < "
         f"{g['min_spur']:g} px pruned on both graphs"
         + (
@@ -190,10 +193,12 @@ def road_metric_policy(g: dict) -> str:
             if g["bridge_px"] > 0
             else ""
         )
-        + " (extra.road_graph, chosen on the val tiles); apls_default_graph: threshold 0.5, closing r=2, no "
-        f"bridging. Snapping buffers: apls_4m is the SpaceNet definition's 4 m = {spacenet_buffer_px(ETH_GSD_M):.2f} px "
-        f"at the ETH GSD of {ETH_GSD_M} m, measured from regulation tennis-court lines (rsviz.datasets.roads); "
-        "apls_4px uses a stricter 4 px (1.5 m) and apls_8px 8 px (3.0 m)"
+        + " (extra.road_graph, chosen on the val tiles); apls_default_graph: 4 px APLS with threshold 0.5, "
+        f"closing r=2, no bridging. apls_4m is the SpaceNet definition: graphs in metres at the ETH GSD of "
+        f"{ETH_GSD_M} m (measured from regulation tennis-court lines, rsviz.datasets.roads), 4 m buffer "
+        f"({spacenet_buffer_px(ETH_GSD_M):.2f} px), midpoints every 50 m; apls_4px and apls_8px score the same "
+        "graphs in pixels (buffer 4 px = 1.5 m or 8 px, midpoints every 50 px). Figures before issue #26 "
+        "(skeleton-node APLS: control points snapped to the nearest node) are in extra.metrics_skeleton_node_apls_pre_26"
     )
 
 

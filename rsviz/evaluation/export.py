@@ -146,6 +146,8 @@ _METRIC_NAMES: dict[str, tuple[str, str]] = {
     "relaxed_precision": ("relaxed precision", "Predicted road pixels within rho of a true road pixel"),
     "relaxed_recall": ("relaxed recall", "True road pixels within rho of a predicted road pixel"),
     "apls": ("APLS", "Average Path Length Similarity of the road graphs (Van Etten et al. 2018)"),
+    "apls_gt_to_prop": ("APLS gt→prop", "APLS with the ground truth's control points inserted into the proposal"),
+    "apls_prop_to_gt": ("APLS prop→gt", "APLS with the proposal's control points inserted into the ground truth"),
     "rmse": ("RMSE", "Root-mean-square height error, in the height units"),
     "mae": ("MAE", "Mean absolute height error, in the height units"),
     "bias": ("bias", "Mean of prediction minus ground truth, in the height units"),

@@ -374,25 +374,50 @@ class RelaxedF1(Measure):
 
 
 class APLS(Measure):
-    """APLS of the road graphs (Van Etten et al. 2018) at snapping buffers in pixels, a mean over images.
+    """APLS of the road graphs (Van Etten et al. 2018; CosmiQ's reference algorithm), a mean over images.
 
     The proposal graph is extracted from the road probability (``probs`` head) with the card's
-    road-graph settings, or from the class map with the defaults. The buffers are 4 px and 8 px
-    always, and the SpaceNet definition's 4 m (:data:`rsviz.metrics.roads.SPACENET_BUFFER_M`) in
-    pixels of the image's GSD when it is known: keys ``apls_4px``, ``apls_8px``, ``apls_4m``.
+    road-graph settings, or from the class map with the defaults; both graphs are mask skeletons
+    (:func:`rsviz.postprocess.road_graphs`) scored by :func:`rsviz.metrics.roads.apls` with the
+    reference's parameters (control points at nodes and every 50, insertion within the buffer, paths of
+    at least 0.001 both ways, harmonic mean).
+
+    Keys: ``apls_4m`` is the SpaceNet definition, the graphs in metres (pixels times the image's GSD) with
+    the 4 m buffer (:data:`rsviz.metrics.roads.SPACENET_BUFFER_M`), present when the GSD is known, with its
+    two directions ``apls_gt_to_prop_4m`` and ``apls_prop_to_gt_4m``; ``apls_4px`` and ``apls_8px`` score
+    the same graphs in pixels (every distance of the metric, buffer included, read as pixels).
     """
 
     name = "apls"
 
     def __init__(self, gsd: float | None, buffers_px: Sequence[float] = (4.0, 8.0)) -> None:
-        from rsviz.metrics.roads import spacenet_buffer_px
+        from rsviz.metrics.roads import SPACENET_BUFFER_M
 
-        self.buffers: list[tuple[str, float]] = [(f"apls_{_px(b)}px", float(b)) for b in buffers_px]
+        #: ``(key, buffer in graph units, metres per pixel the graphs are scaled by)``.
+        self.runs: list[tuple[str, float, float]] = [(f"apls_{_px(b)}px", float(b), 1.0) for b in buffers_px]
         if gsd:
-            self.buffers.append(("apls_4m", spacenet_buffer_px(gsd)))
+            self.runs.append(("apls_4m", SPACENET_BUFFER_M, float(gsd)))
+
+    @property
+    def buffers(self) -> list[tuple[str, float]]:
+        """``(key, buffer in pixels)`` of every figure."""
+        return [(k, b / s) for k, b, s in self.runs]
+
+    def score(self, graphs: tuple[Any, Any]) -> Stats:
+        """Per-image statistics of one ``(ground truth, proposal)`` pair of pixel graphs."""
+        from rsviz.metrics.roads import apls
+
+        stats: Stats = {}
+        for k, b, s in self.runs:
+            r = apls(*graphs, buffer=b, scale=s)
+            stats[k] = [float(r.apls)]
+            if s != 1.0:
+                sfx = k.removeprefix("apls_")
+                stats[f"apls_gt_to_prop_{sfx}"] = [float(r.apls_gt_to_prop)]
+                stats[f"apls_prop_to_gt_{sfx}"] = [float(r.apls_prop_to_gt)]
+        return stats
 
     def measure(self, x: EvalInput) -> Measured:
-        from rsviz.metrics.roads import apls
         from rsviz.postprocess import road_graphs
 
         t = (x.gt > 0) & x.valid
@@ -401,14 +426,18 @@ class APLS(Measure):
         else:
             prob, settings = (x.pred == 1).astype(np.float32), None
         graphs = road_graphs(np.where(x.valid, prob, 0.0), t, settings or {})
-        stats = {k: [float(apls(*graphs, buffer=b)["apls"])] for k, b in self.buffers}
-        return Measured(stats, {"graphs": graphs} if x.keep_artifacts else {})
+        return Measured(self.score(graphs), {"graphs": graphs} if x.keep_artifacts else {})
 
     def values(self, stats: Stats) -> dict[str, Value]:
-        return {k: _mean(stats[k]) for k, _ in self.buffers if k in stats}
+        return {k: _mean(v) for k, v in stats.items()}
 
     def params(self) -> dict[str, Any]:
-        return {"apls_buffers_px": {k: round(b, 3) for k, b in self.buffers}}
+        from rsviz.metrics.roads import APLS_DEFAULTS
+
+        return {
+            "apls_buffers_px": {k: round(b, 3) for k, b in self.buffers},
+            "apls_reference": {k: v for k, v in APLS_DEFAULTS.items() if k != "buffer"},
+        }
 
 
 # --------------------------------------------------------------------------- height, scenes

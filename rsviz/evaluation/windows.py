@@ -516,7 +516,6 @@ def _stats(
         r = _relaxed_from_counts(acc.relaxed)
         return {k: [float(r[k])] for k in ("precision", "recall", "f1")}
     if isinstance(meas, APLS):
-        from rsviz.metrics.roads import apls
         from rsviz.postprocess import road_graphs
 
         assert acc.road_pred is not None and acc.road_gt is not None
@@ -524,7 +523,7 @@ def _stats(
         graphs = road_graphs(acc.road_pred, acc.road_gt, settings or {})
         if keep:
             found["graphs"] = graphs
-        return {k: [float(apls(*graphs, buffer=b)["apls"])] for k, b in meas.buffers}
+        return meas.score(graphs)
     if isinstance(meas, HeightErrors):
         return dict(meas.combine(acc.height)) if acc.height else None
     raise ValueError(f"measure {type(meas).__name__} ({meas.name!r}) cannot be accumulated by windows")

@@ -6,32 +6,40 @@ Aerial Images", ECCV 2010): precision is the fraction of predicted road pixels w
 pixels within ``rho`` of a predicted one; relaxed F1 their harmonic mean.
 
 **APLS** (Average Path Length Similarity; Van Etten, Lindenbaum & Bacastow, "SpaceNet: A
-Remote Sensing Dataset and Challenge Series", 2018; CosmiQ ``apls``): road networks are
-graphs with edge weights = geometric length. Control nodes are intersections and end
-points plus points every ``spacing`` along roads. For each pair of ground-truth control
-nodes ``(a, b)`` joined by a path of length ``L``, the nodes are snapped to the nearest
-proposal nodes within ``buffer``; the pair scores ``min(1, |L - L'| / L)`` with ``L'`` the
-proposal path length, or 1 if a node cannot be snapped or no proposal path exists.
-``APLS_gt->prop = 1 - mean(score)``; the same is computed from the proposal side, and APLS
-is the harmonic mean of the two. Graphs come from mask skeletons
-(:func:`graph_from_mask`) or from road line vectors (:func:`graph_from_lines`).
+Remote Sensing Dataset and Challenge Series", 2018) follows CosmiQ's reference implementation
+step by step: :mod:`rsviz.metrics.apls_core` (control points at nodes and every 50 m, inserted
+into the other graph's nearest edge within 4 m, paths compared both ways, harmonic mean).
+Graphs come from mask skeletons (:func:`graph_from_mask`) or from road line vectors
+(:func:`graph_from_lines`, :func:`~rsviz.metrics.apls_core.graph_from_polylines`), in metres
+(``scale`` = the GSD for pixel graphs) for the SpaceNet definition.
 
 The snapping buffer of the definition is :data:`SPACENET_BUFFER_M` = 4 m (CosmiQ ``apls``
-``max_snap_dist=4`` on graphs in metres); on pixel graphs it is ``4 m / GSD`` pixels
-(:func:`spacenet_buffer_px`).
+``max_snap_dist=4`` on graphs in metres); :func:`spacenet_buffer_px` gives it in pixels.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Mapping
+from typing import Any, Mapping
 
-import networkx as nx
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
+from rsviz.metrics.apls_core import APLS_DEFAULTS, APLSResult, apls, apls_length, graph_from_polylines
 from rsviz.postprocess.road_graph import RoadGraphSettings, mask_graphs, road_graphs
+
+__all__ = [
+    "APLS_DEFAULTS",
+    "APLSResult",
+    "SPACENET_BUFFER_M",
+    "apls",
+    "apls_from_masks",
+    "apls_length",
+    "graph_from_polylines",
+    "relaxed_precision_recall",
+    "road_graph_apls",
+    "spacenet_buffer_px",
+]
 
 
 def relaxed_precision_recall(
@@ -84,81 +92,19 @@ def spacenet_buffer_px(gsd_m: float) -> float:
     return SPACENET_BUFFER_M / gsd_m
 
 
-def _apls_one_way(
-    g_src: nx.Graph, g_dst: nx.Graph, buffer: float, max_nodes: int, rng: np.random.Generator
-) -> tuple[float, int]:
-    ctrl = [n for n, d in g_src.nodes(data=True) if d.get("control")]
-    if len(ctrl) > max_nodes:
-        ctrl = list(rng.choice(ctrl, size=max_nodes, replace=False))
-    if len(ctrl) < 2:
-        return float("nan"), 0
-    dst_nodes = list(g_dst.nodes)
-    snapped: dict[Hashable, Hashable | None] = {}
-    if dst_nodes:
-        tree = cKDTree(np.array([g_dst.nodes[n]["xy"] for n in dst_nodes]))
-        for n in ctrl:
-            d, i = tree.query(g_src.nodes[n]["xy"])
-            snapped[n] = dst_nodes[int(i)] if d <= buffer else None
-    scores = []
-    for a in ctrl:
-        lengths = nx.single_source_dijkstra_path_length(g_src, a, weight="length")
-        sa = snapped.get(a)
-        dlen = nx.single_source_dijkstra_path_length(g_dst, sa, weight="length") if sa is not None else {}
-        for b in ctrl:
-            if b == a or b not in lengths or lengths[b] <= 0:
-                continue
-            sb = snapped.get(b)
-            if sa is None or sb is None or sb not in dlen:
-                scores.append(1.0)
-            else:
-                scores.append(min(1.0, abs(lengths[b] - dlen[sb]) / lengths[b]))
-    if not scores:
-        return float("nan"), 0
-    return 1.0 - float(np.mean(scores)), len(scores)
-
-
-def apls(
-    g_gt: nx.Graph, g_prop: nx.Graph, *, buffer: float = 4.0, max_nodes: int = 300, seed: int = 0
-) -> dict[str, float]:
-    """APLS between a ground-truth and a proposal road graph (see module docstring).
-
-    Args:
-        g_gt: Ground-truth graph (node ``xy``, ``control``; edge ``length``).
-        g_prop: Proposal graph, same coordinates.
-        buffer: Snapping distance for control nodes (same units as ``xy``).
-        max_nodes: Control nodes sampled per side (seeded) to bound the cost.
-        seed: Sampling seed.
-
-    Returns:
-        ``{"apls", "apls_gt_to_prop", "apls_prop_to_gt", "pairs_gt", "pairs_prop"}``;
-        ``apls`` is 0 if either direction is 0 and NaN when the ground truth has < 2 control nodes.
-    """
-    rng = np.random.default_rng(seed)
-    a, na = _apls_one_way(g_gt, g_prop, buffer, max_nodes, rng)
-    b, nb = _apls_one_way(g_prop, g_gt, buffer, max_nodes, rng)
-    if math.isnan(a):
-        h = float("nan")
-    elif math.isnan(b):
-        h = 0.0 if g_prop.number_of_nodes() < 2 else a
-    else:
-        h = 2 * a * b / (a + b) if a + b > 0 else 0.0
-    return {"apls": h, "apls_gt_to_prop": a, "apls_prop_to_gt": b, "pairs_gt": na, "pairs_prop": nb}
-
-
 def apls_from_masks(
     pred: np.ndarray,
     target: np.ndarray,
     *,
-    spacing: float = 20.0,
-    buffer: float = 4.0,
-    max_nodes: int = 300,
+    scale: float = 1.0,
     min_spur: float = 20.0,
     clean: bool = True,
     closing_px: int = 2,
     bridge_px: float = 0.0,
     bridge_angle: float = 30.0,
-) -> dict[str, float]:
-    """APLS between skeleton graphs of two road masks (pixel units).
+    **params: Any,
+) -> APLSResult:
+    """APLS between skeleton graphs of two road masks.
 
     The proposal graph is the skeleton of the predicted mask after :func:`clean_road_mask`
     (when ``clean``, closing radius ``closing_px``); both graphs have terminal branches shorter
@@ -169,28 +115,33 @@ def apls_from_masks(
     Args:
         pred: ``(H, W)`` {0, 1} predicted road mask.
         target: ``(H, W)`` {0, 1} ground-truth road mask.
-        spacing: Control node spacing, pixels.
-        buffer: Snapping distance, pixels (SpaceNet uses 4 m: convert with the GSD).
-        max_nodes: Control nodes sampled per side.
+        scale: Metres per pixel (the GSD) to score in metres as SpaceNet does; 1 scores in pixels
+            (every distance of :func:`~rsviz.metrics.apls_core.apls` is then in pixels).
         min_spur: Spur pruning length, pixels.
         clean: Clean the predicted mask first.
         closing_px: Closing radius of the cleaning, pixels.
         bridge_px: Longest gap bridged in the proposal graph, pixels (0: none).
         bridge_angle: Largest angle between a dead end's direction and its bridge, degrees.
+        **params: Keywords of :func:`~rsviz.metrics.apls_core.apls` (``buffer``, ``spacing``...).
 
     Returns:
-        See :func:`apls`.
+        :class:`~rsviz.metrics.apls_core.APLSResult`.
     """
     return apls(
-        *mask_graphs(pred, target, spacing, min_spur, clean, closing_px, bridge_px, bridge_angle),
-        buffer=buffer,
-        max_nodes=max_nodes,
+        *mask_graphs(pred, target, 20.0, min_spur, clean, closing_px, bridge_px, bridge_angle),
+        scale=scale,
+        **params,
     )
 
 
 def road_graph_apls(
-    prob: np.ndarray, target: np.ndarray, params: RoadGraphSettings | Mapping[str, Any], *, buffer: float = 4.0
-) -> dict[str, float]:
+    prob: np.ndarray,
+    target: np.ndarray,
+    params: RoadGraphSettings | Mapping[str, Any],
+    *,
+    scale: float = 1.0,
+    **apls_params: Any,
+) -> APLSResult:
     """APLS of a road probability map under a card's graph parameters (``extra.road_graph``).
 
     Args:
@@ -199,9 +150,10 @@ def road_graph_apls(
         params: ``threshold`` (road where ``prob >= threshold``), ``closing_px``, ``min_spur``,
             ``bridge_px``, ``bridge_angle`` (see :func:`apls_from_masks`); missing keys take
             :data:`rsviz.models.card.ROAD_GRAPH_DEFAULTS`.
-        buffer: Snapping distance, pixels.
+        scale: Metres per pixel (1: score in pixels).
+        **apls_params: Keywords of :func:`~rsviz.metrics.apls_core.apls` (``buffer``...).
 
     Returns:
-        See :func:`apls`.
+        :class:`~rsviz.metrics.apls_core.APLSResult`.
     """
-    return apls(*road_graphs(prob, target, params), buffer=buffer)
+    return apls(*road_graphs(prob, target, params), scale=scale, **apls_params)

@@ -6,13 +6,19 @@ of a mask (:func:`graph_from_mask`) keeps junctions, end points and a node every
 pixels; :func:`bridge_gaps` joins a dead end to the road it points at (the gap a tree or a
 shadow leaves in a predicted mask). How the *proposal* graph is extracted is part of a model,
 so a card states it as :class:`RoadGraphSettings` (``extra.road_graph``), chosen on val.
+
+Road *vectors* (GeoJSON LineStrings, SpaceNet's ``ImageId,WKT_Pix`` CSV) are read by
+:func:`read_road_lines` into :class:`RoadLines`, centre lines in metres of a projected CRS
+(:func:`metric_crs`), as APLS scores them; :func:`graph_road_lines` puts a pixel graph (a mask
+skeleton) into the same CRS.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
@@ -21,6 +27,8 @@ from skimage.morphology import skeletonize
 
 if TYPE_CHECKING:
     import shapely
+    from affine import Affine
+    from rasterio.crs import CRS
 
 from rsviz.postprocess.settings import CardSettings
 
@@ -319,3 +327,203 @@ def graph_lines(g: nx.Graph) -> list[tuple[list[tuple[float, float]], bool]]:
                 prev, cur = cur, nxt
             lines.append(([g.nodes[n]["xy"] for n in path], False))
     return lines
+
+
+# --------------------------------------------------------------------------- road vectors
+
+
+@dataclass(frozen=True)
+class RoadLines:
+    """Road centre lines in metres of a projected CRS (what APLS scores).
+
+    Attributes:
+        lines: ``(N, 2)`` float arrays of ``(x, y)`` vertices, metres in ``crs``.
+        crs: The projected CRS (metres) of the coordinates.
+        source: Where they came from (a file path, or ``mask`` for a raster's skeleton).
+    """
+
+    lines: tuple[np.ndarray, ...]
+    crs: CRS
+    source: str
+
+
+def metric_crs(crs: CRS | str | int, x: float, y: float) -> CRS:
+    """The CRS in which APLS measures lengths around ``(x, y)`` (coordinates in ``crs``).
+
+    ``crs`` itself when it is projected in metres (web mercator excepted: its metres are not ground
+    metres), else the UTM zone of the point (the reference projects both graphs to UTM).
+
+    Raises:
+        CRSError: ``crs`` is not a CRS.
+    """
+    from pyproj import Transformer
+
+    from rsviz.geo import WEB_MERCATOR, WGS84, to_crs
+
+    c = to_crs(crs)
+    if c.is_projected and c != WEB_MERCATOR and (c.linear_units or "").lower() in ("metre", "meter", "m"):
+        return c
+    lon, lat = Transformer.from_crs(c, WGS84, always_xy=True).transform(x, y)
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return to_crs(f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}")
+
+
+def _to_metric(parts: Sequence[np.ndarray], src: CRS, dst: CRS) -> tuple[np.ndarray, ...]:
+    from pyproj import Transformer
+
+    if src == dst:
+        return tuple(np.asarray(p, float) for p in parts)
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    return tuple(np.column_stack(tr.transform(p[:, 0], p[:, 1])) for p in parts)
+
+
+def _line_parts(geom: Mapping[str, Any], where: str) -> list[np.ndarray]:
+    from rsviz.errors import GeometryTypeError
+
+    kind = geom.get("type")
+    coords = geom.get("coordinates") or []
+    if kind == "LineString":
+        parts = [coords]
+    elif kind == "MultiLineString":
+        parts = list(coords)
+    else:
+        raise GeometryTypeError(f"{where} is a {kind}; road vectors must be LineString or MultiLineString centre lines")
+    out = []
+    for p in parts:
+        a = np.asarray(p, float).reshape(-1, np.asarray(p).shape[-1] if len(p) else 2)[:, :2]
+        if len(a) >= 2:
+            out.append(a)
+    return out
+
+
+def read_road_lines(
+    path: str | Path,
+    *,
+    transform: Affine | None = None,
+    crs: CRS | None = None,
+    metric: CRS | None = None,
+    image_id: str | None = None,
+    image_name: str | None = None,
+) -> RoadLines:
+    """Read road centre lines from GeoJSON or a SpaceNet WKT CSV, in metres.
+
+    * **GeoJSON** (``.geojson`` / ``.json``): a FeatureCollection of LineString / MultiLineString features
+      in the file's CRS (RFC 7946: lon/lat unless a legacy ``crs`` member says otherwise).
+    * **SpaceNet CSV** (``.csv``): columns ``ImageId`` and ``WKT_Pix``, one LINESTRING per row in pixel
+      coordinates (column, row) of the image they were drawn on (``transform`` and ``crs`` give its grid);
+      ``LINESTRING EMPTY`` rows (an image without roads) are allowed. Rows of ``image_id`` are read; without
+      it, the only ImageId of the file, or the one that ends the image's file name.
+
+    Args:
+        path: The file.
+        transform: Pixel-to-CRS transform of the image (pixel coordinates only).
+        crs: CRS of that image.
+        metric: The projected CRS to return (None: :func:`metric_crs` of the first vertex).
+        image_id: SpaceNet ImageId of the rows to read (CSV only).
+        image_name: File name of the image, whose stem ends with its ImageId in SpaceNet
+            (``RGB-PanSharpen_AOI_2_Vegas_img0.tif``: ``AOI_2_Vegas_img0``).
+
+    Returns:
+        :class:`RoadLines` (possibly without lines).
+
+    Raises:
+        RsvizError: The file cannot be read, has no usable columns, a WKT cannot be parsed, or pixel
+            coordinates come without an image grid; the message names the file and what to fix.
+        GeometryTypeError: A geometry is not a line.
+    """
+    from rsviz.errors import RsvizError
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".geojson", ".json"):
+        from rsviz.labels import read_geojson_features
+
+        feats, src = read_geojson_features(p)
+        parts: list[np.ndarray] = []
+        for i, f in enumerate(feats):
+            parts += _line_parts(f["geometry"], f"{p}: feature {i}")
+    elif suffix == ".csv":
+        if transform is None or crs is None:
+            raise RsvizError(
+                f"{p} holds pixel coordinates (WKT_Pix); pass --image RASTER, the georeferenced image they were "
+                "drawn on, to place them"
+            )
+        parts = [transform_pixels(a, transform) for a in _read_wkt_csv(p, image_id, image_name)]
+        src = crs
+    else:
+        raise RsvizError(
+            f"{p}: road vectors must be GeoJSON (.geojson) LineStrings or a SpaceNet CSV (.csv with ImageId, "
+            "WKT_Pix); rename or convert the file"
+        )
+    if metric is None:
+        if not parts:
+            raise RsvizError(f"{p} has no road lines to place; pass --image RASTER to give the metric CRS")
+        metric = metric_crs(src, *parts[0][0])
+    return RoadLines(_to_metric(parts, src, metric), metric, str(p))
+
+
+def transform_pixels(xy: np.ndarray, transform: Affine) -> np.ndarray:
+    """``(N, 2)`` pixel ``(column, row)`` coordinates to CRS coordinates of ``transform`` (pixel corners)."""
+    xs, ys = transform * (xy[:, 0], xy[:, 1])  # type: ignore[operator]  # affine maps arrays too
+    return np.column_stack([xs, ys]).astype(float)
+
+
+def _read_wkt_csv(p: Path, image_id: str | None, image_name: str | None) -> list[np.ndarray]:
+    import csv
+
+    import shapely
+    import shapely.wkt
+    from shapely.errors import GEOSException
+
+    from rsviz.errors import RsvizError
+
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            if "ImageId" not in cols or "WKT_Pix" not in cols:
+                raise RsvizError(
+                    f"{p} has columns {cols}; a SpaceNet road CSV needs ImageId and WKT_Pix (pixel coordinates)"
+                )
+            rows = [(n, r["ImageId"], r["WKT_Pix"]) for n, r in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RsvizError(f"cannot read {p}: {exc}; expected a CSV with ImageId and WKT_Pix columns") from exc
+    ids = sorted({i for _, i, _ in rows})
+    if image_id is None and len(ids) > 1:
+        image_id = next((i for i in ids if image_name and Path(image_name).stem.endswith(i)), None)
+        if image_id is None:
+            raise RsvizError(
+                f"{p} holds {len(ids)} images ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}) and none "
+                "ends the image's file name; pass --image-id to pick one"
+            )
+    if image_id is not None and image_id not in ids and rows:
+        raise RsvizError(f"{p} has no rows of ImageId {image_id!r}; it has {', '.join(ids[:5])}")
+    out = []
+    for n, i, text in rows:
+        if image_id is not None and i != image_id:
+            continue
+        try:
+            geom = shapely.wkt.loads(text)
+        except (GEOSException, ValueError, TypeError) as exc:
+            raise RsvizError(
+                f"{p} line {n}: cannot read WKT_Pix {text[:40]!r} ({exc}); expected LINESTRING (x y, ...)"
+            ) from exc
+        if geom.is_empty:
+            continue
+        out += _line_parts(shapely.geometry.mapping(geom), f"{p} line {n}")
+    return out
+
+
+def graph_road_lines(g: nx.Graph, transform: Affine, crs: CRS, metric: CRS | None = None) -> RoadLines:
+    """A pixel graph (node ``xy`` = (column, row), e.g. a mask skeleton) as :class:`RoadLines`.
+
+    Args:
+        g: The graph; its polylines (:func:`graph_lines`) become the lines.
+        transform: Pixel-to-CRS transform of its raster.
+        crs: CRS of that raster.
+        metric: The projected CRS to return (None: :func:`metric_crs` of the raster's origin).
+    """
+    parts = [transform_pixels(np.asarray(c, float), transform) for c, _ in graph_lines(g)]
+    if metric is None:
+        metric = metric_crs(crs, transform.c, transform.f)
+    return RoadLines(_to_metric(parts, crs, metric), metric, "mask")

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from shapely.geometry import LineString, box
+from shapely.geometry import box
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_cohen_kappa,
@@ -18,7 +18,6 @@ from torchmetrics.functional.classification import (
 
 from rsviz.metrics import (
     ConfusionMatrix,
-    apls,
     binary_error_map,
     boundary_f1,
     height_metrics,
@@ -28,7 +27,6 @@ from rsviz.metrics import (
     relaxed_precision_recall,
 )
 from rsviz.metrics.multilabel import multilabel_metrics
-from rsviz.postprocess import graph_from_lines
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -144,20 +142,6 @@ def test_relaxed_precision_recall():
     p[27, :] = True  # 2 px off
     assert relaxed_precision_recall(p, t, rho=3)["f1"] == 1.0
     assert relaxed_precision_recall(p, t, rho=1)["f1"] == 0.0
-
-
-def test_apls_identical_missing_edge_and_disconnected_node():
-    a, b, c = (0, 0), (10, 0), (20, 0)
-    gt = graph_from_lines([LineString([a, b, c])], spacing=100)
-    assert apls(gt, graph_from_lines([LineString([a, b, c])], spacing=100), buffer=1)["apls"] == pytest.approx(1.0)
-    # missing edge B-C: gt->prop 1 - 4/6 = 1/3; prop->gt 1.0; harmonic mean 0.5
-    r = apls(gt, graph_from_lines([LineString([a, b])], spacing=100), buffer=1)
-    assert r["apls_gt_to_prop"] == pytest.approx(1 / 3) and r["apls_prop_to_gt"] == pytest.approx(1.0)
-    assert r["apls"] == pytest.approx(0.5)
-    # C present but disconnected (C-D spur): gt->prop 1/3; prop->gt 1 - 2/4 = 0.5; APLS = 0.4
-    r = apls(gt, graph_from_lines([LineString([a, b]), LineString([c, (20, 5)])], spacing=100), buffer=1)
-    assert r["apls_gt_to_prop"] == pytest.approx(1 / 3) and r["apls_prop_to_gt"] == pytest.approx(0.5)
-    assert r["apls"] == pytest.approx(0.4)
 
 
 def test_height_metrics():
