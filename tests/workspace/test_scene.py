@@ -8,7 +8,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from rsviz.errors import ExtentError, GridMismatchError, RasterReadError, UnknownNameError
+from rsviz.errors import ExtentError, GeometryTypeError, GridMismatchError, RasterReadError, UnknownNameError
 from rsviz.workspace import load_scene, open_path, open_upload, resolve_extent
 from rsviz.workspace import scene as scene_mod
 
@@ -66,7 +66,13 @@ def test_points_are_not_building_footprints(scene_dir, tmp_path):
     }
     p = tmp_path / "points.geojson"
     p.write_text(json.dumps(gj))
-    with pytest.raises(RasterReadError, match="no polygons.*Point"):
+    with pytest.raises(GeometryTypeError, match="1 feature.*Point"):
+        open_path(scene_dir / "image.tif", p)
+    # a polygon beside the point does not let the point through as a one-pixel building
+    ring = [[15.0, 45.1], [15.001, 45.1], [15.001, 45.099], [15.0, 45.1]]
+    gj["features"].append({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    p.write_text(json.dumps(gj))
+    with pytest.raises(GeometryTypeError, match="Point"):
         open_path(scene_dir / "image.tif", p)
 
 
