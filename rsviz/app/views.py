@@ -338,6 +338,31 @@ def prelude() -> None:
 # --------------------------------------------------------------------------- Run
 
 
+def _run_jobs() -> None:
+    """This session's runs on the Run page: progress with Cancel, or how each ended."""
+    for key in state.jobs():
+        job = JOBS.get(key)
+        if job is None:
+            continue
+        line = _job_line(job)
+        if job.state is JobState.FAILED:
+            st.error(f"{job.model}: {job.error}")
+        elif job.state is JobState.CANCELLED:
+            st.warning(f"{line}; finished models are kept, nothing else changed.")
+        elif job.finished:
+            st.success(line)
+        else:
+            c1, c2 = st.columns([5, 1])
+            c1.progress(job.fraction, text=line)
+            if c2.button("Cancel", key=f"run-cancel-{key}", help="stop this run at the next batch"):
+                job.cancel()
+
+
+@st.fragment(run_every=1.0)
+def _run_jobs_live() -> None:
+    _run_jobs()
+
+
 def render_run() -> None:
     """Model choice, options, background runs with progress and cancel, runs on this extent."""
     prelude()
@@ -397,22 +422,10 @@ def render_run() -> None:
         "workspace by model, scene, extent and options: running the same choice again is instant, also after a "
         "restart."
     )
-    for key in state.jobs():
-        job = JOBS.get(key)
-        if job is None:
-            continue
-        line = _job_line(job)
-        if job.state is JobState.FAILED:
-            st.error(f"{job.model}: {job.error}")
-        elif job.state is JobState.CANCELLED:
-            st.warning(f"{line}; finished models are kept, nothing else changed.")
-        elif job.finished:
-            st.success(line)
-        else:
-            c1, c2 = st.columns([5, 1])
-            c1.progress(job.fraction, text=line)
-            if c2.button("Cancel", key=f"run-cancel-{key}", help="stop this run at the next batch"):
-                job.cancel()
+    if any(j is not None and not j.finished for j in (JOBS.get(k) for k in state.jobs())):
+        _run_jobs_live()  # refreshed each second while a run goes on, like the sidebar
+    else:
+        _run_jobs()
     runs = state.runs_for(ext)
     if runs:
         st.subheader("Runs on this extent")
