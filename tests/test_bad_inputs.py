@@ -370,7 +370,29 @@ def test_refused_upload_leaves_nothing_and_names_the_users_file(case):
     assert _workspace_entries() == before
 
 
-FOOTPRINT_CASES = [c for c in BY_KIND["footprints"] if c.expect != "ok"]
+# lines alone are road centre lines to the app's opener (a roads scene); everything else wrong stays wrong
+FOOTPRINT_CASES = [c for c in BY_KIND["footprints"] if c.expect != "ok" and c.name != "lines_as_footprints"]
+
+
+@needs_mirror
+def test_lines_open_as_road_ground_truth():
+    from rsviz.workspace import open_upload
+
+    case = next(c for c in BY_KIND["footprints"] if c.name == "lines_as_footprints")
+    with open(_CORPUS / "rasters" / "chip.tif", "rb") as img, open(case.path, "rb") as gt:
+        s = open_upload("chip.tif", img, case.path.name, gt)
+    assert s.task == "roads" and set(s.targets) == {"roads"}
+    # the Metrics page's path: a road model's run on that scene is scored against the burned lines, APLS included
+    from rsviz.models.api import get_model_card
+    from rsviz.workspace import RunOptions, resolve_extent, run_model
+    from rsviz.workspace.metrics import evaluate_run
+
+    run, _ = run_model("roads-pplinknet", s, resolve_extent(s, None), RunOptions(tile=64, overlap=0.25, tta=False))
+    res = evaluate_run(s, run, get_model_card("roads-pplinknet"))
+    assert res is not None and "apls_4m" in res.values
+    (tn, fp), (fn, tp) = res.confusion
+    assert fn + tp > 0, "the burned lines are road pixels of the ground truth"
+    assert tn + fp + fn + tp == s.height * s.width
 
 
 @needs_mirror

@@ -108,7 +108,7 @@ def _upload_form() -> None:
         )
         gt = st.file_uploader(
             "Ground truth (optional): raster on the same grid (class ids, 0/1 or 0/255 mask, heights; 255 = "
-            "nodata), or building GeoJSON",
+            "nodata), or GeoJSON of building footprints or of road centre lines",
             type=["tif", "tiff", "png", "geojson", "json"],
         )
         ok = st.form_submit_button("Open")
@@ -121,7 +121,10 @@ def _path_form() -> None:
 
     c1, c2 = st.columns(2)
     path = c1.text_input("Raster path on this machine (GeoTIFF, COG, VRT, JPEG2000…)", key="map-path")
-    gt = c2.text_input("Ground truth path (optional: raster on the same grid, or GeoJSON)", key="map-gt-path")
+    gt = c2.text_input(
+        "Ground truth path (optional: raster on the same grid, or GeoJSON of footprints or road lines)",
+        key="map-gt-path",
+    )
     if st.button("Open", key="map-open-path") and path:
         from rsviz.workspace.scene import check_local_path
 

@@ -665,7 +665,13 @@ def _raster_ground_truth(
 def _vector_ground_truth(
     gt: Path, info: _Info, folder: Path, progress: ProgressFn | None
 ) -> tuple[dict[str, Path], str, tuple[ClassInfo, ...]]:
-    """Burn building polygons onto the scene grid by blocks: ``instances`` (one id per polygon) and ``buildings``."""
+    """Burn building polygons onto the scene grid by blocks: ``instances`` (one id per polygon) and ``buildings``;
+    a file of lines only is road ground truth (:func:`_road_ground_truth`).
+
+    Raises:
+        GeometryTypeError: Points, or lines mixed with polygons (the message counts them).
+        RasterReadError: A geometry shapely cannot read, or no non-empty geometry.
+    """
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
     from shapely import STRtree, box, make_valid
@@ -684,6 +690,12 @@ def _vector_ground_truth(
         raise RasterReadError(
             f"{gt.name} holds a geometry shapely cannot read ({exc}); fix or drop that feature"
         ) from exc
+    kinds = {g.geom_type for g in geoms if not g.is_empty}
+    if kinds and kinds <= {"LineString", "MultiLineString"}:  # road centre lines
+        lines = geoms if CRS.from_user_input(src_crs) == info.crs else [
+            shape(transform_geom(src_crs, info.crs, mapping(g))) for g in geoms
+        ]  # fmt: skip
+        return _road_ground_truth(lines, info, folder, progress)
     others = sorted({g.geom_type for g in geoms if g.geom_type not in ("Polygon", "MultiPolygon")})
     if others:  # points or lines burned as one-pixel "buildings" would be silently wrong
         n = sum(g.geom_type in others for g in geoms)
@@ -724,6 +736,44 @@ def _vector_ground_truth(
 
     pb = _write_blocks(folder / "gt-buildings.tif", info, "uint8", mask, NODATA_CLASS)
     return {"buildings": pb, "instances": pi}, "buildings", BUILDING_CLASSES
+
+
+#: Half the width of a road burned from a centre line, metres (SpaceNet's road masks are about 4 m wide, and the
+#: APLS snapping buffer is 4 m).
+ROAD_HALF_WIDTH_M = 2.0
+
+
+def _road_ground_truth(
+    lines: list[Any], info: _Info, folder: Path, progress: ProgressFn | None
+) -> tuple[dict[str, Path], str, tuple[ClassInfo, ...]]:
+    """Burn road centre lines (in the scene's CRS) as a road mask, by blocks: each line buffered by
+    :data:`ROAD_HALF_WIDTH_M` (at least one pixel). The Metrics page scores pixels against the mask and APLS
+    against its skeleton graph, like any road mask."""
+    from rasterio.features import rasterize
+    from shapely import STRtree, box
+    from shapely.geometry import mapping
+
+    from rsviz.datasets.roads import ROAD_CLASSES
+    from rsviz.geo import gsd_metres
+
+    px = abs(info.transform.a)  # one pixel in CRS units
+    metres = gsd_metres(info.transform, info.crs, info.height, info.width)  # one pixel in metres
+    half = max(px, ROAD_HALF_WIDTH_M * px / metres)
+    roads = [g.buffer(half) for g in lines]
+    tree = STRtree(roads)
+
+    def fill(w: Window) -> np.ndarray:
+        t = info.transform * Affine.translation(w.col_off, w.row_off)
+        x0, y0 = info.transform * (w.col_off, w.row_off)
+        x1, y1 = info.transform * (w.col_off + w.width, w.row_off + w.height)
+        idx = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        shape_ = (int(w.height), int(w.width))
+        if len(idx) == 0:
+            return np.zeros(shape_, np.uint8)
+        return rasterize(((mapping(roads[i]), 1) for i in idx), out_shape=shape_, transform=t, fill=0, dtype="uint8")
+
+    p = _write_blocks(folder / "gt-roads.tif", info, "uint8", fill, NODATA_CLASS, progress)
+    return {"roads": p}, "roads", ROAD_CLASSES
 
 
 #: ``RSVIZ_LOCAL_PATHS``: the folders (``os.pathsep``-separated) the app's Local path may open files from. Unset:
@@ -796,7 +846,8 @@ def open_path(
     Args:
         path: Any raster GDAL reads (GeoTIFF, COG, VRT, JPEG2000, PNG...).
         gt: Ground truth: a raster on exactly the image grid (class ids, a 0/1 or 0/255 mask, or float
-            heights; 255 = nodata) or a GeoJSON of building polygons (any CRS).
+            heights; 255 = nodata) or a GeoJSON (any CRS) of building polygons (a buildings scene) or of road
+            centre lines only (a roads scene: lines burned :data:`ROAD_HALF_WIDTH_M` to each side).
         name: Display name (default: the file name).
         source: Recorded origin (default ``path:<path>``).
         progress: ``progress(done, total)`` over the blocks written.

@@ -230,3 +230,35 @@ def test_local_paths_default_to_caches_workspace_and_home(tmp_path, monkeypatch)
     assert check_local_path(tmp_path / "home" / "ortho.tif")
     with pytest.raises(RasterReadError, match="outside the folders"):
         check_local_path("/etc/passwd")
+
+
+@pytest.mark.realdata
+def test_road_centre_lines_as_ground_truth(mirror):
+    """A GeoJSON of road centre lines (SpaceNet Vegas) opens as a roads scene: the lines are burned ROAD_HALF_WIDTH_M
+    to each side, so the mask's area is about length x 4 m and every line vertex inside the image is road."""
+    import rasterio
+    from pyproj import Transformer
+    from shapely.geometry import box, shape
+    from shapely.ops import transform as shp_transform
+
+    from rsviz.labels import read_geojson_features
+    from rsviz.workspace.scene import ROAD_HALF_WIDTH_M
+
+    d = mirror / "spacenet-samples/apls/data"
+    img = d / "images/RGB-PanSharpen_AOI_2_Vegas_img0.tif"
+    gt = d / "gt_json_prop_wkt/ground_truth_randomized/AOI_2_Vegas_img0.geojson"
+    s = open_path(img, gt)
+    assert s.task == "roads" and set(s.targets) == {"roads"}
+    with rasterio.open(s.targets["roads"]) as ds:
+        mask = ds.read(1)
+        t, crs = ds.transform, ds.crs
+    feats, src = read_geojson_features(gt)
+    to = Transformer.from_crs(src, crs, always_xy=True).transform
+    lines = [shp_transform(to, shape(f["geometry"])) for f in feats]
+    inside = [(int(r), int(c)) for g in lines for x, y in g.coords for c, r in [~t * (x, y)]]
+    inside = [(r, c) for r, c in inside if 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]]
+    assert inside and all(mask[r, c] == 1 for r, c in inside)
+    frame = box(*rasterio.transform.array_bounds(*mask.shape, t))
+    length_px = sum(g.intersection(frame).length for g in lines) / abs(t.a)  # Vegas' GeoTIFF is in degrees
+    expected = length_px * (2 * ROAD_HALF_WIDTH_M / s.gsd)
+    assert 0.7 * expected < (mask == 1).sum() < 1.3 * expected
