@@ -21,7 +21,7 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from rsviz.batch.scenes import SceneSpec
+from rsviz.batch.scenes import BatchInputError, SceneSpec
 from rsviz.batch.task import BatchJob, SceneOutcome, failed, process_scene
 from rsviz.errors import ModelFolderError, RsvizError
 
@@ -69,7 +69,7 @@ def local_cluster_size(workers: int | None = None, threads_per_worker: int | Non
         The :class:`ClusterSize`; torch threads split the cores evenly over the workers.
 
     Raises:
-        ValueError: ``workers`` or ``threads_per_worker`` below 1.
+        BatchInputError: ``workers`` or ``threads_per_worker`` below 1.
     """
     import torch
 
@@ -78,7 +78,7 @@ def local_cluster_size(workers: int | None = None, threads_per_worker: int | Non
     n = workers if workers is not None else (gpus or max(1, cores // CPU_CORES_PER_WORKER))
     t = threads_per_worker if threads_per_worker is not None else 1
     if n < 1 or t < 1:
-        raise ValueError(f"workers ({n}) and threads per worker ({t}) must be at least 1")
+        raise BatchInputError(f"--workers ({n}) and --threads-per-worker ({t}) must be at least 1")
     return ClusterSize(n, t, max(1, cores // n), gpus)
 
 
@@ -100,11 +100,12 @@ def connect(
 
     Raises:
         ClusterError: The scheduler cannot be reached.
+        BatchInputError: Sizes with a given scheduler, or sizes below 1.
     """
     from distributed import Client, LocalCluster
 
     if scheduler is not None and (workers is not None or threads_per_worker is not None):
-        raise ValueError("--workers and --threads-per-worker size a LocalCluster; leave them out with --scheduler")
+        raise BatchInputError("--workers and --threads-per-worker size a LocalCluster; leave them out with --scheduler")
     if isinstance(scheduler, Client):
         return scheduler, None, None
     if scheduler is not None:

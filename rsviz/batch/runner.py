@@ -131,10 +131,10 @@ def run_batch(
     Raises:
         UnknownNameError: Unknown model.
         OutputPathError: ``out`` is a file or cannot be written, or another batch is writing into it.
-        BatchInputError: No scenes.
         ClusterError: The scheduler cannot be reached.
         BatchCancelled: ``cancel()`` returned True.
-        ValueError: Scored scenes of different tasks (they cannot be pooled).
+        BatchInputError: No scenes, LocalCluster sizes with a scheduler, or scored scenes of different tasks (they
+            cannot be pooled).
     """
     from rsviz.batch.scenes import BatchInputError
     from rsviz.models.api import model_dir
@@ -144,6 +144,8 @@ def run_batch(
     model_dir(model)  # an unknown name first (the message lists the valid ones)
     if not scenes:
         raise BatchInputError("no scenes to run")
+    if scheduler is not None and (workers is not None or threads_per_worker is not None):
+        raise BatchInputError("--workers and --threads-per-worker size a LocalCluster; leave them out with --scheduler")
     options = options or BatchOptions()
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -192,8 +194,6 @@ def run_batch(
 
         dashboard, n_workers = None, 0
         if todo and workers == 0:
-            if scheduler is not None:
-                raise ValueError("--workers 0 runs in this process; leave out --scheduler")
             _sequential(job, todo, arrived, on_start, cancel)
         elif todo:
             dashboard, n_workers = _on_dask(
@@ -281,7 +281,9 @@ def _pool(outcomes: Sequence[SceneOutcome]) -> tuple[Any, dict[str, Any]]:
     per_scene = {k: c.result() for k, c in counts.items()}
     tasks = {c.task for c in counts.values()}
     if len(tasks) > 1:
-        raise ValueError(
+        from rsviz.batch.scenes import BatchInputError
+
+        raise BatchInputError(
             f"the scored scenes are of different tasks ({', '.join(sorted(t.value for t in tasks))}) and cannot be "
             "pooled; run them as separate batches"
         )

@@ -143,9 +143,19 @@ class SceneOutcome:
         return cls(**kw)
 
 
-def failed(name: str, scene_hash: str, exc: BaseException, seconds: float = 0.0, worker: str = "local") -> SceneOutcome:
-    """A failed outcome naming the exception (project errors by message alone: it says what to fix)."""
+def failed(
+    name: str,
+    scene_hash: str,
+    exc: BaseException,
+    seconds: float = 0.0,
+    worker: str = "local",
+    path: str | None = None,
+) -> SceneOutcome:
+    """A failed outcome naming the exception (project errors by message alone: it says what to fix), prefixed
+    with the scene's ``path`` when the message does not name it."""
     msg = str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"
+    if path is not None and Path(path).name not in msg:
+        msg = f"{path}: {msg}"
     return SceneOutcome(name, "failed", scene_hash, error=msg, seconds=seconds, worker=worker)
 
 
@@ -226,7 +236,7 @@ def process_scene(
             stats={k: v for k, v in pred.stats.items() if k != "files"},
         )
     except SCENE_ERRORS as exc:
-        return failed(spec.name, scene_hash, exc, time.perf_counter() - t0, worker)
+        return failed(spec.name, scene_hash, exc, time.perf_counter() - t0, worker, spec.image)
     return SceneOutcome(
         spec.name,
         "done",
