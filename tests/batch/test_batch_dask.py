@@ -135,7 +135,8 @@ def test_cli_batch_sequential_and_errors(mirror, tmp_path, capsys):
     folder = tmp_path / "chips"
     folder.mkdir()
     for c in chips:
-        shutil.copy(c, folder / c.name)
+        for f in (c, c.with_name(c.name + ".aux.xml")):  # the chips' georeferencing is in the .aux.xml
+            shutil.copy(f, folder / f.name)
     out = tmp_path / "out"
     assert main(["batch", MODEL, str(folder), "--gt", str(mirror / OSM), "--out", str(out), "--workers", "0"]) == 0
     text = capsys.readouterr().out
