@@ -220,7 +220,9 @@ def _results(run: Any, st_folium: Any) -> None:
             f"Scene footprints coloured by {metric_label(key)[0] if key else 'status'} (red: worst third of the "
             "batch, green: best; grey: not scored). Click a scene to open it on the Map page with its run."
         )
-        res = st_folium(m, height=480, use_container_width=True, returned_objects=["last_active_drawing"], key="batch-map")
+        res = st_folium(
+            m, height=480, use_container_width=True, returned_objects=["last_active_drawing"], key="batch-map"
+        )
         clicked = ((res or {}).get("last_active_drawing") or {}).get("properties") or {}
         if clicked.get("scene_key") and clicked != st.session_state.get("batch-last-click"):
             st.session_state["batch-last-click"] = clicked

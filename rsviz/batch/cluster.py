@@ -224,7 +224,7 @@ def dask_task(spec: SceneSpec, job: BatchJob, scene_hash: str) -> SceneOutcome:
     from distributed import get_worker
 
     w = get_worker()
-    plugin = w.plugins.get(job.plugin_name)
+    plugin: Any = w.plugins.get(job.plugin_name)
     if plugin is None or plugin.model is None:
         return failed(
             spec.name, scene_hash, RuntimeError(f"worker {w.address} has no {job.model} loaded"), worker=w.address
