@@ -154,3 +154,13 @@ def test_cli_batch_sequential_and_errors(mirror, tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
     assert main(["batch", MODEL, str(folder), "--out", str(out), "--workers", "0", "--scheduler", "tcp://x:1"]) == 2
     assert "leave them out with --scheduler" in capsys.readouterr().err
+
+
+def test_a_scheduler_address_is_used_unchanged(scenes, cluster, tmp_path):
+    """``--scheduler tcp://...``: the batch connects to that cluster (and leaves it running)."""
+    from rsviz.batch import run_batch
+
+    address = cluster.scheduler.address
+    s = run_batch(MODEL, scenes[:2], tmp_path / "out", options=OPTIONS, scheduler=address)
+    assert [o.status for o in s.outcomes] == ["done", "done"] and s.workers == 2
+    assert cluster.scheduler_info()["workers"]  # still up for others
