@@ -164,3 +164,12 @@ def test_a_scheduler_address_is_used_unchanged(scenes, cluster, tmp_path):
     s = run_batch(MODEL, scenes[:2], tmp_path / "out", options=OPTIONS, scheduler=address)
     assert [o.status for o in s.outcomes] == ["done", "done"] and s.workers == 2
     assert cluster.scheduler_info()["workers"]  # still up for others
+
+
+def test_catalog_scenes_bring_their_ground_truth(mirror, tmp_path):
+    from rsviz.batch import resolve_scenes, run_batch
+
+    specs = resolve_scenes(["banepa-buildings:test"])[:2]
+    s = run_batch(MODEL, specs, tmp_path / "out", options=OPTIONS, workers=0)
+    assert len(s.per_scene) == 2 and s.overall.images == 2
+    assert all(o.bounds_4326 is not None and o.run_key for o in s.done)
