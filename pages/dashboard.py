@@ -20,6 +20,7 @@ pages = [
     st.Page("run.py", title="Run", icon=":material/play_arrow:"),
     st.Page("compare.py", title="Compare", icon=":material/compare:"),
     st.Page("metrics.py", title="Metrics", icon=":material/bar_chart:"),
+    st.Page("batch.py", title="Batch", icon=":material/dataset:"),
     st.Page("scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
     st.Page("export.py", title="Export", icon=":material/download:"),
 ]

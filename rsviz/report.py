@@ -40,6 +40,7 @@ def html_report(
     card: dict,
     options: dict,
     attribution: str = "",
+    sections: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Self-contained HTML (images inlined as base64 PNG; no external resources).
 
@@ -53,6 +54,8 @@ def html_report(
         card: Model card dict.
         options: Inference options.
         attribution: Data attribution line.
+        sections: ``(title, HTML body)`` sections added after the figures (the body is trusted HTML the caller
+            escaped, e.g. the per-scene table of ``rsviz batch``).
 
     Returns:
         The HTML document.
@@ -100,6 +103,8 @@ def html_report(
         parts.append("</div>")
     for fig in figures or []:
         parts.append(f"<p><img src='data:image/png;base64,{_fig_png(fig)}'></p>")
+    for title_, body in sections:
+        parts.append(f"<h2>{e(title_)}</h2>{body}")
     if extent_geojson:
         parts.append(f"<h2>Extent (GeoJSON, EPSG:4326)</h2><pre>{e(json.dumps(extent_geojson, indent=1))}</pre>")
     parts.append(f"<h2>Model card</h2><pre>{e(json.dumps(card, indent=1))}</pre>")

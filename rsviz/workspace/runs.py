@@ -296,4 +296,84 @@ def run_model(
     return res, False
 
 
-__all__ = ["RsvizError", "RunOptions", "RunResult", "load_run", "run_key", "run_model", "runs_of", "weights_hash"]
+def record_run(
+    model: str,
+    scene: Scene,
+    extent: Extent,
+    options: RunOptions,
+    path: Path,
+    seconds: float,
+    *,
+    run_options: dict[str, Any] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> RunResult:
+    """Record a prediction COG written elsewhere (``rsviz batch``) as the workspace run of its key.
+
+    The COG (and its ``_height`` sidecar) is hard-linked into ``runs/<key>/`` (copied across file systems),
+    so the app's Map page opens it like a run of its own; a run already recorded under the key is kept.
+
+    Args:
+        model: Model name.
+        scene: The workspace scene predicted.
+        extent: The extent predicted (the whole scene for a batch).
+        options: The options, as :func:`run_key` hashes them.
+        path: The complete prediction COG (band layout of :func:`rsviz.inference.output_band_layout`).
+        seconds: Wall time of the prediction.
+        run_options: What the engine used (:attr:`rsviz.inference.Prediction.options`).
+        stats: Engine statistics.
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        OSError: The workspace cannot be written.
+    """
+    key = run_key(model, scene.key, extent, options)
+    try:
+        return load_run(key)
+    except UnknownNameError:
+        pass
+    root = _runs_root()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        for src in (path, path.with_name(path.stem + "_height.tif")):
+            if not src.exists():
+                continue
+            dst = tmp / ("prediction.tif" if src == path else "prediction_height.tif")
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or links not allowed
+                shutil.copyfile(src, dst)
+        res = RunResult(
+            key,
+            model,
+            scene.key,
+            extent,
+            options,
+            root / key / "prediction.tif",
+            seconds,
+            dict(run_options or {}),
+            dict(stats or {}),
+        )
+        (tmp / "run.json").write_text(json.dumps(res.to_dict(), indent=1))
+        if (root / key).exists():  # recorded meanwhile by another task
+            shutil.rmtree(tmp, ignore_errors=True)
+            return load_run(key)
+        os.replace(tmp, root / key)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return res
+
+
+__all__ = [
+    "RsvizError",
+    "RunOptions",
+    "RunResult",
+    "load_run",
+    "record_run",
+    "run_key",
+    "run_model",
+    "runs_of",
+    "weights_hash",
+]

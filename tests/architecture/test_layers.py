@@ -27,6 +27,8 @@ LAYERS: list[set[str]] = [
         "rsviz.cli",
         "rsviz.cli_predict",
         "rsviz.cli_evaluate",
+        "rsviz.cli_batch",
+        "rsviz.batch",
         "rsviz.__main__",
         "rsviz",
     },
