@@ -17,7 +17,12 @@ os.environ.setdefault("RSVIZ_WORKSPACE", str(_TMP / "workspace"))
 ROOT = Path(__file__).resolve().parents[1]
 # Map -> Local path opens only allowed folders (default: caches, workspace, home); tests open fixtures from the
 # checkout and from pytest's temporary folders, wherever CI puts those.
-os.environ.setdefault("RSVIZ_LOCAL_PATHS", os.pathsep.join([tempfile.gettempdir(), str(ROOT)]))
+_ROOTS = [
+    tempfile.gettempdir(),
+    str(ROOT),
+    *([os.environ["RSVIZ_DATA_DIR"]] if os.environ.get("RSVIZ_DATA_DIR") else []),
+]
+os.environ.setdefault("RSVIZ_LOCAL_PATHS", os.pathsep.join(_ROOTS))
 
 FIXTURES = ROOT / "tests" / "data"
 

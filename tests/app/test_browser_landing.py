@@ -14,6 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.realdata]
 ART = ROOT / "tests" / "artifacts"
 
 
+#: Pages in the navigation (each with a Material icon), as pages/dashboard.py lists them.
+PAGE_COUNT = (ROOT / "pages" / "dashboard.py").read_text().count("st.Page(")
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -48,7 +52,7 @@ def test_landing_map_renders_offline_with_tiles_from_the_app(browser, mirror):
         assert frame.evaluate("typeof L !== 'undefined'")  # the landing map has no draw tool (Map page has)
         # navigation icons come from Streamlit's own Material Symbols font, not an emoji font the machine may lack
         icons = page.locator('[data-testid="stSidebarNav"] [data-testid="stIconMaterial"]')
-        assert icons.count() == 7
+        assert icons.count() == PAGE_COUNT
         assert page.evaluate("""document.fonts.check("24px 'Material Symbols Rounded'")""")
         page.screenshot(path=str(ART / "landing.png"), full_page=True)
         # nothing the map needs came from the internet
