@@ -1,4 +1,4 @@
-"""One-file HTML report of a QA session: figures, metrics, extent GeoJSON and model card."""
+"""The first one-file HTML report (figures, metrics, extent GeoJSON, card): kept for callers of :func:`html_report`."""
 
 from __future__ import annotations
 
