@@ -1,4 +1,4 @@
-"""Command-line interface: ``rsviz {data,models,predict,evaluate,train,package,select,promote} ...``.
+"""Command-line interface: ``rsviz {data,models,predict,evaluate,report,train,package,select,promote} ...``.
 
 ``rsviz`` (the console script) and ``python -m rsviz`` are the same program. ``train``, ``package``,
 ``select`` and ``promote`` come from the repository's ``experiments`` package through the
@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rsviz.cli_evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from rsviz.report.cli import add_report_parser
+
+    add_report_parser(sub)
     _plugin_commands(sub)
     return p
 

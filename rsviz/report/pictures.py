@@ -163,6 +163,7 @@ def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Pictur
     Returns:
         ``(false positives, misses)``: proposals outlined red and ground truth blue in each crop.
     """
+    import shapely
     from PIL import Image, ImageDraw
 
     gts = [g for _, g, _ in match.tp] + list(match.fn)
@@ -184,9 +185,10 @@ def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Pictur
         c1, r1 = min(int(cx + side / 2), rgb.shape[1]), min(int(cy + side / 2), rgb.shape[0])
         im = Image.fromarray(rgb[r0:r1, c0:c1].copy())
         d = ImageDraw.Draw(im)
+        window = shapely.box(c0, r0, c1, r1)
         for polys, colour in ((gts, (0, 116, 217)), (props, (255, 65, 54))):
             for p in polys:
-                if p.intersects(poly.buffer(side)):
+                if p.intersects(window):
                     for ring in [p.exterior] if hasattr(p, "exterior") else []:
                         d.line([(x - c0, y - r0) for x, y in ring.coords], fill=colour, width=2)
         f = CROP_PX / max(im.size)
