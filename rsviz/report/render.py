@@ -38,7 +38,8 @@ th { background: #f0f0f0; } td.n { text-align: right; font-variant-numeric: tabu
 figure { margin: 0 0 6px 0; display: inline-block; vertical-align: top; page-break-inside: avoid; }
 figure img { display: block; max-width: 100%; }
 figcaption { font-size: 7.5pt; color: #444; max-width: 260px; }
-.panel img { width: 240px; } .crop img { width: 110px; } .crop figcaption { max-width: 110px; }
+.panel img { width: 240px; } .crop img { width: 100px; } .crop figcaption { max-width: 100px; }
+.keep { page-break-inside: avoid; }
 .pair { page-break-inside: avoid; } .pair img { width: 320px; }
 .overview img { max-width: 460px; }
 .pos { color: #1a7f37; } .neg { color: #c62828; }
@@ -183,7 +184,7 @@ def _headline(rep: Report) -> str:
         row.append(f"{bl[0]:.3f} ({bl[1]})" if bl else "—")
         rows.append(row)
     out = [
-        "<h2>The numbers (inside the extent)</h2>",
+        "<div class='keep'><h2>The numbers (inside the extent)</h2>",
         _table(head, rows, set(range(1, len(head)))),
         f"<p class='muted'>Intervals: {_e(rep.method)}{'; the difference is paired on the same blocks' if two and rep.paired else ''}. "
         "Trivial baseline: the best constant map (every pixel one class) for pixel figures; object figures 0. "
