@@ -28,11 +28,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_report_parser(sub: argparse._SubParsersAction) -> None:
+def add_report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``report`` sub-command to the ``rsviz`` parser."""
-    r = sub.add_parser(
-        "report", help="QA report of a workspace run (or two compared) as one offline HTML file or PDF"
-    )
+    r = sub.add_parser("report", help="QA report of a workspace run (or two compared) as one offline HTML file or PDF")
     r.add_argument("runs", nargs="+", metavar="RUN", help="run id(s) of this workspace (16 hex); a second is compared")
     r.add_argument("--out", required=True, metavar="FILE", help="report file: .html (self-contained) or .pdf")
     r.add_argument("--title", default=None, help="title (default names the models)")

@@ -315,17 +315,20 @@ def build_report(
         a, b = sections
         if a.result is not None and b.result is not None and a.result.task == b.result.task:
             common = [k for k in keys if k in b.result.values]
-            ik = interval_keys({k: None for k in common}, a.blocks) if a.blocks is not None else {}
-            ik = {k: v for k, v in ik.items() if b.blocks is not None and k in interval_keys({k: None}, b.blocks)}
-            ivs, rep.paired = (
-                difference_intervals(a.blocks, b.blocks, ik) if a.blocks and b.blocks else ({}, False)
-            )
+            ka = interval_keys(dict.fromkeys(common), a.blocks) if a.blocks is not None else {}
+            kb = interval_keys(dict.fromkeys(common), b.blocks) if b.blocks is not None else {}
+            ik = {k: v for k, v in ka.items() if k in kb}
+            ivs: dict[str, Interval] = {}
+            if a.blocks is not None and b.blocks is not None:
+                ivs, rep.paired = difference_intervals(a.blocks, b.blocks, ik)
             for k in common:
                 va, vb = a.result.values[k], b.result.values[k]
-                if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va is not None and vb is not None:
+                if isinstance(va, (int, float)) and isinstance(vb, (int, float)):
                     rep.difference[k] = (float(vb) - float(va), ivs.get(k))
         else:
             notes.append("the two runs are not scored on the same task: no difference is computed.")
         by_caption = {p.caption.split(" (")[0]: p for p in b.panels}
-        rep.side_by_side = [(p, by_caption[p.caption.split(" (")[0]]) for p in a.panels if p.caption.split(" (")[0] in by_caption]
+        rep.side_by_side = [
+            (p, by_caption[p.caption.split(" (")[0]]) for p in a.panels if p.caption.split(" (")[0] in by_caption
+        ]
     return rep

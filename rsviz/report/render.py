@@ -69,7 +69,9 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] | None = No
     out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for r in rows:
         out.append(
-            "<tr>" + "".join(f"<td class='n'>{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+            "<tr>"
+            + "".join(f"<td class='n'>{_e(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(r))
+            + "</tr>"
         )
     out.append("</table>")
     return "".join(out)
@@ -125,7 +127,10 @@ def _card(sec: RunSection, headline: list[str]) -> str:
         out.append(
             _table(
                 ["dataset", "splits", "licence"],
-                [[str(d.get("dataset", "")), str(d.get("splits", "")), str(d.get("licence", ""))] for d in c.training_data],
+                [
+                    [str(d.get("dataset", "")), str(d.get("splits", "")), str(d.get("licence", ""))]
+                    for d in c.training_data
+                ],
             )
         )
     if c.metrics:
@@ -141,17 +146,25 @@ def _card(sec: RunSection, headline: list[str]) -> str:
                 ci = m.get(f"{k}_ci") or m.get(f"{k}_interval")
                 cells.append(_value(v) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) else ""))
             rows_m.append([split, kind, str(m.get("images", "—")), *cells])
-        out.append("<b>The card's own figures</b> <span class='muted'>(no interval is recorded on the card "
-                   "unless shown in brackets)</span>")
+        out.append(
+            "<b>The card's own figures</b> <span class='muted'>(no interval is recorded on the card "
+            "unless shown in brackets)</span>"
+        )
         out.append(
             _table(["split", "", "images", *[metric_label(k)[0] for k in keys]], rows_m, set(range(2, 3 + len(keys))))
         )
-    limits = [
-        f"{split}: {metric_label(keys[0])[0]} {_value(m.get(keys[0]))} (out of domain)"
-        for split, m in c.metrics.items()
-        if "ood" in split and keys
-    ] if c.metrics else []
-    limits.append(f"trained for {' – '.join(f'{g:g}' for g in c.input.gsd_range_m)} m imagery; other GSDs are out of range")
+    limits = (
+        [
+            f"{split}: {metric_label(keys[0])[0]} {_value(m.get(keys[0]))} (out of domain)"
+            for split, m in c.metrics.items()
+            if "ood" in split and keys
+        ]
+        if c.metrics
+        else []
+    )
+    limits.append(
+        f"trained for {' – '.join(f'{g:g}' for g in c.input.gsd_range_m)} m imagery; other GSDs are out of range"
+    )
     limits += [str(v) for k, v in c.extra.items() if k.endswith("_note") and isinstance(v, str) and len(v) < 400]
     out.append("<b>Known limits</b><ul>" + "".join(f"<li>{_e(x)}</li>" for x in limits) + "</ul>")
     out.append("<b>Options</b>" + _table(["option", "value"], [list(r) for r in sec.options]))
@@ -215,7 +228,10 @@ def _per_class(sec: RunSection) -> str:
 
     rows = per_class_rows(res)
     head = list(rows[0])
-    out = [f"<h3>{_e(sec.model)}: per class</h3>", _table(head, [[_value(r[h]) for h in head] for r in rows], set(range(1, len(head))))]
+    out = [
+        f"<h3>{_e(sec.model)}: per class</h3>",
+        _table(head, [[_value(r[h]) for h in head] for r in rows], set(range(1, len(head)))),
+    ]
     for f in sec.figures:
         out.append(f"<figure><img alt='figure' src='{_fig(f)}'></figure>")
     return "".join(out)
@@ -232,10 +248,14 @@ def _pictures(rep: Report) -> str:
             )
     else:
         for sec in rep.runs:
-            out.append(f"<h3>{_e(sec.model)}</h3><div class='row'>" + "".join(_picture(p) for p in sec.panels) + "</div>")
+            out.append(
+                f"<h3>{_e(sec.model)}</h3><div class='row'>" + "".join(_picture(p) for p in sec.panels) + "</div>"
+            )
     for sec in rep.runs:
         if sec.false_positives or sec.misses:
-            out.append(f"<h3>{_e(sec.model)}: largest false positives (red) and misses (blue), with their best IoU</h3>")
+            out.append(
+                f"<h3>{_e(sec.model)}: largest false positives (red) and misses (blue), with their best IoU</h3>"
+            )
             out.append("<div class='row'>" + "".join(_picture(p, "crop") for p in sec.false_positives) + "</div>")
             out.append("<div class='row'>" + "".join(_picture(p, "crop") for p in sec.misses) + "</div>")
     return "".join(out)

@@ -189,9 +189,7 @@ def _percentiles(draws: list[dict[str, float]], keys: Mapping[str, str]) -> dict
     return out
 
 
-def _draw(
-    n_blocks: int, fn: Callable[[np.ndarray], dict[str, float]], n: int, seed: int
-) -> list[dict[str, float]]:
+def _draw(n_blocks: int, fn: Callable[[np.ndarray], dict[str, float]], n: int, seed: int) -> list[dict[str, float]]:
     rng = np.random.default_rng(seed)
     out = []
     with warnings.catch_warnings(), np.errstate(all="ignore"):

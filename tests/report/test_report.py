@@ -185,7 +185,10 @@ def test_two_model_report_shows_both_and_a_difference_of_the_metrics_sign(two, r
         assert f"{want:+.3f}" in text
         if iv is not None:
             assert iv.low <= d <= iv.high
-    assert rep.side_by_side and {p.caption for p, _ in rep.side_by_side} >= {"input", "errors: TP green · FP red · FN blue"}
+    assert rep.side_by_side and {p.caption for p, _ in rep.side_by_side} >= {
+        "input",
+        "errors: TP green · FP red · FN blue",
+    }
     assert "building-mtl" in html and "building-seg" in html
 
 
