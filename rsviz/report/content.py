@@ -256,10 +256,15 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
     cls = read_prediction(run.path).heads["classes"]
     target = spec.target if spec is not None and spec.prediction == "classes" else None
     sec.panels = pictures.run_panels(sample, cls, card, target)
-    if result is not None and result.artifacts.match is not None:
-        sec.false_positives, sec.misses = pictures.error_crops(sec.panels[0].image, result.artifacts.match)
-    if result is not None and result.artifacts.graphs is not None:
-        sec.figures.append(pictures.road_graphs_figure(sec.panels[0].image, result.artifacts.graphs))
+    rgb = None
+    if result is not None and (result.artifacts.match is not None or result.artifacts.graphs is not None):
+        from rsviz.display import to_rgb8
+
+        rgb = to_rgb8(sample.image, valid=sample.valid)  # full resolution: crops and graphs are in its pixels
+    if rgb is not None and result.artifacts.match is not None:
+        sec.false_positives, sec.misses = pictures.error_crops(rgb, result.artifacts.match)
+    if rgb is not None and result.artifacts.graphs is not None:
+        sec.figures.append(pictures.road_graphs_figure(rgb, result.artifacts.graphs))
     return sec, notes
 
 

@@ -19,6 +19,8 @@ MAX_TILES = 16
 #: Most crops of each kind (worst false positives, worst misses) and their side, pixels.
 CROPS = 6
 CROP_PX = 128
+#: Longest side of a run panel in the report (bigger extents are shown reduced).
+PANEL_PX = 768
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,20 @@ def run_panels(sample: Any, classes_pred: np.ndarray, card: Any, target: str | N
             wrong = (classes_pred != gt) & sample.valid & (classes_pred != 255)
             red = np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8)
             out.append(Picture("misclassified pixels (red)", _over(rgb, red)))
-    return out
+    return [Picture(p.caption, _reduced(p.image, PANEL_PX)) for p in out]
+
+
+def _reduced(img: np.ndarray, side: int) -> np.ndarray:
+    """``img`` shrunk (box filter) so its longest side is at most ``side``."""
+    from PIL import Image
+
+    f = side / max(img.shape[:2])
+    if f >= 1.0:
+        return img
+    im = Image.fromarray(img).resize(
+        (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))), Image.Resampling.BOX
+    )
+    return np.asarray(im)
 
 
 def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Picture]]:

@@ -41,7 +41,7 @@ figcaption { font-size: 7.5pt; color: #444; max-width: 260px; }
 .panel img { width: 240px; } .crop img { width: 100px; } .crop figcaption { max-width: 100px; }
 .keep { page-break-inside: avoid; }
 .pair { page-break-inside: avoid; } .pair img { width: 320px; }
-.overview img { max-width: 460px; }
+.overview img { max-width: 460px; } .fig img { max-width: 440px; }
 .pos { color: #1a7f37; } .neg { color: #c62828; }
 """
 
@@ -56,7 +56,7 @@ def _png(img: np.ndarray) -> str:
 
 def _fig(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -79,6 +79,17 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] | None = No
 
 def _value(v: Any) -> str:
     return fmt(v, 3)
+
+
+def label(key: str) -> tuple[str, str]:
+    """Display name and definition of a figure key, per-class keys included (``iou_road`` -> ``IoU (road)``)."""
+    name, definition = metric_label(key)
+    if not definition:
+        for prefix in ("iou", "f1"):
+            if key.startswith(prefix + "_"):
+                base, base_def = metric_label(prefix)
+                return f"{base} ({key[len(prefix) + 1 :]})", base_def.replace("the positive class", "this class")
+    return name, definition
 
 
 def _where(rep: Report) -> str:
@@ -150,12 +161,10 @@ def _card(sec: RunSection, headline: list[str]) -> str:
             "<b>The card's own figures</b> <span class='muted'>(no interval is recorded on the card "
             "unless shown in brackets)</span>"
         )
-        out.append(
-            _table(["split", "", "images", *[metric_label(k)[0] for k in keys]], rows_m, set(range(2, 3 + len(keys))))
-        )
+        out.append(_table(["split", "", "images", *[label(k)[0] for k in keys]], rows_m, set(range(2, 3 + len(keys)))))
     limits = (
         [
-            f"{split}: {metric_label(keys[0])[0]} {_value(m.get(keys[0]))} (out of domain)"
+            f"{split}: {label(keys[0])[0]} {_value(m.get(keys[0]))} (out of domain)"
             for split, m in c.metrics.items()
             if "ood" in split and keys
         ]
@@ -185,7 +194,7 @@ def _headline(rep: Report) -> str:
         head += ["difference (2nd − 1st)", "95 % interval"]
     head += ["trivial baseline"]
     for k in keys:
-        row = [metric_label(k)[0]]
+        row = [label(k)[0]]
         for r in rep.runs if two else [a]:
             v = r.result.values.get(k) if r.result is not None else None
             iv = r.intervals.get(k)
@@ -209,7 +218,7 @@ def _headline(rep: Report) -> str:
 def _all_figures(rep: Report) -> str:
     rows = []
     for k in rep.keys:
-        name, definition = metric_label(k)
+        name, definition = label(k)
         cells = [name]
         for r in rep.runs:
             cells.append(_value(r.result.values.get(k)) if r.result is not None else "—")
@@ -233,7 +242,7 @@ def _per_class(sec: RunSection) -> str:
         _table(head, [[_value(r[h]) for h in head] for r in rows], set(range(1, len(head)))),
     ]
     for f in sec.figures:
-        out.append(f"<figure><img alt='figure' src='{_fig(f)}'></figure>")
+        out.append(f"<figure class='fig'><img alt='figure' src='{_fig(f)}'></figure>")
     return "".join(out)
 
 

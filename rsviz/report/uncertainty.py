@@ -243,6 +243,7 @@ def trivial_baseline(bs: BlockStats, keys: Mapping[str, str]) -> dict[str, tuple
         names = list(getattr(bs.pixel, "class_names", [])) or [str(i) for i in range(len(total))]
         if getattr(bs.pixel, "binary", False):
             names = ["background", names[-1] if len(names) > 1 else "positive"]
+        seen: dict[str, list[float]] = {}
         for c in range(total.shape[0]):
             if total[c].sum() == 0 and total[:, c].sum() == 0 and not getattr(bs.pixel, "binary", False):
                 continue
@@ -253,8 +254,14 @@ def trivial_baseline(bs: BlockStats, keys: Mapping[str, str]) -> dict[str, tuple
                 vals = bs.pixel.values({"confusion": cm})
             for k, src in keys.items():
                 v = _float(vals.get(k)) if src == "pixel" else math.nan
-                if not math.isnan(v) and (k not in out or v > out[k][0]):
+                if math.isnan(v):
+                    continue
+                seen.setdefault(k, []).append(v)
+                if k not in out or v > out[k][0]:
                     out[k] = (v, f"all {names[c] if c < len(names) else c}")
+        for k, vs in seen.items():
+            if len(vs) > 1 and max(vs) - min(vs) < 1e-12:
+                out[k] = (out[k][0], "any constant")
     for k, src in keys.items():
         if src == "objects":
             out[k] = (0.0, "no objects")

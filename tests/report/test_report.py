@@ -205,3 +205,27 @@ def test_cli_report_writes_html_and_pdf_and_refuses_bad_input(runs, tmp_path, ca
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_roads_report_of_a_scene_without_crs_has_the_apls_graphs(mirror):
+    """A road tile without georeferencing: no map (the image instead), no bounds, the area from the known GSD,
+    APLS figures without an interval, and the road graphs drawn."""
+    from rsviz.datasets import scenes
+    from rsviz.models.api import get_model_card
+    from rsviz.report import build_report, report_html, report_pdf
+    from rsviz.workspace import RunOptions, open_sample, resolve_extent, run_model
+    from rsviz.workspace.metrics import evaluate_run
+
+    scene = open_sample(next(r for r in scenes("eth-roads") if r.id == "satImage_091"))
+    run, _ = run_model("roads-pplinknet", scene, resolve_extent(scene, None), RunOptions(tta=False, device="cpu"))
+    res = evaluate_run(scene, run, get_model_card("roads-pplinknet"))
+    rep = build_report(scene, [run])
+    assert rep.where.bounds_4326 is None and rep.where.area_m2 == pytest.approx(scene.gsd**2 * 400 * 400)
+    assert rep.where.overview is not None and "not georeferenced" in rep.where.overview.caption
+    assert len(rep.runs[0].figures) == 2  # confusion matrix and road graphs
+    assert "iou" in rep.runs[0].intervals and not any(k.startswith("apls") for k in rep.runs[0].intervals)
+    html = report_html(rep)
+    assert "(not georeferenced)" in html and "APLS (4 m buffer)" in html
+    text = _pdf_text(report_pdf(html))
+    for k in rep.headline:
+        assert fmt(res.values[k], 3) in text, k
