@@ -201,10 +201,21 @@ def test_cli_report_writes_html_and_pdf_and_refuses_bad_input(runs, tmp_path, ca
     assert main(["report", ra.key, "--out", str(tmp_path / "r.pdf")]) == 0
     assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
     capsys.readouterr()
-    for argv in (["report", ra.key, "--out", str(tmp_path / "r.docx")], ["report", "0" * 16, "--out", "x.html"]):
+    assert main(["report", ra.key, "--out", str(tmp_path / "r.pdf"), "--overwrite"]) == 0
+    capsys.readouterr()
+    bad = (
+        ["report", ra.key, "--out", str(tmp_path / "r.docx")],
+        ["report", "0" * 16, "--out", str(tmp_path / "x.html")],
+        ["report", "not-a-run", "--out", str(tmp_path / "x.html")],
+        ["report", ra.key, "--out", str(tmp_path / "r.pdf")],  # exists, no --overwrite
+        ["report", ra.key, "--out", str(tmp_path / "missing" / "r.html")],
+        ["report", ra.key, rb.key, ra.key, "--out", str(tmp_path / "three.html")],
+    )
+    for argv in bad:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: "), err
+        assert len(err) == 1 and err[0].startswith("error: "), (argv, err)
+    assert not (tmp_path / "three.html").exists() and not list(tmp_path.glob(".*partial*"))
 
 
 def test_roads_report_of_a_scene_without_crs_has_the_apls_graphs(mirror):
