@@ -127,6 +127,7 @@ class Report:
         difference: Figure key -> ``(second - first, interval or None)`` when two runs are compared.
         paired: Whether the difference was drawn on the same blocks (same window).
         side_by_side: ``(first, second)`` panels of the two runs, same kind side by side.
+        swipes: The two runs' predictions and error maps as a swipe at half the width.
         notes: Anything the reader should know (skipped pictures, missing ground truth).
     """
 
@@ -140,6 +141,7 @@ class Report:
     difference: dict[str, tuple[float, Interval | None]] = field(default_factory=dict)
     paired: bool = False
     side_by_side: list[tuple[Picture, Picture]] = field(default_factory=list)
+    swipes: list[Picture] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -333,7 +335,13 @@ def build_report(
         else:
             notes.append("the two runs are not scored on the same task: no difference is computed.")
         by_caption = {p.caption.split(" (")[0]: p for p in b.panels}
-        rep.side_by_side = [
-            (p, by_caption[p.caption.split(" (")[0]]) for p in a.panels if p.caption.split(" (")[0] in by_caption
+        from rsviz.report.pictures import swipe
+
+        pairs = [(p, by_caption[p.caption.split(" (")[0]]) for p in a.panels if p.caption.split(" (")[0] in by_caption]
+        rep.side_by_side = pairs
+        rep.swipes = [
+            swipe(p, q)
+            for p, q in pairs
+            if p.caption.startswith(("prediction", "errors", "misclassified")) and p.image.shape == q.image.shape
         ]
     return rep

@@ -168,6 +168,21 @@ def _reduced(img: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(im)
 
 
+def swipe(left: Picture, right: Picture, fraction: float = 0.5) -> Picture:
+    """The Compare page's swipe, frozen: ``left`` west of ``fraction`` of the width, ``right`` east, a white divider.
+
+    Raises:
+        ValueError: The two images differ in size.
+    """
+    if left.image.shape != right.image.shape:
+        raise ValueError(f"a swipe needs two images of one size; got {left.image.shape} and {right.image.shape}")
+    out = right.image.copy()
+    cut = int(round(out.shape[1] * fraction))
+    out[:, :cut] = left.image[:, :cut]
+    out[:, max(cut - 1, 0) : cut + 1] = 255
+    return Picture(f"swipe: {left.caption} (left) | {right.caption} (right)", out)
+
+
 def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Picture]]:
     """The largest false positives and misses of an object matching, as small crops with their best IoU.
 

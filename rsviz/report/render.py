@@ -250,6 +250,8 @@ def _pictures(rep: Report) -> str:
     out = ["<h2>Errors as pictures</h2>"]
     if rep.side_by_side:
         out.append(f"<h3>Side by side: {_e(rep.runs[0].model)} (left) · {_e(rep.runs[1].model)} (right)</h3>")
+        if rep.swipes:
+            out.append("<div class='row'>" + "".join(_picture(p, "pair") for p in rep.swipes) + "</div>")
         for p, q in rep.side_by_side:
             out.append(
                 f"<div class='pair'>{_picture(Picture(p.caption, p.image), 'pair')}"

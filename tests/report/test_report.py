@@ -14,7 +14,7 @@ import pytest
 
 from rsviz.evaluation import fmt
 
-pytestmark = [pytest.mark.realdata]
+pytestmark = [pytest.mark.realdata]  # all but the last test use the sample data (fixture `mirror`)
 
 CHIP = "OAM-386695-220246-19"
 
@@ -185,6 +185,7 @@ def test_two_model_report_shows_both_and_a_difference_of_the_metrics_sign(two, r
         assert f"{want:+.3f}" in text
         if iv is not None:
             assert iv.low <= d <= iv.high
+    assert len(rep.swipes) == 2 and rep.swipes[0].image.shape == rep.side_by_side[0][0].image.shape
     assert rep.side_by_side and {p.caption for p, _ in rep.side_by_side} >= {
         "input",
         "errors: TP green · FP red · FN blue",
@@ -240,3 +241,20 @@ def test_roads_report_of_a_scene_without_crs_has_the_apls_graphs(mirror):
     text = _pdf_text(report_pdf(html))
     for k in rep.headline:
         assert fmt(res.values[k], 3) in text, k
+
+
+def test_a_scene_without_ground_truth_gives_a_report_without_figures(scene_dir, tmp_path):
+    """A user's raster with no ground truth: where and what still come out, the numbers are said to be absent."""
+    from rsviz.report import build_report, report_html, report_pdf
+    from rsviz.workspace import RunOptions, open_path, resolve_extent, run_model
+    from tests import toy_models
+
+    toy_models.register(tmp_path / "models")
+    scene = open_path(scene_dir / "image.tif")
+    run, _ = run_model("toy-pointwise", scene, resolve_extent(scene, None), RunOptions(tile=96, device="cpu"))
+    rep = build_report(scene, [run])
+    assert rep.runs[0].result is None and rep.headline == [] and rep.runs[0].intervals == {}
+    assert any("no ground truth" in n for n in rep.notes)
+    html = report_html(rep)
+    assert "toy-pointwise" in html and "The numbers" not in html and "image.tif" in html
+    assert report_pdf(html)[:5] == b"%PDF-"
