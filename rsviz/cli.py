@@ -1,4 +1,4 @@
-"""Command-line interface: ``rsviz {data,models,predict,evaluate,batch,train,package,select,promote} ...``.
+"""Command-line interface: ``rsviz {data,models,predict,evaluate,batch,report,train,package,select,promote} ...``.
 
 ``rsviz`` (the console script) and ``python -m rsviz`` are the same program. ``train``, ``package``,
 ``select`` and ``promote`` come from the repository's ``experiments`` package through the
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rsviz.cli_batch import add_batch_parser
 
     add_batch_parser(sub)
+    from rsviz.report.cli import add_report_parser
+
+    add_report_parser(sub)
     _plugin_commands(sub)
     return p
 

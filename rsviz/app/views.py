@@ -721,11 +721,9 @@ def _objects_map(scene, ext, match):
 
 
 def render_export() -> None:
-    """Downloads: prediction COG, polygons GeoJSON, eval.json / CSV, one-file HTML report."""
+    """Downloads: prediction COG, polygons GeoJSON, eval.json / CSV, the QA report as offline HTML and PDF."""
     prelude()
-    from rsviz.app.panels import confusion_figure, panels_for
     from rsviz.evaluation import eval_csv, to_eval_json
-    from rsviz.report import extent_feature, html_report
 
     st.title("Export")
     chosen = _choose_run("export")
@@ -790,7 +788,6 @@ def render_export() -> None:
     except (RsvizError, OSError, ValueError) as exc:
         st.error(f"The metrics could not be computed: {exc}")
         res = None
-    figs = []
     if res is not None:
         st.download_button(
             "eval.json",
@@ -804,34 +801,40 @@ def render_export() -> None:
         st.download_button(
             "Metrics CSV (per class)", eval_csv(res), f"{stem}-metrics.csv", "text/csv", key="dl-csv", icon=icon
         )
-        if res.per_class:
-            figs = [confusion_figure(*_class_confusion(res), True)]
-    panels = []
-    if ext.pixels <= PANEL_MAX_PX:
-        panels = panels_for(scene.read(ext.window), r.prediction.heads, card, _target_task(scene, card))
-    from rsviz.data import catalog
+    from rsviz.report import build_report, report_html, report_pdf
+    from rsviz.workspace import runs_of
 
-    attribution = catalog.dataset_info(scene.dataset).attribution if scene.dataset in catalog.DATASETS else ""
-    html = html_report(
-        title=f"rsviz QA report — {r.model}",
-        scene_name=scene.name,
-        extent_geojson=extent_feature(ext.bounds),
-        panels=panels,
-        metrics=res,
-        figures=figs,
-        card=card.to_dict(),
-        options=r.run_options,
-        attribution=attribution,
+    others = {f"{o.model} · {o.key}": o for o in runs_of(scene.key) if o.key != r.key}
+    other = st.selectbox(
+        "Compare with (report)",
+        ["none", *others],
+        key="report-compare",
+        help="A second run of this scene: the report shows both columns, their difference with its "
+        "95 % interval, and both runs' panels side by side",
+    )
+    runs = [r] if other == "none" else [r, others[other]]
+    results = [res] + [None] * (len(runs) - 1)
+    help_ = (
+        "Where the extent is (overview map, bounds, provenance), the model cards, every figure with its "
+        "definition and 95 % bootstrap interval beside a trivial baseline, and the errors as pictures"
     )
     st.download_button(
-        "HTML report (one file)",
-        html,
+        "QA report (one offline HTML file)",
+        lambda: report_html(build_report(scene, runs, results=results)),  # built when clicked
         f"{stem}-report.html",
         "text/html",
         key="dl-html",
         icon=icon,
-        help="Panels, metrics, confusion matrix, model card and run options in one self-contained page "
-        "for stakeholders",
+        help=help_,
+    )
+    st.download_button(
+        "QA report (PDF)",
+        lambda: report_pdf(build_report(scene, runs, results=results)),
+        f"{stem}-report.pdf",
+        "application/pdf",
+        key="dl-pdf",
+        icon=icon,
+        help=help_ + "; the same report laid out for print",
     )
 
 

@@ -101,6 +101,7 @@ def test_full_session_map_run_compare_metrics_export(mirror):
         assert not at.exception, at.exception
         labels = [d.label for d in at.get("download_button")]
         assert any("COG" in lab for lab in labels) and any("HTML" in lab for lab in labels) and "eval.json" in labels
+        assert any("PDF" in lab for lab in labels)
 
 
 def test_bad_inputs_give_clear_errors_not_tracebacks(mirror, scene_dir):

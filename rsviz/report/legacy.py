@@ -1,4 +1,4 @@
-"""One-file HTML report of a QA session: figures, metrics, extent GeoJSON and model card."""
+"""The first one-file HTML report (figures, metrics, extent GeoJSON, card): kept for callers of :func:`html_report`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import html
 import io
 import json
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def _png(img: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fig_png(fig) -> str:
+def _fig_png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -33,12 +33,12 @@ def html_report(
     *,
     title: str,
     scene_name: str,
-    extent_geojson: dict | None,
+    extent_geojson: dict[str, Any] | None,
     panels: Sequence[Panel],
     metrics: EvalResult | None,
-    figures: list | None,
-    card: dict,
-    options: dict,
+    figures: list[Any] | None,
+    card: dict[str, Any],
+    options: dict[str, Any],
     attribution: str = "",
     sections: Sequence[tuple[str, str]] = (),
 ) -> str:
@@ -114,7 +114,7 @@ def html_report(
     return "\n".join(parts)
 
 
-def extent_feature(bounds) -> dict | None:
+def extent_feature(bounds: Sequence[float] | None) -> dict[str, Any] | None:
     """GeoJSON Feature of EPSG:4326 ``(west, south, east, north)``."""
     if bounds is None:
         return None
