@@ -662,6 +662,16 @@ def _raster_ground_truth(
     return {"classes": p}, "landcover", classes
 
 
+def _in_window(tree: Any, info: _Info, w: Window) -> tuple[Affine, np.ndarray]:
+    """The window's own transform and the indices of the ``STRtree``'s geometries (scene CRS) that meet it."""
+    from shapely import box
+
+    x0, y0 = info.transform * (w.col_off, w.row_off)
+    x1, y1 = info.transform * (w.col_off + w.width, w.row_off + w.height)
+    idx = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    return info.transform * Affine.translation(w.col_off, w.row_off), idx
+
+
 def _vector_ground_truth(
     gt: Path, info: _Info, folder: Path, progress: ProgressFn | None
 ) -> tuple[dict[str, Path], str, tuple[ClassInfo, ...]]:
@@ -674,7 +684,7 @@ def _vector_ground_truth(
     """
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
-    from shapely import STRtree, box, make_valid
+    from shapely import STRtree, make_valid
     from shapely.errors import ShapelyError
     from shapely.geometry import mapping, shape
 
@@ -713,10 +723,7 @@ def _vector_ground_truth(
     tree = STRtree(polys)
 
     def inst(w: Window) -> np.ndarray:
-        t = info.transform * Affine.translation(w.col_off, w.row_off)
-        x0, y0 = info.transform * (w.col_off, w.row_off)
-        x1, y1 = info.transform * (w.col_off + w.width, w.row_off + w.height)
-        idx = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        t, idx = _in_window(tree, info, w)
         if len(idx) == 0:
             return np.zeros((int(w.height), int(w.width)), np.int32)
         idx = np.sort(idx)  # later polygons win on overlap, as rasterize_instances does
@@ -750,7 +757,7 @@ def _road_ground_truth(
     :data:`ROAD_HALF_WIDTH_M` (at least one pixel). The Metrics page scores pixels against the mask and APLS
     against its skeleton graph, like any road mask."""
     from rasterio.features import rasterize
-    from shapely import STRtree, box
+    from shapely import STRtree
     from shapely.geometry import mapping
 
     from rsviz.datasets.roads import ROAD_CLASSES
@@ -763,10 +770,7 @@ def _road_ground_truth(
     tree = STRtree(roads)
 
     def fill(w: Window) -> np.ndarray:
-        t = info.transform * Affine.translation(w.col_off, w.row_off)
-        x0, y0 = info.transform * (w.col_off, w.row_off)
-        x1, y1 = info.transform * (w.col_off + w.width, w.row_off + w.height)
-        idx = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        t, idx = _in_window(tree, info, w)
         shape_ = (int(w.height), int(w.width))
         if len(idx) == 0:
             return np.zeros(shape_, np.uint8)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, block_internet, streamlit_app
+from tests.streamlit_server import ROOT, block_internet, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata, pytest.mark.slow]
 
@@ -39,18 +39,6 @@ UPLOADS = [
     ("good", "points_as_footprints", "Point"),
     ("good", "cut_off_geojson", "cut_off.geojson"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _shown(page, expect: str) -> str:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from tests import toy_models
-from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, block_internet, streamlit_app
+from tests.streamlit_server import ROOT, block_internet, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata, pytest.mark.slow]
 ART = ROOT / "tests" / "artifacts"
@@ -33,18 +32,6 @@ def big(tmp_path_factory, mirror):
     chip = mirror / "banepa-buildings" / "data" / "sample" / "train" / "oam" / "OAM-386690-220241-19.tif"
     d = tmp_path_factory.mktemp("big")
     return d, mod["build"](d, chip)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 FIND_MAP = "Object.values(window).find(v => v && v instanceof L.Map)"

@@ -4,11 +4,10 @@ Screenshot: ``tests/artifacts/landing.png`` (ignored by git).
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, block_internet, streamlit_app
+from tests.streamlit_server import ROOT, block_internet, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata]
 ART = ROOT / "tests" / "artifacts"
@@ -16,18 +15,6 @@ ART = ROOT / "tests" / "artifacts"
 
 #: Pages in the navigation (each with a Material icon), as pages/dashboard.py lists them.
 PAGE_COUNT = (ROOT / "pages" / "dashboard.py").read_text().count("st.Page(")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_landing_map_renders_offline_with_tiles_from_the_app(browser, mirror):
