@@ -160,6 +160,7 @@ def test_a_scheduler_address_is_used_unchanged(scenes, cluster, tmp_path):
     """``--scheduler tcp://...``: the batch connects to that cluster (and leaves it running)."""
     from rsviz.batch import run_batch
 
+    cluster.wait_for_workers(2, timeout=120)  # the worker restarted by the test above may still be coming back
     address = cluster.scheduler.address
     s = run_batch(MODEL, scenes[:2], tmp_path / "out", options=OPTIONS, scheduler=address)
     assert [o.status for o in s.outcomes] == ["done", "done"] and s.workers == 2
