@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rsviz.cli_predict import add_inference_options
+
 EPILOG = """\
 SCENES: raster files, folders (every raster in them), glob patterns (quote them: 'tiles/**/*.tif') and catalog
 dataset names (banepa-buildings, or banepa-buildings:test for one split; their ground truth comes with them).
@@ -41,13 +43,7 @@ def add_batch_parser(sub) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) or scheduler file (.json)")
     p.add_argument("--workers", type=int, help="LocalCluster workers (0: no Dask, one scene after another here)")
     p.add_argument("--threads-per-worker", type=int, help="LocalCluster tasks per worker at once (default 1)")
-    p.add_argument("--tile", type=int, help="window side in pixels, multiple of 32 (default: model card)")
-    p.add_argument("--overlap", type=float, help="window overlap fraction in [0, 1) (default: model card)")
-    p.add_argument("--blend", choices=["gaussian", "cosine", "constant"], default="gaussian")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation")
-    p.add_argument("--device", default="auto", help="auto (a GPU worker's GPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--compress", choices=["deflate", "zstd", "lzw", "none"], default="deflate")
+    add_inference_options(p, device_help="auto (a GPU worker's GPU), cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_batch)
 
 

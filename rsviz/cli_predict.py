@@ -33,6 +33,28 @@ that is the input (also through a symlink or hard link) is always refused.
 """
 
 
+def add_inference_options(p: argparse.ArgumentParser, device_help: str) -> None:
+    """The tiled-inference options ``predict`` and ``batch`` share: --tile, --overlap, --blend, --batch-size,
+    --tta/--no-tta, --device and --compress."""
+    p.add_argument("--tile", type=int, help="window side in pixels, multiple of 32 (default: model card)")
+    p.add_argument("--overlap", type=float, help="window overlap fraction in [0, 1) (default: model card)")
+    p.add_argument("--blend", choices=["gaussian", "cosine", "constant"], default="gaussian")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation (flips and rotations); default: as the model card recommends",
+    )
+    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument(
+        "--compress",
+        choices=["deflate", "zstd", "lzw", "none"],
+        default="deflate",
+        help="output compression (zstd: faster to write, readable by GDAL >= 2.3)",
+    )
+
+
 def add_predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
@@ -51,24 +73,8 @@ def add_predict_parser(sub) -> None:
         help="extent in EPSG:4326 degrees (or --bounds-crs); default: whole raster",
     )
     p.add_argument("--bounds-crs", default="EPSG:4326", help="CRS of --bounds (default EPSG:4326)")
-    p.add_argument("--tile", type=int, help="window side in pixels, multiple of 32 (default: model card)")
-    p.add_argument("--overlap", type=float, help="window overlap fraction in [0, 1) (default: model card)")
-    p.add_argument("--blend", choices=["gaussian", "cosine", "constant"], default="gaussian")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="test-time augmentation (flips and rotations); default: as the model card recommends",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_inference_options(p, device_help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-cog", action="store_true", help="write a plain tiled GeoTIFF instead of a COG")
-    p.add_argument(
-        "--compress",
-        choices=["deflate", "zstd", "lzw", "none"],
-        default="deflate",
-        help="output compression (zstd: faster to write, readable by GDAL >= 2.3)",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 

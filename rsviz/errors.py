@@ -79,3 +79,21 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> Un
         The error, ready to raise.
     """
     return UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
+
+
+#: What a background run (a model run, a batch, one scene of a batch) catches and reports instead of crashing:
+#: project errors (the user's input; the message says what to fix) and the device, the disk or memory running out.
+RUN_FAILURES: tuple[type[BaseException], ...] = (RsvizError, OSError, ValueError, RuntimeError, MemoryError)
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message a user sees for a failed run.
+
+    Args:
+        exc: One of :data:`RUN_FAILURES`.
+
+    Returns:
+        A project error's own message (it says what to fix); any other error prefixed with its type,
+        e.g. ``"MemoryError: ..."``.
+    """
+    return str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"

@@ -45,3 +45,19 @@ def mirror() -> Path:
     if not env or not (Path(env) / "banepa-buildings").is_dir():
         pytest.skip("RSVIZ_DATA_DIR does not point at the sample data (see README)")
     return Path(env)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A Playwright Chromium browser (Debian's ``/usr/bin/chromium``, never ``playwright install``), one per test
+    module; skips when it is not installed."""
+    from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -31,13 +31,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_log(url: str) -> Path:
+    """The log file of the server :func:`streamlit_app` started at ``url`` (written when tests/artifacts exists)."""
+    port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    return ROOT / "tests" / "artifacts" / f"streamlit-{port}.log"
+
+
 @contextlib.contextmanager
 def streamlit_app(env: dict[str, str] | None = None, timeout: float = 90.0, base_path: str = ""):
     """Yield the base URL of a running app (``http://127.0.0.1:<port>[/<base_path>]``); the server is stopped
     afterwards. ``base_path`` sets ``server.baseUrlPath``, as behind a reverse proxy."""
     port = free_port()
     log = (
-        open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "w")
+        open(server_log(f"http://127.0.0.1:{port}"), "w")
         if (ROOT / "tests" / "artifacts").is_dir()
         else subprocess.DEVNULL
     )

@@ -531,7 +531,7 @@ def _compare_maps(scene: Scene, ext, runs) -> None:
 def render_compare() -> None:
     """Full-resolution comparison maps (swipe, linked grid); side-by-side panels for small extents."""
     prelude()
-    from rsviz.app.panels import panels_for, swipe
+    from rsviz.figures import panels_for, swipe
     from rsviz.models.api import get_model_card
 
     st.title("Compare")
@@ -587,8 +587,8 @@ def render_compare() -> None:
 def render_metrics(st_folium) -> None:
     """Metrics inside the extent: per-class table, OA, kappa, confusion matrix, BF, objects, APLS, heights."""
     prelude()
-    from rsviz.app.panels import confusion_figure
     from rsviz.evaluation import metric_label, per_class_rows, task_spec
+    from rsviz.figures import confusion_figure
 
     st.title("Metrics")
     chosen = _choose_run("metrics")
@@ -643,8 +643,8 @@ def render_metrics(st_folium) -> None:
         )
     graphs = res.artifacts.graphs
     if graphs is not None and ext.pixels <= PANEL_MAX_PX:
-        from rsviz.app.panels import road_graph_figure
         from rsviz.display import to_rgb8
+        from rsviz.figures import road_graph_figure
 
         st.subheader("APLS road graphs: ground truth (green) · prediction (red) · bridged gaps (yellow)")
         st.caption(

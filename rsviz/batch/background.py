@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from rsviz.batch.runner import BatchCancelled, BatchSummary, run_batch
 from rsviz.batch.scenes import SceneSpec
 from rsviz.batch.task import BatchOptions, SceneOutcome
-from rsviz.errors import RsvizError
+from rsviz.errors import RUN_FAILURES, RsvizError, failure_message
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,9 @@ def start_batch(
             run.state = BatchState.DONE
         except BatchCancelled:
             run.state = BatchState.CANCELLED
-        except (RsvizError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        except RUN_FAILURES as exc:
             log.warning("batch %s of %s failed: %s", run.id, model, exc, exc_info=not isinstance(exc, RsvizError))
-            run.error = str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"
+            run.error = failure_message(exc)
             run.state = BatchState.FAILED
         finally:
             if not run.finished:  # a bug of ours: the batch must not look like it runs forever

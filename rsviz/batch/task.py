@@ -12,15 +12,18 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from rsviz.batch.counts import SceneCounts
 from rsviz.batch.scenes import SceneSpec
-from rsviz.errors import RsvizError
+from rsviz.errors import RUN_FAILURES, failure_message
+
+if TYPE_CHECKING:
+    from rsviz.workspace.runs import RunOptions
 
 #: Exceptions a scene's task records as that scene's failure (user input, disk, device); others are bugs and
 #: fail the task itself, which the client then records with the exception's type.
-SCENE_ERRORS: tuple[type[BaseException], ...] = (RsvizError, OSError, ValueError, RuntimeError, MemoryError)
+SCENE_ERRORS = RUN_FAILURES
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class BatchOptions:
     batch_size: int = 4
     device: str = "auto"
     block: int = 1024
+
+    def run_options(self) -> RunOptions:
+        """The :class:`~rsviz.workspace.runs.RunOptions` of a scene's run (the key it is recorded under)."""
+        from rsviz.workspace.runs import RunOptions
+
+        return RunOptions(tile=self.tile, overlap=self.overlap, tta=self.tta, device=self.device, blend=self.blend)
 
     def identity(self) -> dict[str, Any]:
         """The options that change the outputs (hashed into the manifest): all but ``batch_size`` and ``device``,
@@ -153,7 +162,7 @@ def failed(
 ) -> SceneOutcome:
     """A failed outcome naming the exception (project errors by message alone: it says what to fix), prefixed
     with the scene's ``path`` when the message does not name it."""
-    msg = str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"
+    msg = failure_message(exc)
     if path is not None and Path(path).name not in msg:
         msg = f"{path}: {msg}"
     return SceneOutcome(name, "failed", scene_hash, error=msg, seconds=seconds, worker=worker)
@@ -192,7 +201,7 @@ def process_scene(
     from rsviz.evaluation import evaluate_rasters
     from rsviz.inference import predict
     from rsviz.workspace import resolve_extent
-    from rsviz.workspace.runs import RunOptions, record_run
+    from rsviz.workspace.runs import record_run
 
     t0 = time.perf_counter()
     o = job.options
@@ -204,14 +213,11 @@ def process_scene(
             pred = predict(
                 model,
                 scene.image,
-                tile=o.tile,
-                overlap=o.overlap,
-                blend=o.blend,
                 batch_size=o.batch_size,
-                tta=o.tta,
                 threshold=o.threshold,
                 output=target,
                 compress=o.compress,
+                **o.run_options().predict_kwargs(),
             )
         predict_s = time.perf_counter() - t1
         counts, note = None, None
@@ -229,7 +235,7 @@ def process_scene(
             job.model,
             scene,
             resolve_extent(scene, None),
-            RunOptions(tile=o.tile, overlap=o.overlap, tta=o.tta, device=o.device, blend=o.blend),
+            o.run_options(),
             target,
             predict_s,
             run_options=dict(pred.options),

@@ -213,7 +213,7 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
         ``(section, notes)``.
     """
     from rsviz import __version__
-    from rsviz.evaluation.tasks import task_spec
+    from rsviz.figures import confusion_figure, road_graph_figure
     from rsviz.inference.export import read_prediction
     from rsviz.models.api import get_model_card
     from rsviz.report import pictures, uncertainty
@@ -237,7 +237,6 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
         seconds=run.seconds,
         result=result,
     )
-    spec = task_spec(result.task) if result is not None else None
     if result is None:
         notes.append(f"{run.model}: the scene has no ground truth this model is scored against; no figures.")
     else:
@@ -247,7 +246,11 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
         sec.intervals = uncertainty.intervals(bs, keys)
         sec.baseline = uncertainty.trivial_baseline(bs, keys)
         if result.confusion is not None:
-            sec.figures.append(pictures.confusion_figure(result.confusion, result.class_names, f"{run.model}"))
+            sec.figures.append(
+                confusion_figure(
+                    result.confusion, list(result.class_names), normalise=True, title=run.model, with_counts=True
+                )
+            )
     if run.extent.pixels > PICTURE_MAX_PX:
         notes.append(
             f"{run.model}: the extent is {run.extent.pixels / 1e6:.0f} MPx; panels and error crops are drawn for "
@@ -256,8 +259,7 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
         return sec, notes
     sample = scene.read(run.extent.window)
     cls = read_prediction(run.path).heads["classes"]
-    target = spec.target if spec is not None and spec.prediction == "classes" else None
-    sec.panels = pictures.run_panels(sample, cls, card, target)
+    sec.panels = pictures.run_panels(sample, cls, card, result.task if result is not None else "none")
     rgb = None
     if result is not None and (result.artifacts.match is not None or result.artifacts.graphs is not None):
         from rsviz.display import to_rgb8
@@ -266,7 +268,7 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
     if rgb is not None and result.artifacts.match is not None:
         sec.false_positives, sec.misses = pictures.error_crops(rgb, result.artifacts.match)
     if rgb is not None and result.artifacts.graphs is not None:
-        sec.figures.append(pictures.road_graphs_figure(rgb, result.artifacts.graphs))
+        sec.figures.append(road_graph_figure(rgb, *result.artifacts.graphs))
     return sec, notes
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 #: Longest side of the overview map, pixels, and most tiles it may fetch.
 OVERVIEW_PX = 640
@@ -112,47 +111,22 @@ def overview_map(scene: Any, extent_bounds: tuple[float, float, float, float] | 
     return Picture(f"the scene at web-map zoom {z} (app tiles); extent outlined in yellow", np.asarray(crop))
 
 
-def _over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgb.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a).astype(np.uint8)
-
-
-def run_panels(sample: Any, classes_pred: np.ndarray, card: Any, target: str | None) -> list[Picture]:
-    """Input, ground truth, prediction and the error map (TP/FP/FN for binary models) over the extent.
+def run_panels(sample: Any, classes_pred: np.ndarray, card: Any, task: str) -> list[Picture]:
+    """Input, ground truth, prediction and the error map (TP/FP/FN for binary models) over the extent, as the
+    Compare page draws them (:func:`rsviz.figures.panels_for`), reduced to at most :data:`PANEL_PX`.
 
     Args:
         sample: The scene read over the extent (:class:`~rsviz.datasets.base.Sample`).
         classes_pred: ``(H, W)`` predicted class ids (255 nodata).
         card: The model card.
-        target: ``sample.targets`` key of the ground truth compared, or None.
+        task: Evaluation task of the run (``none`` without ground truth).
     """
-    from rsviz.datasets.base import ClassInfo
-    from rsviz.display import palette_rgba, to_rgb8
-    from rsviz.metrics.errormaps import binary_error_map, error_map_rgba
+    from rsviz.display import PanelKind
+    from rsviz.figures import panels_for
 
-    rgb = to_rgb8(sample.image, valid=sample.valid)
-    classes = list(card.classes) or [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "positive", (230, 25, 75))]
-    binary = card.heads.get("seg") is not None and card.heads["seg"].kind == "binary"
-    out = [Picture("input", rgb)]
-    gt = sample.targets.get(target) if target else None
-    if gt is not None:
-        pal = palette_rgba(gt, classes, alpha=170, transparent=(0,) if binary else (), valid=sample.valid)
-        out.append(Picture("ground truth", _over(rgb, pal)))
-    out.append(
-        Picture(
-            f"prediction ({card.name})",
-            _over(rgb, palette_rgba(classes_pred, classes, alpha=170, transparent=(0, 255) if binary else (255,))),
-        )
-    )
-    if gt is not None:
-        if binary:
-            codes = binary_error_map(classes_pred == 1, gt > 0, sample.valid & (classes_pred != 255))
-            out.append(Picture("errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
-        else:
-            wrong = (classes_pred != gt) & sample.valid & (classes_pred != 255)
-            red = np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8)
-            out.append(Picture("misclassified pixels (red)", _over(rgb, red)))
-    return [Picture(p.caption, _reduced(p.image, PANEL_PX)) for p in out]
+    kinds = (PanelKind.INPUT, PanelKind.GROUND_TRUTH, PanelKind.PREDICTION, PanelKind.ERRORS)
+    panels = panels_for(sample, {"classes": classes_pred}, card, task)
+    return [Picture(p.caption, _reduced(p.image, PANEL_PX)) for p in panels if p.kind in kinds]
 
 
 def _reduced(img: np.ndarray, side: int) -> np.ndarray:
@@ -169,18 +143,17 @@ def _reduced(img: np.ndarray, side: int) -> np.ndarray:
 
 
 def swipe(left: Picture, right: Picture, fraction: float = 0.5) -> Picture:
-    """The Compare page's swipe, frozen: ``left`` west of ``fraction`` of the width, ``right`` east, a white divider.
+    """The Compare page's swipe, frozen (:func:`rsviz.figures.swipe`, white divider).
 
     Raises:
         ValueError: The two images differ in size.
     """
-    if left.image.shape != right.image.shape:
-        raise ValueError(f"a swipe needs two images of one size; got {left.image.shape} and {right.image.shape}")
-    out = right.image.copy()
-    cut = int(round(out.shape[1] * fraction))
-    out[:, :cut] = left.image[:, :cut]
-    out[:, max(cut - 1, 0) : cut + 1] = 255
-    return Picture(f"swipe: {left.caption} (left) | {right.caption} (right)", out)
+    from rsviz.figures import swipe as split
+
+    return Picture(
+        f"swipe: {left.caption} (left) | {right.caption} (right)",
+        split(left.image, right.image, fraction, (255, 255, 255)),
+    )
 
 
 def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Picture]]:
@@ -231,63 +204,3 @@ def error_crops(rgb: np.ndarray, match: Any) -> tuple[list[Picture], list[Pictur
         [crop(p, "false positive", best_iou(p, gts)) for p in fps],
         [crop(g, "miss", best_iou(g, props)) for g in fns],
     )
-
-
-def confusion_figure(confusion: Any, names: Any, title: str = "") -> Figure:
-    """Row-normalised confusion matrix (rows = ground truth) with the pixel counts.
-
-    Args:
-        confusion: ``(K, K)`` counts.
-        names: ``K`` class names.
-        title: Figure title.
-    """
-    cm = np.asarray(confusion, float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    k = len(cm)
-    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.8 * k), dpi=100)
-    ax = fig.add_subplot()
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            ax.text(
-                j,
-                i,
-                f"{norm[i, j]:.2f}\n{int(cm[i, j]):,}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if norm[i, j] > 0.6 else "black",
-            )
-    ax.set_xticks(range(k), list(names), rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(k), list(names), fontsize=7)
-    ax.set_xlabel("prediction", fontsize=8)
-    ax.set_ylabel("ground truth", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def road_graphs_figure(rgb: np.ndarray, graphs: Any) -> Figure:
-    """The two APLS road graphs over the image: ground truth green, proposal red, bridged gaps yellow.
-
-    Args:
-        rgb: ``(H, W, 3)`` image of the extent.
-        graphs: ``(ground truth, proposal)`` networkx graphs (node ``xy`` in pixels of the extent).
-    """
-    from matplotlib.collections import LineCollection
-
-    from rsviz.postprocess import graph_lines
-
-    h, w = rgb.shape[:2]
-    fig = Figure(figsize=(5, 5 * h / max(w, 1)), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(rgb)
-    for g, colour, width in ((graphs[0], "#2ecc40", 2.0), (graphs[1], "#ff4136", 1.4)):
-        lines = graph_lines(g)
-        ax.add_collection(LineCollection([c for c, b in lines if not b], colors=colour, linewidths=width))
-        ax.add_collection(LineCollection([c for c, b in lines if b], colors="#ffdc00", linewidths=2.5))
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_axis_off()
-    return fig

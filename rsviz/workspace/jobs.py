@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rsviz.errors import RsvizError
+from rsviz.errors import RUN_FAILURES, RsvizError, failure_message
 from rsviz.workspace.runs import RunOptions, RunResult, run_key, run_model
 from rsviz.workspace.scene import Extent, Scene
 
@@ -143,10 +143,9 @@ class JobQueue:
             job.state = JobState.DONE
         except InferenceCancelled:
             job.state = JobState.CANCELLED
-        except (RsvizError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-            # RsvizError: the user's input (message says what to fix); the others: the device or the disk
+        except RUN_FAILURES as exc:
             log.warning("run %s of %s failed: %s", job.key, model, exc, exc_info=not isinstance(exc, RsvizError))
-            job.error = str(exc) if isinstance(exc, RsvizError) else f"{type(exc).__name__}: {exc}"
+            job.error = failure_message(exc)
             job.state = JobState.FAILED
         finally:
             if not job.finished:  # a bug of ours: the job must not look like it runs forever

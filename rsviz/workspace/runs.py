@@ -50,6 +50,11 @@ class RunOptions:
         """Cache key (sorted JSON)."""
         return json.dumps(asdict(self), sort_keys=True)
 
+    def predict_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`rsviz.inference.predict` these options set (the device is the
+        loaded model's)."""
+        return {"tile": self.tile, "overlap": self.overlap, "tta": self.tta, "blend": self.blend}
+
 
 @functools.lru_cache(maxsize=64)
 def _weights_hash(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
@@ -257,39 +262,58 @@ def run_model(
         pass
     lm = _loaded(model, options.device, weights_hash(model))  # replaced weights are loaded again
     check_extent_size(extent, lm.device.type)
-    root = _runs_root()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-    try:
+
+    def write(tmp: Path) -> RunResult:
         t0 = time.perf_counter()
         pred = predict(
             lm,
             scene.image,
             window=extent.window,
-            tile=options.tile,
-            overlap=options.overlap,
-            tta=options.tta,
-            blend=options.blend,
             output=tmp / "prediction.tif",
             progress=progress,
             cancel=cancel,
+            **options.predict_kwargs(),
         )
-        res = RunResult(
+        return RunResult(
             key,
             model,
             scene.key,
             extent,
             options,
-            root / key / "prediction.tif",
+            _runs_root() / key / "prediction.tif",
             time.perf_counter() - t0,
             run_options=dict(pred.options),
             stats={k: v for k, v in pred.stats.items() if k != "files"},
         )
+
+    return _stage_run(key, write)
+
+
+def _stage_run(key: str, write: Callable[[Path], RunResult]) -> tuple[RunResult, bool]:
+    """Make run ``key`` in a hidden staging folder and move it to ``runs/<key>/`` once complete.
+
+    Args:
+        key: The run key.
+        write: Writes the run's files into the staging folder it is given and returns the
+            :class:`RunResult` (its ``path`` under ``runs/<key>/``).
+
+    Returns:
+        ``(result, False)``, or ``(the run recorded meanwhile, True)`` when a concurrent identical run
+        finished first (its files are kept; ours are dropped).
+
+    Raises:
+        Whatever ``write`` raises; the staging folder is removed first, so a failed or cancelled run leaves
+        nothing behind.
+    """
+    root = _runs_root()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        res = write(tmp)
         (tmp / "run.json").write_text(json.dumps(res.to_dict(), indent=1))
-        final = root / key
-        if final.exists():  # a concurrent identical run finished first: keep its files
+        if (root / key).exists():
             shutil.rmtree(tmp, ignore_errors=True)
             return load_run(key), True
-        os.replace(tmp, final)
+        os.replace(tmp, root / key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -333,9 +357,8 @@ def record_run(
         return load_run(key)
     except UnknownNameError:
         pass
-    root = _runs_root()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-    try:
+
+    def write(tmp: Path) -> RunResult:
         for src in (path, path.with_name(path.stem + "_height.tif")):
             if not src.exists():
                 continue
@@ -344,26 +367,19 @@ def record_run(
                 os.link(src, dst)
             except OSError:  # another file system, or links not allowed
                 shutil.copyfile(src, dst)
-        res = RunResult(
+        return RunResult(
             key,
             model,
             scene.key,
             extent,
             options,
-            root / key / "prediction.tif",
+            _runs_root() / key / "prediction.tif",
             seconds,
             dict(run_options or {}),
             dict(stats or {}),
         )
-        (tmp / "run.json").write_text(json.dumps(res.to_dict(), indent=1))
-        if (root / key).exists():  # recorded meanwhile by another task
-            shutil.rmtree(tmp, ignore_errors=True)
-            return load_run(key)
-        os.replace(tmp, root / key)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return res
+
+    return _stage_run(key, write)[0]
 
 
 __all__ = [

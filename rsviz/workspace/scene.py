@@ -466,16 +466,12 @@ def _probe(ds: Any, path: Path) -> None:
 
     try:
         rows, cols = ds.block_shapes[0]
-        last = Window(
-            ((ds.width - 1) // cols) * cols, ((ds.height - 1) // rows) * rows, 0, 0
-        )  # the block holding the bottom-right pixel
-        last = Window(
-            last.col_off, last.row_off, min(cols, ds.width - last.col_off), min(rows, ds.height - last.row_off)
-        )
-        for w in (Window(0, 0, min(cols, ds.width), min(rows, ds.height)), last):
+        c0, r0 = ((ds.width - 1) // cols) * cols, ((ds.height - 1) // rows) * rows  # block of the last pixel
+        first = Window(0, 0, min(cols, ds.width), min(rows, ds.height))
+        for w in (first, Window(c0, r0, min(cols, ds.width - c0), min(rows, ds.height - r0))):
             ds.read(window=w)
-        if ds.overviews(1):
-            ds.read(1, out_shape=(max(1, ds.height // ds.overviews(1)[-1]), max(1, ds.width // ds.overviews(1)[-1])))
+        if factors := ds.overviews(1):
+            ds.read(1, out_shape=(max(1, ds.height // factors[-1]), max(1, ds.width // factors[-1])))
     except RasterioIOError as exc:
         raise read_failed(path, exc) from exc
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_app
+from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, server_log, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata, pytest.mark.slow]
 ART = ROOT / "tests" / "artifacts"
@@ -142,13 +142,12 @@ def test_six_sessions_open_run_and_score_at_once(mirror, tmp_path):
     t0 = time.perf_counter()
     with streamlit_app(env, timeout=120) as url:
         results = asyncio.run(_all(url, problems))
-        log = sorted(ART.glob("streamlit-*.log"), key=lambda p: p.stat().st_mtime)[-1]
-        server_log = log.read_text(errors="replace")
+        server_text = server_log(url).read_text(errors="replace")
     wall = round(time.perf_counter() - t0, 1)
     (ART / "load-timings.json").write_text(
         json.dumps({"sessions": results, "wall_s": wall, "note": "written down, not asserted"}, indent=1)
     )
     assert not problems, problems
-    assert "Traceback" not in server_log, server_log[-3000:]
+    assert "Traceback" not in server_text, server_text[-3000:]
     assert all(re.fullmatch(r"\d\.\d{3}", str(r["iou"])) for r in results), results
     assert results[0]["iou"] == results[1]["iou"]  # the same run, asked for twice at once

@@ -361,8 +361,8 @@ def test_evaluate_roads_uses_the_cards_road_graph_on_probabilities():
 def test_road_graphs_come_back_for_display_with_every_edge_drawn_once():
     from matplotlib.figure import Figure
 
-    from rsviz.app.panels import road_graph_figure
     from rsviz.evaluation import evaluate, to_eval_json
+    from rsviz.figures import road_graph_figure
     from rsviz.postprocess import graph_lines
 
     road = np.zeros((60, 200), np.uint8)

@@ -5,29 +5,19 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_app
+from tests.streamlit_server import ROOT, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.realdata, pytest.mark.slow]
 CHIP = "OAM-386695-220246-19"
 MODEL = "building-mtl"  # the Run page's default for a building scene
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    if not (ROOT / "weights" / MODEL / "card.json").exists():
-        pytest.skip(f"{MODEL} weights are not bundled")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+pytestmark.append(
+    pytest.mark.skipif(not (ROOT / "weights" / MODEL / "card.json").exists(), reason=f"{MODEL} weights are not bundled")
+)
 
 
 def test_export_page_downloads_the_report_as_html_and_pdf(browser, mirror, tmp_path):

@@ -1,4 +1,7 @@
-"""Display panels of the Compare and Metrics pages: arrays in, RGB(A) images or Figures out."""
+"""Panels and figures of a run over an extent, shared by the app (Compare, Metrics) and the report.
+
+Arrays in, ``(H, W, 3)`` uint8 images or matplotlib Figures out; nothing here draws on screen.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,16 @@ from rsviz.evaluation.tasks import task_spec
 from rsviz.metrics.errormaps import binary_error_map, error_map_rgba
 
 
-def _over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
-    """Alpha-composite ``rgba`` over ``rgb`` -> ``(H, W, 3)`` uint8."""
+def composite(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Alpha-composite ``rgba`` over ``rgb``.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 image.
+        rgba: ``(H, W, 4)`` uint8 overlay; alpha 0-255.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
     a = rgba[..., 3:4].astype(np.float32) / 255.0
     return (rgb.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a).astype(np.uint8)
 
@@ -44,7 +55,7 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
             (
                 P.GROUND_TRUTH,
                 "ground truth",
-                _over(
+                composite(
                     rgb,
                     palette_rgba(
                         gt, classes, alpha=170, transparent=transparent[:1] if binary else (), valid=sub.valid
@@ -57,20 +68,20 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
             (
                 P.PREDICTION,
                 f"prediction ({card.name})",
-                _over(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent)),
+                composite(rgb, palette_rgba(cls, classes, alpha=170, transparent=transparent)),
             )
         )
     if cls is not None and gt is not None:
         if binary:
             codes = binary_error_map(cls == 1, gt > 0, sub.valid & (cls != 255))
-            out.append((P.ERRORS, "errors: TP green · FP red · FN blue", _over(rgb, error_map_rgba(codes))))
+            out.append((P.ERRORS, "errors: TP green · FP red · FN blue", composite(rgb, error_map_rgba(codes))))
         else:
             wrong = (cls != gt) & sub.valid & (cls != 255)
             out.append(
                 (
                     P.ERRORS,
                     "misclassified pixels (red)",
-                    _over(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8)),
+                    composite(rgb, np.dstack([wrong * 255, wrong * 30, wrong * 30, wrong * 200]).astype(np.uint8)),
                 )
             )
     if "edge" in heads:
@@ -147,18 +158,37 @@ def panels_for(sub: Sample, heads: dict[str, np.ndarray], card, task: str) -> li
     return [Panel(k, c, img) for k, c, img in out]
 
 
-def swipe(left: np.ndarray, right: np.ndarray, fraction: float) -> np.ndarray:
-    """Split view: ``left`` image on the left ``fraction`` of the width, ``right`` after, with a divider."""
+def swipe(
+    left: np.ndarray, right: np.ndarray, fraction: float = 0.5, divider: tuple[int, int, int] = (255, 255, 0)
+) -> np.ndarray:
+    """Split view: ``left`` on the first ``fraction`` of the width, ``right`` after, a 2 px divider between.
+
+    Args:
+        left: ``(H, W, 3)`` uint8.
+        right: ``(H, W, 3)`` uint8, the same size.
+        fraction: Where the cut falls, 0-1 of the width (clipped).
+        divider: RGB of the divider line.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+
+    Raises:
+        ValueError: The two images differ in size.
+    """
+    if left.shape != right.shape:
+        raise ValueError(f"a swipe needs two images of one size; got {left.shape} and {right.shape}")
     w = left.shape[1]
     x = int(round(np.clip(fraction, 0, 1) * w))
     out = right.copy()
     out[:, :x] = left[:, :x]
     if 0 < x < w:
-        out[:, max(x - 1, 0) : x + 1] = (255, 255, 0)
+        out[:, max(x - 1, 0) : x + 1] = divider
     return out
 
 
-def confusion_figure(cm: np.ndarray, names: list[str], normalise: bool = False, title: str = "") -> Figure:
+def confusion_figure(
+    cm: np.ndarray, names: list[str], normalise: bool = False, title: str = "", with_counts: bool = False
+) -> Figure:
     """Confusion matrix plot (rows = ground truth, columns = prediction).
 
     Args:
@@ -166,30 +196,35 @@ def confusion_figure(cm: np.ndarray, names: list[str], normalise: bool = False, 
         names: ``K`` class names.
         normalise: Row-normalise (producer's accuracy on the diagonal).
         title: Axes title.
+        with_counts: Print the pixel count under each normalised value (the report's one-figure form).
 
     Returns:
         A matplotlib Figure.
     """
-    m = np.asarray(cm, np.float64)
+    counts = np.asarray(cm, np.float64)
+    m = counts
     if normalise:
         with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.nan_to_num(m / m.sum(1, keepdims=True))
+            m = np.nan_to_num(counts / counts.sum(1, keepdims=True))
     k = len(names)
     fig = Figure(figsize=(1.2 + 0.7 * k, 1.0 + 0.6 * k), dpi=100)
     ax = fig.add_subplot(111)
     im = ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_xticks(range(k), list(names), rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), list(names), fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     ax.set_title(title or ("row-normalised" if normalise else "counts"), fontsize=9)
     for i in range(k):
         for j in range(k):
             v = m[i, j]
+            text = f"{v:.2f}" if normalise else f"{int(v)}"
+            if normalise and with_counts:
+                text += f"\n{int(counts[i, j]):,}"
             ax.text(
                 j,
                 i,
-                f"{v:.2f}" if normalise else f"{int(v)}",
+                text,
                 ha="center",
                 va="center",
                 fontsize=7,
