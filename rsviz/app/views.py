@@ -148,12 +148,11 @@ def _path_form() -> None:
 
 def _layers(scene: Scene, runs) -> list:
     from rsviz.app.layers import run_layers, scene_layers
-    from rsviz.models.api import get_model_card
 
     out = scene_layers(scene)
     for r in runs:
         try:
-            out += run_layers(scene, r, get_model_card(r.model))
+            out += run_layers(scene, r, r.card)
         except (RsvizError, OSError) as exc:  # e.g. the run's files were removed from the workspace
             st.warning(f"{r.model}: its layers cannot be shown ({exc}); run it again")
     return out
@@ -471,7 +470,6 @@ def _pick_runs(key: str):
 
 def _choose_run(key: str):
     """Pick one run of the current extent: ``(scene, extent, run, card)`` or None (with a hint shown)."""
-    from rsviz.models.api import get_model_card
 
     scene, ext, runs = _pick_runs(key)
     if not runs:
@@ -487,7 +485,7 @@ def _choose_run(key: str):
         key=f"{key}-run",
     )
     r = runs[i]
-    return scene, ext, r, get_model_card(r.model)
+    return scene, ext, r, r.card
 
 
 def _compare_maps(scene: Scene, ext, runs) -> None:
@@ -532,7 +530,6 @@ def render_compare() -> None:
     """Full-resolution comparison maps (swipe, linked grid); side-by-side panels for small extents."""
     prelude()
     from rsviz.figures import panels_for, swipe
-    from rsviz.models.api import get_model_card
 
     st.title("Compare")
     scene, ext, runs = _pick_runs("compare")
@@ -547,13 +544,13 @@ def render_compare() -> None:
     sub = scene.read(ext.window)
     all_panels = []
     for r in shown:
-        card = get_model_card(r.model)
+        card = r.card
         all_panels.append((r, panels_for(sub, r.prediction.heads, card, _target_task(scene, card))))
     from rsviz.app.mapview import legend_html
 
     st.subheader("Panels")
     for r, _ in all_panels:
-        c = get_model_card(r.model)
+        c = r.card
         if c.classes:
             st.markdown(legend_html(c.classes, f"{r.model} classes"), unsafe_allow_html=True)
     if len(all_panels) == 1:

@@ -192,6 +192,8 @@ def _options(run: Any) -> list[tuple[str, str]]:
         return "—" if v is None else str(v)
 
     rows = [(k, text(v)) for k, v in run.run_options.items()]
+    if run.external:  # made elsewhere: no inference options were asked for here
+        return rows + [("warning", w) for w in run.stats.get("warnings", [])]
     rows += [(f"asked: {k}", text(v)) for k, v in vars(run.options).items()]
     for k in ("tiles", "mpx_per_s", "seconds"):
         if k in run.stats:
@@ -215,11 +217,10 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
     from rsviz import __version__
     from rsviz.figures import confusion_figure, road_graph_figure
     from rsviz.inference.export import read_prediction
-    from rsviz.models.api import get_model_card
     from rsviz.report import pictures, uncertainty
     from rsviz.workspace.runs import weights_hash
 
-    card = get_model_card(run.model)
+    card = run.card
     notes: list[str] = []
     if result is None and evaluate:
         from rsviz.workspace.metrics import evaluate_run_cached
@@ -229,7 +230,7 @@ def run_section(scene: Any, run: Any, *, result: Any = None, evaluate: bool = Tr
         key=run.key,
         model=run.model,
         card=card,
-        weights_hash=weights_hash(run.model),
+        weights_hash=run.run_options["source_sha256"][:16] if run.external else weights_hash(run.model),
         rsviz_version=__version__,
         device=str(run.run_options.get("device", run.options.device)),
         precision=str(run.run_options.get("precision", "float32")),

@@ -140,6 +140,25 @@ class RunResult:
         p = self.path.with_name(self.path.stem + "_height.tif")
         return p if p.exists() else None
 
+    @property
+    def external(self) -> bool:
+        """A prediction made elsewhere (:mod:`rsviz.workspace.external`), not by a model run here."""
+        return (self.path.parent / "card.json").is_file()
+
+    @property
+    def card(self) -> Any:
+        """The :class:`~rsviz.models.card.ModelCard` the run is shown and scored with: the run's own
+        ``card.json`` for an external prediction, else its model's.
+
+        Raises:
+            UnknownNameError: The run's model is no longer registered.
+        """
+        from rsviz.models.api import get_model_card
+        from rsviz.models.card import ModelCard
+
+        own = self.path.parent / "card.json"
+        return ModelCard.load(own) if own.is_file() else get_model_card(self.model)
+
     @functools.cached_property
     def bands(self) -> tuple[str, ...]:
         """Band names of the prediction COG (its ``rsviz_bands`` tag), e.g. ``("classes", "prob:building", ...)``."""
