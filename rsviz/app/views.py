@@ -448,6 +448,75 @@ def render_run() -> None:
             hide_index=True,
         )
         st.success("Open **Compare** or **Metrics** to inspect the results.")
+    _external_form(scene, ext)
+
+
+#: Class-table choices of the external-prediction form, in the order the library prefers them.
+EXTERNAL_TABLES = ("the raster's colour table, else the scene's legend", "a model's classes", "a JSON class table")
+
+
+def _external_form(scene: Scene, ext) -> None:
+    """Run page: a class-id or probability raster made elsewhere becomes a run of this extent."""
+    from rsviz.models.api import get_model_card
+    from rsviz.workspace.external import (
+        TASKS,
+        class_table_from_json,
+        class_table_from_model,
+        import_prediction,
+        import_upload,
+    )
+
+    for kind, text in st.session_state.pop("ext-messages", []):  # from the run that added it (before its rerun)
+        (st.warning if kind == "warning" else st.success)(text)
+    seg = [n for n in usable_models() if get_model_card(n).task in TASKS]
+    with st.expander("Add a prediction made elsewhere (a class-id or probability raster) as a run"):
+        with st.form("external"):
+            up = st.file_uploader("Prediction raster", type=["tif", "tiff", "vrt", "jp2", "png"], key="ext-file")
+            path = st.text_input("…or its path on this machine", key="ext-path")
+            name = st.text_input("Name of the run", placeholder="the file name", key="ext-name")
+            how = st.radio("Classes from", EXTERNAL_TABLES, key="ext-how", horizontal=True)
+            c1, c2 = st.columns(2)
+            model = c1.selectbox("Model (for “a model's classes”)", seg, key="ext-model")
+            table_up = c2.file_uploader(
+                'Class table JSON: {"task": …, "classes": [{"id", "name", "color"}]}', type=["json"], key="ext-table"
+            )
+            ok = st.form_submit_button("Add as a run")
+        st.caption(
+            "One integer band of class ids (255 or the raster's nodata = nodata), or float probabilities in [0, 1] "
+            "(one band: the positive class, threshold 0.5; or one band per class). A raster on another grid is "
+            "reprojected onto the scene's (nearest neighbour for class ids)."
+        )
+        if not ok:
+            return
+        if up is None and not path.strip():
+            st.error("Choose a prediction raster (upload) or type its path.")
+            return
+        try:
+            table = None
+            if how == EXTERNAL_TABLES[1]:
+                table = class_table_from_model(model)
+            elif how == EXTERNAL_TABLES[2]:
+                if table_up is None:
+                    st.error("Upload the class table (JSON), or choose another source of classes.")
+                    return
+                table = class_table_from_json(table_up.getvalue(), source=table_up.name)
+            with st.spinner("Placing the prediction on the scene's grid…"):
+                if up is not None:
+                    res = import_upload(scene, up.name, up, table, name=name or None, extent=ext)
+                else:
+                    from rsviz.workspace.scene import check_local_path
+
+                    res = import_prediction(scene, check_local_path(path.strip()), table, name=name or None, extent=ext)
+        except (RsvizError, OSError) as exc:
+            st.error(str(exc))
+            return
+        state.add_run(res.run)
+        done = "Reopened" if res.from_workspace else "Added"
+        st.session_state["ext-messages"] = [
+            *(("warning", w) for w in res.warnings),
+            ("success", f"{done} the run **{res.run.model}**: Compare, Metrics and Export show it like a model's run."),
+        ]
+        st.rerun()
 
 
 # --------------------------------------------------------------------------- Compare

@@ -31,15 +31,16 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+from affine import Affine
 from rasterio.windows import Window
 
 from rsviz.errors import GridMismatchError, ModelInputError, RasterReadError, UnknownNameError
 from rsviz.types import NODATA_CLASS, ClassInfo
 from rsviz.workspace.runs import RunOptions, RunResult, _runs_root, _stage_run, load_run
-from rsviz.workspace.scene import Scene, resolve_extent
+from rsviz.workspace.scene import Extent, Scene, resolve_extent
 
 #: Prefix of the model name of an external run (``external:<name>``).
 EXTERNAL_PREFIX = "external:"
@@ -327,8 +328,9 @@ def import_prediction(
     *,
     name: str | None = None,
     threshold: float = 0.5,
+    extent: Extent | None = None,
 ) -> ExternalRun:
-    """Record a prediction raster made elsewhere as a run over the whole of ``scene``.
+    """Record a prediction raster made elsewhere as a run over an extent of ``scene``.
 
     Args:
         scene: The workspace scene the prediction is of.
@@ -337,6 +339,7 @@ def import_prediction(
         table: What the values mean (default: the raster's colour table, else the scene's legend).
         name: Run name shown in the app (default: the file's stem); the run's model is ``external:<name>``.
         threshold: Probability threshold of a one-band probability raster, 0-1.
+        extent: The extent the run covers (None: the whole scene), as a model run over it would.
 
     Returns:
         :class:`ExternalRun`: the run (class ids in band 1, 255 nodata: outside the raster, its nodata, non-finite
@@ -346,7 +349,7 @@ def import_prediction(
         RasterReadError: The file cannot be read.
         GridMismatchError: Not on the scene's grid and without a CRS to warp it by, or not overlapping the scene.
         ModelInputError: Values that do not fit the class table (the message names them), probabilities
-            outside [0, 1], or a band count that is neither.
+            outside [0, 1], a band count that is neither, or no pixel of the prediction inside the extent.
     """
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
@@ -363,7 +366,10 @@ def import_prediction(
     digest = _sha256(src)
     from rsviz import __version__
 
-    raw = "|".join(("external", name, digest, scene.key, json.dumps(table.to_dict(), sort_keys=True), str(threshold)))
+    extent = extent if extent is not None else resolve_extent(scene, None)
+    raw = "|".join(
+        ("external", name, digest, scene.key, extent.key(), json.dumps(table.to_dict(), sort_keys=True), str(threshold))
+    )
     key = hashlib.sha256(f"{raw}|{__version__}".encode()).hexdigest()[:16]
     warnings: list[str] = []
     with open_raster(src) as ds:
@@ -408,7 +414,8 @@ def import_prediction(
                 nodata=nodata if nodata is not None else (np.nan if kind == "probs" else NODATA_CLASS),
                 add_alpha=False,
             )
-        extent = resolve_extent(scene, None)
+        win = extent.window
+        c0, r0, ew, eh = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
 
         def write(tmp: Path) -> RunResult:
             card = external_card(name, table, f"{src.name} (sha256 {digest[:12]})")
@@ -416,26 +423,33 @@ def import_prediction(
             scratch = Path(tempfile.mkdtemp(prefix="cog-", dir=tmp))
             cog = StreamedCOG(
                 scratch,
-                scene.height,
-                scene.width,
+                eh,
+                ew,
                 1,
                 "uint8",
-                scene.transform,
+                scene.transform * Affine.translation(c0, r0),
                 scene.crs,
                 nodata=NODATA_CLASS,
                 descriptions=["classes"],
                 tags={"rsviz_bands": "classes", "rsviz_model": card.name},
             )
+            seen = 0
             try:
-                for row in range(0, scene.height, BLOCK):
-                    for col in range(0, scene.width, BLOCK):
-                        w = Window(col, row, min(BLOCK, scene.width - col), min(BLOCK, scene.height - row))
+                for row in range(0, eh, BLOCK):
+                    for col in range(0, ew, BLOCK):
+                        w = Window(c0 + col, r0 + row, min(BLOCK, ew - col), min(BLOCK, eh - row))
                         block = reader.read(window=w, masked=True)
                         valid = np.asarray(~np.ma.getmaskarray(block).any(0))
                         data = np.ma.getdata(block)
                         if kind == "ids":  # 255 is nodata in rsviz (in a 0/255 mask it is the positive class)
                             valid &= data[0] != NODATA_CLASS
-                        cog.write(_classes_of(data, valid, kind, table, threshold)[None], row, col)
+                        ids = _classes_of(data, valid, kind, table, threshold)
+                        seen += int((ids != NODATA_CLASS).sum())
+                        cog.write(ids[None], row, col)
+                if not seen:
+                    raise ModelInputError(
+                        f"{src.name} holds no pixel inside this extent of {scene.name} (all nodata or outside it)"
+                    )
                 cog.finish(tmp / "prediction.tif")
             finally:
                 cog.close()
@@ -460,6 +474,36 @@ def import_prediction(
     return ExternalRun(run, tuple(warnings), reopened)
 
 
+def import_upload(
+    scene: Scene,
+    filename: str,
+    data: bytes | BinaryIO,
+    table: ClassTable | None = None,
+    *,
+    name: str | None = None,
+    threshold: float = 0.5,
+    extent: Extent | None = None,
+) -> ExternalRun:
+    """:func:`import_prediction` of an uploaded file: streamed into a private folder of the workspace, imported,
+    and removed (the run's COG keeps what was imported). Errors name ``filename``.
+
+    Raises:
+        See :func:`import_prediction`.
+    """
+    from rsviz.resources import workspace_dir
+    from rsviz.workspace.scene import _stream_to
+
+    up = workspace_dir() / "uploads"
+    up.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=up))
+    try:
+        path = tmp / Path(filename).name
+        _stream_to(path, data)
+        return import_prediction(scene, path, table, name=name, threshold=threshold, extent=extent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 __all__ = [
     "EXTERNAL_PREFIX",
     "ClassTable",
@@ -471,4 +515,5 @@ __all__ = [
     "class_table_of_scene",
     "external_card",
     "import_prediction",
+    "import_upload",
 ]

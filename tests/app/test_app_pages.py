@@ -256,3 +256,46 @@ def test_a_broken_model_folder_is_named_and_the_others_stay_usable(mirror, tmp_p
     assert not at.exception, at.exception
     assert any("broken-model" in w.value for w in at.warning)
     assert "toy-pointwise" in at.multiselect(key="run-models").options
+
+
+def test_a_prediction_made_elsewhere_becomes_a_run_on_every_page(mirror, tmp_path):
+    """Run page: a class-id raster given by path becomes a run; Metrics scores it (the ground truth itself: IoU 1),
+    Compare and Export take it; a raster with ids outside the legend is refused in words."""
+    import numpy as np
+    import rasterio
+
+    from rsviz.datasets import scenes
+    from rsviz.workspace import open_sample
+
+    sc = open_sample([r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220245-19"][0])
+    with rasterio.open(sc.targets["buildings"]) as ds:
+        gt, prof = ds.read(1), ds.profile
+    good, bad = tmp_path / "theirs.tif", tmp_path / "bad.tif"
+    for path, data in ((good, gt), (bad, np.where(gt == 1, 9, gt).astype(np.uint8))):
+        with rasterio.open(path, "w", **(prof | {"nodata": 255})) as out:
+            out.write(data, 1)
+    with mock.patch("streamlit_folium.st_folium", return_value={}):
+        at = _app().run()
+        at.switch_page("map.py").run()
+        at.selectbox(key="map-scene").set_value(SCENE).run()
+        at.switch_page("run.py").run()
+        at.text_input(key="ext-path").set_value(str(bad))
+        at.button(key="FormSubmitter:external-Add as a run").click().run()
+        assert not at.exception, at.exception
+        assert any("class ids [9] are not in the class table" in e.value for e in at.error), [e.value for e in at.error]
+        at.text_input(key="ext-path").set_value(str(good))
+        at.text_input(key="ext-name").set_value("ground truth as a prediction")
+        at.button(key="FormSubmitter:external-Add as a run").click().run()
+        assert not at.exception, at.exception
+        assert any("external:ground truth as a prediction" in s.value for s in at.success), [
+            s.value for s in at.success
+        ]
+        assert "external:ground truth as a prediction" in at.dataframe[0].value["model"].tolist()
+        at.switch_page("metrics.py").run()
+        assert not at.exception, at.exception
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["IoU"] == "1.000"
+        for page in ("compare.py", "export.py"):
+            at.switch_page(page).run()
+            assert not at.exception, at.exception
+            assert not at.error, [e.value for e in at.error]

@@ -70,6 +70,28 @@ def test_a_class_raster_on_the_scene_grid_scores_like_the_model_run(model_run, t
     assert again.from_workspace and again.run.key == r.key
 
 
+def test_an_extent_of_the_scene_gets_the_window_of_the_prediction(model_run, tmp_path):
+    from rasterio.windows import Window
+
+    from rsviz.errors import ModelInputError
+    from rsviz.workspace import Extent
+    from rsviz.workspace.external import import_prediction
+
+    scene, run, _ = model_run
+    cls = _classes(run)
+    src = _write(tmp_path / "theirs.tif", cls, scene, nodata=255)
+    ext = Extent(Window(100, 200, 300, 150), None)
+    r = import_prediction(scene, src, extent=ext).run
+    assert r.extent.key() == "100,200,300,150"
+    np.testing.assert_array_equal(_classes(r), cls[200:350, 100:400])
+    with rasterio.open(r.path) as ds:
+        assert ds.transform == scene.transform * rasterio.Affine.translation(100, 200)
+    holes = cls.copy()
+    holes[200:350, 100:400] = 255
+    with pytest.raises(ModelInputError, match="holds no pixel inside this extent"):
+        import_prediction(scene, _write(tmp_path / "holes.tif", holes, scene, nodata=255), extent=ext)
+
+
 def test_a_prediction_in_another_crs_is_warped_back_within_001_iou(model_run, tmp_path):
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
