@@ -64,6 +64,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         compress=args.compress,
         batch_size=args.batch_size,
         device=args.device,
+        match_gsd=args.match_gsd,
     )
     bar = tqdm(total=len(specs), desc="rsviz batch", unit="scene", file=sys.stderr, disable=not sys.stderr.isatty())
 

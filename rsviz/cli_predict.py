@@ -48,6 +48,13 @@ def add_inference_options(p: argparse.ArgumentParser, device_help: str) -> None:
     )
     p.add_argument("--device", default="auto", help=device_help)
     p.add_argument(
+        "--match-gsd",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="predict a raster whose GSD lies outside the model card's range resampled to the model's GSD, the "
+        "outputs brought back onto its grid (default: on)",
+    )
+    p.add_argument(
         "--compress",
         choices=["deflate", "zstd", "lzw", "none"],
         default="deflate",
@@ -106,7 +113,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if "height" in get_model_card(args.model).heads:  # the float32 sidecar of a height head
             check_output(out.with_name(out.stem + "_height.tif"), [inp], overwrite=args.overwrite)
     lm = load_model(args.model, args.device)
-    opts = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size, tta=args.tta)
+    opts = dict(
+        tile=args.tile,
+        overlap=args.overlap,
+        blend=args.blend,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        match_gsd=args.match_gsd,
+    )
     if inp.is_dir():
         files = sorted(f for f in inp.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
         if not files:

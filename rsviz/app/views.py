@@ -389,7 +389,7 @@ def render_run() -> None:
     fitting = [n for n in names if cards[n].in_channels == scene.count and cards[n].task != "scene"] or names
     default = [n for n in fitting if cards[n].task == scene.task][:1] or fitting[:1]
     chosen = st.multiselect("Models (one or two)", names, default=default, max_selections=2, key="run-models")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     tile = c1.selectbox("Tile (px)", [256, 384, 512, 768, 1024], index=2, key="run-tile")
     overlap = c2.slider("Overlap", 0.0, 0.75, 0.25, 0.05, key="run-overlap")
     recommended = any(cards[n].input.tta for n in chosen)  # the card measured its metrics this way
@@ -402,7 +402,15 @@ def render_run() -> None:
     )
     devs = ["auto", *available_devices()[::-1]]
     device = c4.selectbox("Device", devs, key="run-device")
-    opts = RunOptions(tile=int(tile), overlap=float(overlap), tta=bool(tta), device=device)
+    match = c5.toggle(
+        "Model's GSD",
+        True,
+        key="run-match-gsd",
+        help="a scene whose ground sampling distance lies outside a model's training range is predicted "
+        "resampled to that model's GSD (bilinear), and the outputs brought back onto the scene's grid",
+    )
+    _gsd_notes(scene, [cards[n] for n in chosen], match)
+    opts = RunOptions(tile=int(tile), overlap=float(overlap), tta=bool(tta), device=device, match_gsd=bool(match))
     if st.button("Run", type="primary", key="run-go", disabled=not chosen):
         try:
             check_extent_size(ext, resolve_device(device).type)
@@ -442,6 +450,7 @@ def render_run() -> None:
                     "device": r.run_options.get("device"),
                     "precision": r.run_options.get("precision"),
                     "MPx/s": round(float(r.stats.get("mpx_per_s", float("nan"))), 3),
+                    "GSD": r.run_options.get("gsd", "as is"),
                 }
                 for r in runs
             ],
@@ -449,6 +458,28 @@ def render_run() -> None:
         )
         st.success("Open **Compare** or **Metrics** to inspect the results.")
     _external_form(scene, ext)
+
+
+def _gsd_notes(scene: Scene, cards: list, match: bool) -> None:
+    """Say, before a run, which chosen models will see the scene resampled (or should, with the switch off)."""
+    from rsviz.inference.gsd import target_gsd
+
+    g = scene.gsd if scene.crs is not None else None  # without a CRS nothing is resampled
+    for c in cards:
+        t = target_gsd(g, c.input.gsd_range_m)
+        if t is None or g is None:
+            continue
+        lo, hi = c.input.gsd_range_m
+        if match:
+            st.info(
+                f"{c.name}: the scene's GSD is {g:.3f} m, outside its training range {lo:g}-{hi:g} m; it is "
+                f"predicted resampled to {t:.3f} m and the outputs are brought back onto the scene's grid."
+            )
+        else:
+            st.warning(
+                f"{c.name}: the scene's GSD is {g:.3f} m, outside its training range {lo:g}-{hi:g} m, and "
+                "it is predicted as it is; expect degraded predictions."
+            )
 
 
 #: Class-table choices of the external-prediction form, in the order the library prefers them.

@@ -40,6 +40,7 @@ class BatchOptions:
         batch_size: Windows per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``auto`` on a GPU worker: its GPU).
         block: Side of the evaluation's blocks, pixels (scenes of any size are scored block by block).
+        match_gsd: Predict scenes whose GSD lies outside the card's range at the model's GSD.
     """
 
     tile: int | None = None
@@ -51,12 +52,20 @@ class BatchOptions:
     batch_size: int = 4
     device: str = "auto"
     block: int = 1024
+    match_gsd: bool = True
 
     def run_options(self) -> RunOptions:
         """The :class:`~rsviz.workspace.runs.RunOptions` of a scene's run (the key it is recorded under)."""
         from rsviz.workspace.runs import RunOptions
 
-        return RunOptions(tile=self.tile, overlap=self.overlap, tta=self.tta, device=self.device, blend=self.blend)
+        return RunOptions(
+            tile=self.tile,
+            overlap=self.overlap,
+            tta=self.tta,
+            device=self.device,
+            blend=self.blend,
+            match_gsd=self.match_gsd,
+        )
 
     def identity(self) -> dict[str, Any]:
         """The options that change the outputs (hashed into the manifest): all but ``batch_size`` and ``device``,

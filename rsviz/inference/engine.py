@@ -257,6 +257,54 @@ def _store(block: BlendedBlock, sink: Sink, predictor: Predictor, threshold: flo
     sink.write(window, split_heads(predictor, out, block.valid, threshold), block.valid)
 
 
+def _predict_resampled(
+    lm: LoadedModel,
+    vrt: str,
+    native: tuple[Window, Affine, CRS | None],
+    gsds: tuple[float, float],
+    kw: dict[str, Any],
+    output: str | os.PathLike[str] | None,
+    cog: bool,
+    compress: str,
+) -> Prediction:
+    """:func:`predict` of ``vrt`` (the source at the model's GSD), its outputs brought back onto ``native``."""
+    import shutil
+    import tempfile
+
+    from rsviz.inference.gsd import resample_file, resample_heads
+
+    window, transform, crs = native
+    H, W = int(window.height), int(window.width)
+    g, t = gsds
+    if output is None:
+        inner = predict(lm, vrt, match_gsd=False, **kw)
+        heads, valid = resample_heads(inner.heads, inner.valid, (H, W))
+    else:
+        out = Path(output)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.gsd-", dir=out.parent))
+        try:
+            inner = predict(lm, vrt, match_gsd=False, output=scratch / "inner.tif", cog=False, compress="none", **kw)
+            final = scratch / "final" / out.name
+            final.parent.mkdir()
+            resample_file(scratch / "inner.tif", final, H, W, transform, cog, compress)
+            for f in sorted(final.parent.iterdir()):  # the COG, then its height sidecar
+                os.replace(f, out.with_name(f.name))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        heads, valid = {}, inner.valid
+    rows, cols = int(inner.window.height), int(inner.window.width)
+    return Prediction(
+        heads=heads,
+        transform=transform,
+        crs=crs,
+        valid=valid,
+        window=window,
+        model=inner.model,
+        options={**inner.options, "gsd": f"{g:.3f} m -> {t:.3f} m", "resampled_px": [rows, cols]},
+        stats=inner.stats,
+    )
+
+
 def predict(
     model: LoadedModel | str,
     source: str | os.PathLike[str] | np.ndarray | RasterData,
@@ -277,6 +325,7 @@ def predict(
     compress: str = "deflate",
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    match_gsd: bool = True,
 ) -> Prediction:
     """Predict every dense head of a model over a raster, tile by tile.
 
@@ -305,6 +354,12 @@ def predict(
             ``none``).
         progress: Called as ``progress(tiles_done, tiles_total)``.
         cancel: Polled between batches; returning True raises :class:`InferenceCancelled`.
+        match_gsd: When the source is a georeferenced file whose GSD lies outside the card's
+            ``input.gsd_range_m`` (by more than :data:`rsviz.inference.gsd.GSD_TOLERANCE`), predict it
+            resampled (bilinear) to the centre of that range and bring the outputs back onto the source's grid
+            (nearest for class ids; see :mod:`rsviz.inference.gsd`). ``options["gsd"]`` then says
+            ``"<scene> m -> <model> m"``. False predicts at the source's own GSD (a :class:`GSDWarning` when
+            it is more than 4x outside the range).
 
     Returns:
         :class:`Prediction` on the grid of the window read.
@@ -336,6 +391,36 @@ def predict(
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("RSVIZ_GDAL_CACHEMAX_MB", "128"))))
         src = stack.enter_context(RasterSource(source, window, bounds, bounds_crs))
         H, W = src.height, src.width
+        if match_gsd and src.path is not None and src.crs is not None and "?" not in src.path:
+            from rsviz.inference.gsd import resampled_path, resampled_shape, target_gsd
+
+            g = gsd_metres(src.transform, src.crs, H, W)
+            t = target_gsd(g, card.input.gsd_range_m)
+            if t is not None:
+                shape = resampled_shape(H, W, g, t)
+                vrt = resampled_path(src.path, src.window, shape)
+                native = (src.window, src.transform, src.crs)
+                src.close()
+                return _predict_resampled(
+                    lm,
+                    vrt,
+                    native,
+                    (g, t),
+                    dict(
+                        tile=tile,
+                        overlap=overlap,
+                        blend=blend,
+                        batch_size=batch_size,
+                        tta=tta,
+                        precision=precision,
+                        threshold=threshold,
+                        progress=progress,
+                        cancel=cancel,
+                    ),
+                    output,
+                    cog,
+                    compress,
+                )
         check_input(card, src.count, src.dtype, src.transform, src.crs, (H, W), value_range=src.value_range())
         predictor = Predictor(lm, tta, precision)
         geom = WindowGeometry.of(H, W, tile, overlap, PANEL_COLS)

@@ -106,6 +106,11 @@ class RasterSource:
             self.crs = r.crs
         self.height, self.width = int(self.window.height), int(self.window.width)
 
+    @property
+    def path(self) -> str | None:
+        """The file read, or None for an array source."""
+        return self._path
+
     def read_rows(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``[r0, r1)``, columns ``[c0, c1)`` of the region (window coordinates).
 

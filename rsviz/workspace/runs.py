@@ -38,6 +38,8 @@ class RunOptions:
         tta: Test-time augmentation (None: as the model card recommends).
         device: ``auto``, ``cpu``, ``cuda``, ``mps``.
         blend: ``gaussian``, ``cosine`` or ``constant``.
+        match_gsd: Predict a scene whose GSD lies outside the card's range at the model's GSD
+            (:mod:`rsviz.inference.gsd`).
     """
 
     tile: int | None = None
@@ -45,6 +47,7 @@ class RunOptions:
     tta: bool | None = None
     device: str = "auto"
     blend: str = "gaussian"
+    match_gsd: bool = True
 
     def key(self) -> str:
         """Cache key (sorted JSON)."""
@@ -53,7 +56,13 @@ class RunOptions:
     def predict_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`rsviz.inference.predict` these options set (the device is the
         loaded model's)."""
-        return {"tile": self.tile, "overlap": self.overlap, "tta": self.tta, "blend": self.blend}
+        return {
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "tta": self.tta,
+            "blend": self.blend,
+            "match_gsd": self.match_gsd,
+        }
 
 
 @functools.lru_cache(maxsize=64)
