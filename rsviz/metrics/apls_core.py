@@ -383,7 +383,8 @@ def apls(
     the SpaceNet definition.
 
     Args:
-        g_gt: Ground-truth graph: node ``xy`` ``(x, y)``; optional edge ``geometry`` (``(N, 2)`` coordinates
+        g_gt: Ground-truth graph: node ``xy`` ``(x, y)`` and optional ``endpoint`` (stays a node of the
+            network even where two edges meet); optional edge ``geometry`` (``(N, 2)`` coordinates
             or a shapely LineString) for curved edges, else edges are straight. Any graph of
             :mod:`rsviz.postprocess.road_graph` (mask skeletons, line vectors) qualifies.
         g_prop: Proposal graph, same coordinates.
