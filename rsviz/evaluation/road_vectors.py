@@ -19,6 +19,9 @@ from rsviz.types import Task
 def evaluate_road_lines(gt: RoadLines, prop: RoadLines, **apls_params: Any) -> EvalResult:
     """APLS between two sets of road centre lines in one projected CRS.
 
+    Each side becomes a graph with :func:`~rsviz.metrics.apls_core.graph_from_polylines`, treating a segment
+    given twice as the reference's reader of its format does (``RoadLines.duplicates``).
+
     Args:
         gt: Ground-truth lines (metres).
         prop: Proposal lines, same CRS.
@@ -37,7 +40,11 @@ def evaluate_road_lines(gt: RoadLines, prop: RoadLines, **apls_params: Any) -> E
     if gt.crs != prop.crs:
         raise CRSError(f"ground truth ({gt.crs}) and proposal ({prop.crs}) lines are in different CRSs; reproject one")
     params = {**APLS_DEFAULTS, **apls_params}
-    r = apls(graph_from_polylines(gt.lines), graph_from_polylines(prop.lines), **apls_params)
+    r = apls(
+        graph_from_polylines(gt.lines, duplicates=gt.duplicates),
+        graph_from_polylines(prop.lines, duplicates=prop.duplicates),
+        **apls_params,
+    )
     sfx = f"{params['buffer']:g}".replace(".", "p") + "m"
     values: dict[str, Any] = {
         f"apls_{sfx}": float(r.apls),

@@ -14,8 +14,14 @@ parameter is then in pixels too).
 Steps (``apls`` runs them for both directions, ground truth onto proposal and proposal onto ground truth):
 
 1. **Graphs.** Each input graph becomes a network whose nodes are the end points and intersections
-   (chains of degree-2 nodes are merged into one polyline edge, osmnx ``simplify_graph``), edges weighted
-   by their geometric length. Connected components whose longest shortest path is below
+   (chains of degree-2 nodes are merged into one polyline edge, osmnx ``simplify_graph``; nodes marked
+   ``endpoint`` stay nodes), edges weighted by their geometric length in the projected CRS. Line vectors
+   become graphs with :func:`graph_from_polylines`, which also reproduces how the reference's GeoJSON
+   reader loses a segment that two lines share (``duplicates="drop"``; its WKT reader keeps one copy).
+   The reference weights ground-truth GeoJSON edges by the great-circle length of their lon/lat segments
+   (osmnx ``add_edge_lengths``, rounded to the millimetre) while it projects their geometry to UTM; we use
+   the projected length throughout (on the Vegas sample the two differ by about 0.2 % per edge and APLS
+   by 1e-4). Connected components whose longest shortest path is below
    ``min_subgraph_length`` (5 m) are dropped (``_clean_sub_graphs``; as there, only components of at most
    100 nodes are measured).
 2. **Control points** (``create_graph_midpoints``): every node of the network plus midpoints inserted along
@@ -50,7 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Literal, Sequence
 
 import networkx as nx
 import numpy as np
@@ -161,8 +167,10 @@ def _polyline_length(c: Coords) -> float:
 def _network(g: nx.Graph, scale: float) -> _Network:
     """Step 1: merge chains of degree-2 nodes into polyline edges (coordinates times ``scale``).
 
-    Node ``xy`` gives positions; an edge ``geometry`` (``(N, 2)`` coordinates from one end to the other, in
-    either direction) gives its shape, else it is straight. A cycle without end points is cut at its first node.
+    Node ``xy`` gives positions; a node with ``endpoint=True`` (where :func:`graph_from_polylines` dropped a
+    duplicated segment) stays a node whatever its degree. An edge ``geometry`` (``(N, 2)`` coordinates from one
+    end to the other, in either direction) gives its shape, else it is straight. A cycle without end points is
+    cut at its first node.
     """
     xy = {n: (float(d["xy"][0]) * scale, float(d["xy"][1]) * scale) for n, d in g.nodes(data=True)}
     h = nx.Graph(g)
@@ -177,7 +185,7 @@ def _network(g: nx.Graph, scale: float) -> _Network:
             c = c[::-1]
         return c
 
-    ends = [n for n in h.nodes if h.degree(n) != 2]
+    ends = [n for n in h.nodes if h.degree(n) != 2 or g.nodes[n].get("endpoint")]
     stop = set(ends)
     seen: set[frozenset[Hashable]] = set()
     edges: list[_Edge] = []
@@ -375,7 +383,8 @@ def apls(
     the SpaceNet definition.
 
     Args:
-        g_gt: Ground-truth graph: node ``xy`` ``(x, y)``; optional edge ``geometry`` (``(N, 2)`` coordinates
+        g_gt: Ground-truth graph: node ``xy`` ``(x, y)`` and optional ``endpoint`` (stays a node of the
+            network even where two edges meet); optional edge ``geometry`` (``(N, 2)`` coordinates
             or a shapely LineString) for curved edges, else edges are straight. Any graph of
             :mod:`rsviz.postprocess.road_graph` (mask skeletons, line vectors) qualifies.
         g_prop: Proposal graph, same coordinates.
@@ -436,18 +445,43 @@ def apls_length(g_gt: nx.Graph, g_prop: nx.Graph, **params: Any) -> APLSResult:
     return apls(g_gt, g_prop, **params)
 
 
-def graph_from_polylines(lines: Iterable[Any]) -> nx.Graph:
+#: What :func:`graph_from_polylines` does with a segment given more than once (see there).
+DuplicateSegments = Literal["drop", "keep"]
+
+
+def graph_from_polylines(lines: Iterable[Any], *, duplicates: DuplicateSegments = "drop") -> nx.Graph:
     """A graph of line geometries as the reference reads them: a node per vertex (equal coordinates are one
     node), an edge per segment.
 
+    A segment between two vertices that occurs more than once (two lines sharing it, in either direction) is
+    where the reference's two readers differ, and ``duplicates`` chooses between them:
+
+    * ``"drop"`` (its GeoJSON reader, ``graphTools.create_graphGeoJson`` then ``_refine_gt_graph``): the copies
+      become parallel edges, osmnx's ``simplify_graph`` keeps the nodes at both ends as end points (a node with
+      a parallel edge is one), and ``create_edge_linestrings(remove_redundant=True)`` then removes *every* copy
+      (each copy matches the first one's geometry and its reverse, and each match removes one edge). So the
+      segment is missing from the graph and its two end vertices stay nodes (node attribute ``endpoint=True``,
+      which :func:`apls` keeps as nodes of the network even when two edges meet there). On SpaceNet's Vegas
+      sample one 2.5 m link shared by two GeoJSON features goes this way; it moves APLS from 0.823 to 0.729.
+    * ``"keep"`` (its WKT reader, ``wkt_to_G.wkt_list_to_nodes_edges``, which skips an edge it has seen): one
+      edge per segment.
+
     Args:
         lines: shapely LineStrings / MultiLineStrings, or ``(N, 2)`` coordinate sequences, one CRS.
+        duplicates: ``"drop"`` or ``"keep"`` a segment that occurs more than once, as above.
 
     Returns:
-        ``networkx.Graph`` with node ``xy`` and edge ``length``.
+        ``networkx.Graph`` with node ``xy`` (and ``endpoint`` where a dropped segment ended) and edge
+        ``length`` (Euclidean, in the coordinates' units).
+
+    Raises:
+        ValueError: ``duplicates`` is neither ``"drop"`` nor ``"keep"``.
     """
+    if duplicates not in ("drop", "keep"):
+        raise ValueError(f"duplicates must be 'drop' or 'keep', not {duplicates!r}")
     g = nx.Graph()
     index: dict[tuple[float, float], int] = {}
+    count: dict[frozenset[int], int] = {}
 
     def node(p: Sequence[float]) -> int:
         key = (float(p[0]), float(p[1]))
@@ -462,6 +496,15 @@ def graph_from_polylines(lines: Iterable[Any]) -> nx.Graph:
             coords = list(getattr(line, "coords", line))
             ids = [node(p) for p in coords]
             for (a, pa), (b, pb) in zip(zip(ids, coords), zip(ids[1:], coords[1:])):
-                if a != b and not g.has_edge(a, b):
+                if a == b:
+                    continue
+                count[frozenset((a, b))] = count.get(frozenset((a, b)), 0) + 1
+                if not g.has_edge(a, b):
                     g.add_edge(a, b, length=math.hypot(pb[0] - pa[0], pb[1] - pa[1]))
+    if duplicates == "drop":
+        for pair, n in count.items():
+            if n > 1:
+                a, b = tuple(pair)
+                g.remove_edge(a, b)
+                g.nodes[a]["endpoint"] = g.nodes[b]["endpoint"] = True
     return g

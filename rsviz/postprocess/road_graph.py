@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
@@ -340,11 +340,15 @@ class RoadLines:
         lines: ``(N, 2)`` float arrays of ``(x, y)`` vertices, metres in ``crs``.
         crs: The projected CRS (metres) of the coordinates.
         source: Where they came from (a file path, or ``mask`` for a raster's skeleton).
+        duplicates: What APLS's graph does with a segment given twice, as the reference's reader of this
+            format does (:func:`rsviz.metrics.apls_core.graph_from_polylines`): ``"drop"`` for GeoJSON,
+            ``"keep"`` for SpaceNet's WKT CSV and mask skeletons.
     """
 
     lines: tuple[np.ndarray, ...]
     crs: CRS
     source: str
+    duplicates: Literal["drop", "keep"] = "keep"
 
 
 def metric_crs(crs: CRS | str | int, x: float, y: float) -> CRS:
@@ -459,7 +463,8 @@ def read_road_lines(
         if not parts:
             raise RsvizError(f"{p} has no road lines to place; pass --image RASTER to give the metric CRS")
         metric = metric_crs(src, *parts[0][0])
-    return RoadLines(_to_metric(parts, src, metric), metric, str(p))
+    # the reference's GeoJSON reader loses segments two lines share, its WKT reader keeps one copy
+    return RoadLines(_to_metric(parts, src, metric), metric, str(p), "keep" if suffix == ".csv" else "drop")
 
 
 def transform_pixels(xy: np.ndarray, transform: Affine) -> np.ndarray:

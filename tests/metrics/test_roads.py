@@ -152,6 +152,32 @@ def test_apls_disconnected_proposal_with_midpoints():
     assert r.apls == pytest.approx(1 / 3)
 
 
+def test_apls_segment_shared_by_two_lines_is_dropped_as_the_reference_geojson_reader_does():
+    from rsviz.metrics.roads import apls, graph_from_polylines
+
+    # two lines share the 3 m segment B(100,0)-C(103,0), in opposite directions: A-B-C and C-B-E(100,100).
+    lines = [np.array([(0, 0), (100, 0), (103, 0)], float), np.array([(103, 0), (100, 0), (100, 100)], float)]
+    # the reference's GeoJSON reader (create_graphGeoJson, simplify_graph, create_edge_linestrings) loses
+    # both copies of B-C and keeps B as a node with two edges; run on these two lines (as lon/lat in UTM 11N)
+    # it gives nodes A, B, E and edges A-B, B-E. Its WKT reader keeps one copy: edges A-B, B-C, B-E.
+    dropped, kept = graph_from_polylines(lines), graph_from_polylines(lines, duplicates="keep")
+    assert (dropped.number_of_edges(), kept.number_of_edges()) == (2, 3)
+    # gt (dropped: control points A, B, E; C is left alone and removed) against prop (kept: A, B, C, E).
+    # gt -> prop: A, B, E rename the proposal's nodes; A-B 100, B-E 100, A-E 200 match: APLS_gt->prop = 1.
+    # prop -> gt, inserted in order A, B, C, E: A, B, E rename the same nodes of gt; C (3 m beyond B along
+    #   the missing link) projects onto B and takes it over, so B counts as not inserted. 12 ordered pairs:
+    #   B->A, B->C, B->E and A->B, C->B, E->B score 1; A->E, E->A match (0); A->C, C->A, C->E, E->C have
+    #   L = 103, L' = 100 (C sits on B): 3/103 each. APLS_prop->gt = 1 - (6 + 12/103) / 12 = 101/206.
+    # APLS = 2 (101/206) / (1 + 101/206) = 202/307.
+    r = apls(dropped, kept, spacing=1000)
+    assert (r.control_gt, r.control_prop, r.pairs_gt, r.pairs_prop) == (3, 4, 6, 12)
+    assert r.apls_gt_to_prop == pytest.approx(1.0) and r.apls_prop_to_gt == pytest.approx(101 / 206)
+    assert r.apls == pytest.approx(202 / 307)
+    assert apls(kept, kept, spacing=1000).apls == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="duplicates"):
+        graph_from_polylines(lines, duplicates="merge")  # type: ignore[arg-type]
+
+
 def test_apls_min_path_length_and_pixel_scale():
     from rsviz.metrics.roads import apls
 
