@@ -225,14 +225,26 @@ def contact_mask(instances: np.ndarray, width: int = 5) -> np.ndarray:
     return (lo != big) & (hi != lo)
 
 
-def colour_mask_to_ids(rgb: np.ndarray, colours: Sequence[tuple[int, int, int]], *, tolerance: int = 0) -> np.ndarray:
+def colour_mask_to_ids(
+    rgb: np.ndarray,
+    colours: Sequence[tuple[int, int, int]],
+    *,
+    tolerance: int = 0,
+    unmatched: int | None = None,
+    max_distance: int = 40,
+) -> np.ndarray:
     """Map an RGB colour-coded mask to class ids.
 
     Args:
         rgb: ``(3, height, width)`` or ``(height, width, 3)`` uint8.
         colours: RGB per class id; class ``i`` has colour ``colours[i]``.
-        tolerance: Max per-channel difference accepted (JPEG/PNG artefacts); pixels
-            matching no colour get the nearest colour's id.
+        tolerance: Kept for callers; every pixel takes its nearest colour (largest per-channel difference)
+            within ``max_distance``.
+        unmatched: Id of pixels farther than ``max_distance`` from every colour (e.g. the black pixels of the
+            Dubai masks, which are no class: the card's ignore class, or 255 for nodata); None gives them the
+            nearest colour's id.
+        max_distance: Largest per-channel difference of a pixel from its class colour (JPEG/PNG artefacts,
+            anti-aliased edges), 0-255.
 
     Returns:
         ``(height, width)`` uint8 class ids.
@@ -243,7 +255,10 @@ def colour_mask_to_ids(rgb: np.ndarray, colours: Sequence[tuple[int, int, int]],
     a = a[..., :3].astype(np.int16)
     pal = np.asarray(colours, dtype=np.int16)
     d = np.abs(a[..., None, :] - pal[None, None]).max(-1)  # (h, w, k)
-    return d.argmin(-1).astype(np.uint8)
+    ids = d.argmin(-1).astype(np.uint8)
+    if unmatched is not None:
+        ids[d.min(-1) > max(max_distance, tolerance)] = unmatched
+    return ids
 
 
 def threshold_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:

@@ -65,3 +65,15 @@ def test_contact_mask_marks_where_two_footprints_meet_only():
     assert contact_mask(inst, 11)[9, 4]  # an 11 px window reaches across the 4 px gap to 3
     with pytest.raises(ValueError, match="odd"):
         contact_mask(inst, 4)
+
+
+def test_pixels_of_no_class_colour_can_be_unmatched_instead_of_the_nearest_class():
+    """Black pixels of a Dubai-style mask are no class: with ``unmatched`` they get that id, not building's."""
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (60, 16, 152)  # building
+    rgb[0, 1] = (62, 18, 150)  # building, off by 2 (PNG/JPEG artefacts)
+    colours = [(60, 16, 152), (132, 41, 246), (155, 155, 155)]
+    assert colour_mask_to_ids(rgb, colours)[1, 0] == 0  # nearest: building
+    ids = colour_mask_to_ids(rgb, colours, unmatched=2)
+    assert ids[0, 0] == 0 and ids[0, 1] == 0 and (ids.ravel()[2:] == 2).all()
+    assert colour_mask_to_ids(rgb, colours, unmatched=255, max_distance=1)[0, 1] == 255

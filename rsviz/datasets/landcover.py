@@ -46,6 +46,10 @@ OPENEARTHMAP_CLASSES = (
 )
 
 
+#: Id of Dubai's "unlabelled" class: the land-cover card's ignore_index, and where pixels of no class colour go.
+DUBAI_UNLABELLED = 5
+
+
 def dubai_split(tile: int) -> str:
     """Split of a Dubai tile folder number (see module docstring)."""
     return "test" if tile == 8 else "val" if tile == 7 else "train"
@@ -54,7 +58,8 @@ def dubai_split(tile: int) -> str:
 def load_dubai(img: Path, mask: Path, tile: int) -> Sample:
     """One Dubai image (RGB uint8 JPEG, not georeferenced) with class ids from its colour mask."""
     r = read_raster(img)
-    ids = colour_mask_to_ids(read_colour_mask(mask), [c.color for c in DUBAI_CLASSES])
+    # pixels of no class colour (546,609 black pixels in the Tile 8 masks) are unlabelled, not the nearest class
+    ids = colour_mask_to_ids(read_colour_mask(mask), [c.color for c in DUBAI_CLASSES], unmatched=DUBAI_UNLABELLED)
     return Sample(
         id=f"tile{tile}-{img.stem}",
         dataset=DUBAI,
