@@ -712,6 +712,8 @@ def render_metrics(st_folium) -> None:
         label, help_ = metric_label(k)
         cols[i % len(cols)].metric(label, fmt(res[k]), help=help_ or None)
     st.session_state["rsviz.last_metrics"] = {"model": r.model, "values": dict(res.values)}
+    if "rmse" in res.values:
+        _height_baseline(scene, ext, res)
     if res.per_class:
         st.subheader("Per class")
         rows = per_class_rows(res)
@@ -750,6 +752,34 @@ def render_metrics(st_folium) -> None:
         )
         sub = scene.read(ext.window, with_targets=False)
         st.pyplot(road_graph_figure(to_rgb8(sub.image, valid=sub.valid), *graphs))
+
+
+def _height_baseline(scene: Scene, ext, res) -> None:
+    """Beside a height head's errors: those of the best constant height (the extent's mean ground truth)."""
+    from rsviz.workspace.metrics import height_baseline
+
+    key = f"height-baseline:{scene.key}:{ext.key()}"
+    if key not in st.session_state:
+        st.session_state[key] = height_baseline(scene, ext.window)
+    b = st.session_state[key]
+    if b is None:
+        return
+    rmse, mae = float(res.values["rmse"]), float(res.values.get("mae", float("nan")))
+    verdict = (
+        "the model beats it on both"
+        if rmse < b.rmse and mae < b.mae
+        else "the model does **not** beat it on "
+        + " and ".join(k for k, ok in (("RMSE", rmse < b.rmse), ("MAE", mae < b.mae)) if not ok)
+    )
+    c1, c2 = st.columns(2)
+    c1.metric(
+        "baseline RMSE (constant height)", fmt(b.rmse), delta=f"{rmse - b.rmse:+.3f} model", delta_color="inverse"
+    )
+    c2.metric("baseline MAE (constant height)", fmt(b.mae), delta=f"{mae - b.mae:+.3f} model", delta_color="inverse")
+    st.caption(
+        f"Baseline: predicting the extent's mean ground-truth height ({b.mean:.3f}) everywhere, the best any "
+        f"constant does on RMSE; {verdict}."
+    )
 
 
 def _evaluated_pixels(res) -> int:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
 
 from rsviz.errors import ExtentError
 from rsviz.workspace.runs import RunResult
@@ -77,6 +82,57 @@ def evaluate_run(
         progress=progress,
         cancel=cancel,
     )
+
+
+@dataclass(frozen=True)
+class HeightBaseline:
+    """The best constant height over an extent: what a height head must beat to be of use.
+
+    Attributes:
+        mean: Mean ground-truth height over the valid pixels (the constant), in the target's units.
+        rmse: RMSE of predicting ``mean`` everywhere (the ground truth's standard deviation); no constant does
+            better.
+        mae: MAE of predicting ``mean`` everywhere.
+        pixels: Valid pixels counted.
+    """
+
+    mean: float
+    rmse: float
+    mae: float
+    pixels: int
+
+
+def height_baseline(scene: Scene, window: Window, block: int = EVAL_BLOCK) -> HeightBaseline | None:
+    """:class:`HeightBaseline` of the scene's ``height`` target inside ``window``, read block by block (two
+    passes: the mean, then the errors), or None when the scene has no height ground truth or no valid pixel.
+
+    Raises:
+        RasterReadError: The ground truth became unreadable.
+    """
+    if "height" not in scene.targets:
+        return None
+    c0, r0, w, h = (int(v) for v in (window.col_off, window.row_off, window.width, window.height))
+    wins = [
+        Window(c0 + c, r0 + r, min(block, w - c), min(block, h - r))
+        for r in range(0, h, block)
+        for c in range(0, w, block)
+    ]
+
+    def blocks() -> Iterator[np.ndarray]:
+        for win in wins:
+            s = scene.read(win)
+            v = s.valid & np.isfinite(s.targets["height"])
+            yield s.targets["height"][v].astype(np.float64)
+
+    n, total = 0, 0.0
+    for x in blocks():
+        n, total = n + x.size, total + float(x.sum())
+    if not n:
+        return None
+    mean, sq, ab = total / n, 0.0, 0.0
+    for x in blocks():
+        sq, ab = sq + float(((x - mean) ** 2).sum()), ab + float(np.abs(x - mean).sum())
+    return HeightBaseline(mean, math.sqrt(sq / n), ab / n, n)
 
 
 _CACHE: OrderedDict[str, Any] = OrderedDict()
