@@ -54,9 +54,7 @@ def _dense_heads(lm: LoadedModel) -> tuple[str, ...]:
     return heads
 
 
-def export_model(
-    name: str, fmt: str, out: str | os.PathLike[str] | None = None, *, tile: int | None = None
-) -> Path:
+def export_model(name: str, fmt: str, out: str | os.PathLike[str] | None = None, *, tile: int | None = None) -> Path:
     """Export a registered model to a new model folder.
 
     Args:

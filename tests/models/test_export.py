@@ -34,10 +34,13 @@ def _max_diff(name, fmt, chip, tmp_path):
     ref = predict(load_model(name, "cpu"), chip, tile=256, tta=False, precision="fp32")
     got = predict(lm, chip, tile=256, tta=False, precision="fp32")
     assert set(got.heads) == set(ref.heads)
+    # reconstructions are in input units (0-255): compared as the network sees them, divided by the card's scale
+    scale = {k: lm.card.input.scale for k, h in lm.card.heads.items() if h.kind == "reconstruction"}
     diffs = {}
     for k, v in ref.heads.items():
         if np.issubdtype(v.dtype, np.floating):
-            diffs[k] = float(np.nanmax(np.abs(got.heads[k].astype(np.float64) - v)))
+            d = np.abs(got.heads[k].astype(np.float64) - v) / scale.get(k, 1.0)
+            diffs[k] = float(np.nanmax(d))
     assert diffs, "no float output to compare"
     print(f"{name} {fmt} max abs diff {diffs}")
     return max(diffs.values())
