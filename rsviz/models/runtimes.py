@@ -64,6 +64,12 @@ class RuntimeNet(nn.Module):
         self.runtime = runtime
         self.path = path
 
+    def train(self, mode: bool = True) -> RuntimeNet:
+        """Set only this module's flag: the wrapped graphs are inference-only (an exported program's module
+        refuses ``train()``/``eval()``)."""
+        self.training = mode
+        return self
+
     def _as_dict(self, out: Any) -> dict[str, torch.Tensor]:
         if isinstance(out, dict):
             missing = [h for h in self.heads if h not in out]
