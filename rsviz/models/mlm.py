@@ -107,7 +107,7 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
         input=InputStructure(
             shape=[-1, len(inp.bands), tile, tile], dim_order=["batch", "bands", "height", "width"], data_type=inp.dtype
         ),
-        value_scaling=scaling,  # type: ignore[arg-type]
+        value_scaling=scaling,
     )
     outputs = []
     for k, h in card.heads.items():
@@ -119,7 +119,7 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
         outputs.append(
             ModelOutput(
                 name=k,
-                tasks={_task(h.kind)},  # type: ignore[arg-type]
+                tasks={_task(h.kind)},
                 result=ModelResult(
                     shape=[-1, h.channels, tile, tile],
                     dim_order=["batch", "channel", "height", "width"],
@@ -178,7 +178,11 @@ def write_mlm(card: ModelCard, directory: str | os.PathLike[str], weights: str =
     return p
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _rgb(hexstr: str) -> tuple[int, int, int]:
+    return int(hexstr[0:2], 16), int(hexstr[2:4], 16), int(hexstr[4:6], 16)
+
+
+def _loc(err: Any) -> str:
     out = ""
     for part in err.get("loc", ()):
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -221,7 +225,7 @@ def read_mlm(path: str | os.PathLike[str]) -> MLMSummary:
                 MLMClass(
                     int(c.value),
                     str(c.name),
-                    tuple(int(str(c.color_hint)[i : i + 2], 16) for i in (0, 2, 4)) if c.color_hint else None,  # type: ignore[misc]
+                    _rgb(str(c.color_hint)) if c.color_hint else None,
                 )
                 for c in o.classes
             )

@@ -153,7 +153,7 @@ class TorchScriptNet(RuntimeNet):
         super().__init__(heads, "torchscript", path)
         check_torchscript(path)
         try:
-            self.module = torch.jit.load(str(path), map_location=device).eval()
+            self.module = torch.jit.load(str(path), map_location=device).eval()  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             raise ModelFolderError(f"torch.jit.load cannot load {path} ({exc}); save it with torch.jit.save") from exc
 
