@@ -107,7 +107,8 @@ def _cmd_mosaics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def cmd_list_models(args: argparse.Namespace) -> int:
+    """``rsviz models list``."""
     from rsviz.models.api import get_model_card, list_models, model_problem
 
     names = list_models()
@@ -162,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=cmd_data)
 
-    m = sub.add_parser("models", help="model registry")
-    m.add_argument("action", choices=["list"])
-    m.set_defaults(func=cmd_models)
+    from rsviz.cli_models import add_models_parser
+
+    add_models_parser(sub)
 
     from rsviz.cli_predict import add_predict_parser
 

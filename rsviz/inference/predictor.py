@@ -11,12 +11,14 @@ each dense head into one float32 channel stack described by :attr:`Predictor.lay
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from rsviz.inference.precision import resolve_precision
 from rsviz.models.api import LoadedModel
 from rsviz.models.card import HeadSpec
 from rsviz.models.fusion import TRACE_GATE, inference_net
 from rsviz.models.preprocessing import Normalisation
+from rsviz.models.runtimes import RuntimeNet
 
 #: Head kinds with a per-pixel output (``multilabel`` heads classify whole patches).
 DENSE_KINDS = ("binary", "multiclass", "regression", "reconstruction")
@@ -33,7 +35,8 @@ class Predictor:
         lm: The model (its card says the input normalisation and the heads).
         tta: Average over flips and 90° rotations (8 transforms on square tiles, 4 otherwise) and add a
             ``tta_var`` channel (variance of the ``seg`` probabilities across transforms, mean over classes).
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :func:`rsviz.inference.precision.resolve_precision`).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :func:`rsviz.inference.precision.resolve_precision`);
+            a :class:`rsviz.models.runtimes.RuntimeNet` (ONNX, TorchScript, export) always runs in its own precision.
 
     Attributes:
         layout: ``[(head name, channels)]`` in channel order of the output stack: each dense head of the
@@ -63,11 +66,16 @@ class Predictor:
         if tta and seg:
             self.layout.append(("tta_var", 1))
         self.channels = sum(c for _, c in self.layout)
-        # channels_last: NHWC convolutions (cuDNN / oneDNN) are faster on GPUs and CPUs alike
-        self.channels_last = self.device.type in ("cuda", "cpu")
-        # batch norms folded into their convolutions (a cached copy; lm.net is left as it is)
-        self.net = inference_net(lm.net, channels_last=self.channels_last)
         self.amp_dtype: torch.dtype | None = resolve_precision(precision, self.device)
+        if isinstance(lm.net, RuntimeNet):  # ONNX / TorchScript / export: its own graph, contiguous fp32 input
+            self.channels_last = False
+            self.net: nn.Module = lm.net
+            self.amp_dtype = None
+        else:
+            # channels_last: NHWC convolutions (cuDNN / oneDNN) are faster on GPUs and CPUs alike
+            self.channels_last = self.device.type in ("cuda", "cpu")
+            # batch norms folded into their convolutions (a cached copy; lm.net is left as it is)
+            self.net = inference_net(lm.net, channels_last=self.channels_last)
         self._buffers: dict[str, torch.Tensor] = {}
 
     def _buffer(self, key: str, shape: tuple[int, ...], fmt: torch.memory_format) -> torch.Tensor:

@@ -93,8 +93,13 @@ def model_problem(name: str) -> str | None:
     d = model_dir(name)
     try:
         ModelCard.load(d / "card.json")
-        check_weights_file(d / "model.safetensors")
-        json.loads((d / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        if isinstance(config, dict) and "runtime" in config:
+            wfile = d / str(config.get("file", ""))
+            if not wfile.is_file():
+                return f"{config['runtime']} model file {wfile} is missing; copy the model folder again"
+        else:
+            check_weights_file(d / "model.safetensors")
     except ModelFolderError as exc:
         return str(exc)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -206,6 +211,10 @@ def from_pretrained(
     """Load a model folder written by :func:`save_pretrained` (``config.json``, ``model.safetensors``,
     ``card.json``), registered or not, e.g. a candidate that a packager wrote outside ``weights/``.
 
+    A ``config.json`` with a ``runtime`` key (``{"runtime": "onnx", "file": "model.onnx"}``, also
+    ``torchscript`` and ``export``) loads that file through :func:`rsviz.models.runtimes.load_runtime`
+    instead: ``net`` is then a :class:`rsviz.models.runtimes.RuntimeNet` with the same head outputs.
+
     Args:
         directory: The folder.
         device: As in :func:`load_model`.
@@ -230,6 +239,13 @@ def from_pretrained(
         raise ModelFolderError(
             f"model {name!r}: {d / 'config.json'} cannot be read ({exc}); restore the model folder"
         ) from exc
+    if "runtime" in config:  # ONNX / TorchScript / torch.export file (rsviz.models.runtimes); never unpickled
+        from rsviz.models.runtimes import load_runtime
+
+        dev = resolve_device(device)
+        heads = config.get("heads") or list(card.heads)
+        rnet = load_runtime(str(config["runtime"]), d / str(config.get("file", "")), heads, dev)
+        return LoadedModel(name, card, rnet, dev)
     net = build_model(config)
     wpath = d / "model.safetensors"
     if not wpath.is_file():

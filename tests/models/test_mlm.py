@@ -1,0 +1,40 @@
+"""MLM STAC items of the bundled models: written by stac-model, read back into what the card says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rsviz.errors import ModelFolderError
+from rsviz.models.api import BUNDLED_DIR, get_model_card
+from rsviz.models.mlm import read_mlm, write_mlm
+
+
+@pytest.mark.parametrize("name", ["building-mtl", "landcover-deeplabv3plus", "height-mtl"])
+def test_written_item_reads_back_as_the_card(tmp_path, name):
+    card = get_model_card(name)
+    s = read_mlm(write_mlm(card, tmp_path))
+    assert s.bands == tuple(card.input.bands)
+    assert s.input_shape == (-1, card.in_channels, card.input.tile_size, card.input.tile_size)
+    assert s.value_scaling[0] == pytest.approx(
+        (card.input.mean[0] * card.input.scale, card.input.std[0] * card.input.scale)
+    )
+    assert [c.color for c in s.classes] == [tuple(c.color) for c in card.classes]
+    assert s.gsd_range_m == tuple(card.input.gsd_range_m)
+    assert dict(s.outputs)["seg"] == card.heads["seg"].channels
+
+
+def test_bundled_items_are_current():
+    for d in sorted(BUNDLED_DIR.iterdir()):
+        if (d / "card.json").exists():
+            assert read_mlm(d / "mlm.json").name == d.name
+
+
+def test_invalid_field_is_named_with_its_value(tmp_path):
+    p = write_mlm(get_model_card("building-seg"), tmp_path)
+    item = json.loads(p.read_text())
+    item["properties"]["mlm:input"][0]["input"]["shape"] = ["tile", 3]
+    p.write_text(json.dumps(item))
+    with pytest.raises(ModelFolderError, match=r"mlm:input\[0\]\.input\.shape\[0\].*'tile'"):
+        read_mlm(p)
