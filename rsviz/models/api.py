@@ -37,8 +37,12 @@ def register_model_dir(path: str | os.PathLike[str]) -> None:
 
 
 def _search_dirs() -> list[Path]:
+    """Bundled models first (never shadowed), then ``RSVIZ_MODELS_PATH``, registered folders and the user store
+    (:mod:`rsviz.models.store`, ``<workspace>/models``)."""
+    from rsviz.resources import workspace_dir
+
     env = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    return [weights_dir(), *env, *_EXTRA_DIRS]
+    return [weights_dir(), *env, *_EXTRA_DIRS, workspace_dir() / "models"]
 
 
 def _model_dirs() -> dict[str, Path]:

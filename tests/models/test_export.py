@@ -47,8 +47,27 @@ def _max_diff(name, fmt, chip, tmp_path):
 
 
 @pytest.mark.realdata
-def test_building_seg_onnx_round_trip_agrees(mirror, tmp_path):
-    assert _max_diff("building-seg", "onnx", _chip(mirror), tmp_path) <= TOL
+def test_building_seg_onnx_round_trip_agrees(mirror, tmp_path, capsys):
+    """Exported to ONNX, registered through ``rsviz models add``, listed, and predicting like the PyTorch model."""
+    from rsviz.cli import main
+    from rsviz.models.api import list_models
+    from rsviz.models.store import remove_model
+
+    chip = _chip(mirror)
+    assert _max_diff("building-seg", "onnx", chip, tmp_path) <= TOL
+    assert main(["models", "add", str(tmp_path / "building-seg-onnx"), "--name", "my-seg-onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "my-seg-onnx: registered (onnx, buildings, bands red, green, blue)" in out and "classes 64x64" in out
+    try:
+        assert "my-seg-onnx" in list_models()
+        assert main(["models", "list"]) == 0 and "my-seg-onnx" in capsys.readouterr().out
+        ref = predict(load_model("building-seg", "cpu"), chip, tile=256, tta=False, precision="fp32")
+        got = predict(load_model("my-seg-onnx", "cpu"), chip, tile=256, tta=False, precision="fp32")
+        assert float(np.abs(got.heads["probs"] - ref.heads["probs"]).max()) <= TOL
+        assert (got.heads["classes"] != ref.heads["classes"]).mean() < 1e-4
+    finally:
+        remove_model("my-seg-onnx")
+    assert "my-seg-onnx" not in list_models()
 
 
 @pytest.mark.realdata

@@ -1,0 +1,174 @@
+"""The user model store: model folders registered by ``rsviz models add`` (or the API), kept in the workspace.
+
+A registered model lives in ``<workspace>/models/<name>/`` (:func:`store_dir`; the workspace is
+``RSVIZ_WORKSPACE``), so it survives restarts and is listed by :func:`rsviz.models.api.list_models` next to
+the bundled ones. :func:`add_model` accepts a folder that :func:`rsviz.models.api.from_pretrained` loads: a
+``card.json`` (what the model expects and predicts) with ``config.json`` and either ``model.safetensors`` (smp /
+rsviz architectures) or an ONNX, TorchScript or ``torch.export`` file named by ``config.json``'s ``runtime``
+and ``file`` keys (never unpickled; see :mod:`rsviz.models.runtimes`). An MLM item (``mlm.json``) beside them
+is read and checked too. Before the folder is kept, one tile of the card's input is predicted (the smoke
+test): a model that cannot run is refused with the reason, and nothing is left in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsviz.errors import ModelFolderError, RsvizError
+from rsviz.resources import workspace_dir
+
+#: Names a registered model may have (a folder name, no path separators).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Largest model folder accepted, bytes.
+MAX_FOLDER_BYTES = 2 * 1024**3
+#: Side of the smoke-test tile, pixels (multilabel models: the card's tile).
+SMOKE_PX = 64
+
+
+def store_dir() -> Path:
+    """``<workspace>/models``: the folder whose sub-folders are the registered models (created)."""
+    d = workspace_dir() / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dataclass(frozen=True)
+class AddedModel:
+    """A model registered by :func:`add_model`.
+
+    Attributes:
+        name: Registry name.
+        folder: Its folder in the store.
+        runtime: ``pytorch`` (safetensors), ``onnx``, ``torchscript`` or ``export``.
+        task: The card's task.
+        bands: Input band names, in order.
+        outputs: Head name -> output shape of the smoke tile.
+        smoke_seconds: Wall time of the smoke inference.
+    """
+
+    name: str
+    folder: Path
+    runtime: str
+    task: str
+    bands: tuple[str, ...]
+    outputs: dict[str, tuple[int, ...]]
+    smoke_seconds: float
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def smoke_test(lm: Any) -> dict[str, tuple[int, ...]]:
+    """Predict one tile of mid-range values of the card's input; returns the output shapes.
+
+    Raises:
+        ModelFolderError: The model fails on it, or gives non-finite outputs (the message says which head).
+    """
+    from rsviz.inference import predict
+    from rsviz.inference.classify import classify_patch
+
+    card = lm.card
+    bands = card.in_channels
+    dtype = np.dtype(card.input.dtype)
+    mid = float(card.input.scale) / 2 if card.input.scale else 0.5
+    try:
+        if any(h.kind == "multilabel" for h in card.heads.values()) and not any(
+            h.kind in ("binary", "multiclass", "regression") for h in card.heads.values()
+        ):
+            side = int(card.input.tile_size)
+            out = {"labels": np.asarray(classify_patch(lm, np.full((bands, side, side), mid, dtype)))}
+        else:
+            p = predict(lm, np.full((bands, SMOKE_PX, SMOKE_PX), mid, dtype), tile=SMOKE_PX, tta=False)
+            out = dict(p.heads)
+    except (RsvizError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelFolderError(f"model {card.name!r} fails on a {bands}-band test tile: {exc}") from exc
+    for k, v in out.items():
+        if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all():
+            raise ModelFolderError(f"model {card.name!r} gives non-finite values in its {k!r} output on a test tile")
+    return {k: tuple(np.shape(v)) for k, v in out.items()}
+
+
+def add_model(path: str | os.PathLike[str], name: str | None = None, *, replace: bool = False) -> AddedModel:
+    """Validate a model folder, smoke-test it and copy it into the store under ``name``.
+
+    Args:
+        path: The model folder (see the module docstring).
+        name: Registry name (default: the folder's name); letters, digits, ``.``, ``_``, ``-``.
+        replace: Replace a model of that name registered before (bundled models are never replaced).
+
+    Returns:
+        :class:`AddedModel`.
+
+    Raises:
+        ModelFolderError: Not a model folder, a bad name, a name taken, a folder over :data:`MAX_FOLDER_BYTES`,
+            an unsafe or broken weights file, an invalid ``mlm.json`` (the message names the field), or a failed
+            smoke test. The store is left as it was.
+    """
+    from rsviz.models.api import BUNDLED_DIR, from_pretrained, list_models, model_dir
+
+    src = Path(path).expanduser()
+    if not src.is_dir() or not (src / "card.json").is_file() or not (src / "config.json").is_file():
+        raise ModelFolderError(
+            f"{src} is not a model folder: it needs card.json and config.json (and the weights file); "
+            "`rsviz models export NAME` writes one"
+        )
+    name = name or src.name
+    if not NAME_RE.match(name):
+        raise ModelFolderError(f"model name {name!r} is not allowed: use letters, digits, '.', '_' and '-' (max 64)")
+    if name in list_models():
+        where = model_dir(name)
+        if where.parent == BUNDLED_DIR.resolve() or where.parent == BUNDLED_DIR or not replace:
+            raise ModelFolderError(
+                f"a model named {name!r} is already registered ({where}); choose another name"
+                + ("" if where.parent in (BUNDLED_DIR, BUNDLED_DIR.resolve()) else " or pass replace (--replace)")
+            )
+    size = _size(src)
+    if size > MAX_FOLDER_BYTES:
+        raise ModelFolderError(
+            f"{src} holds {size / 1e9:.1f} GB; the store takes model folders up to {MAX_FOLDER_BYTES / 1e9:.1f} GB"
+        )
+    root = store_dir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        staged = tmp / name
+        shutil.copytree(src, staged, symlinks=False)
+        if (staged / "mlm.json").is_file():
+            from rsviz.models.mlm import read_mlm
+
+            read_mlm(staged / "mlm.json")  # raises naming the field to fix
+        lm = from_pretrained(staged, "cpu", name=name)
+        t0 = time.perf_counter()
+        outputs = smoke_test(lm)
+        secs = time.perf_counter() - t0
+        import json
+
+        runtime = str(json.loads((staged / "config.json").read_text()).get("runtime", "pytorch"))
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staged, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return AddedModel(name, final, runtime, lm.card.task, tuple(lm.card.input.bands), outputs, secs)
+
+
+def remove_model(name: str) -> None:
+    """Remove a model from the store.
+
+    Raises:
+        ModelFolderError: ``name`` is not in the store (bundled models cannot be removed).
+    """
+    d = store_dir() / name
+    if not NAME_RE.match(name) or not (d / "card.json").is_file():
+        raise ModelFolderError(f"{name!r} is not a model of the user store ({store_dir()})")
+    shutil.rmtree(d)
