@@ -23,5 +23,6 @@ pages = [
     st.Page("batch.py", title="Batch", icon=":material/dataset:"),
     st.Page("scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
     st.Page("export.py", title="Export", icon=":material/download:"),
+    st.Page("models.py", title="Models", icon=":material/model_training:"),
 ]
 st.navigation(pages).run()
