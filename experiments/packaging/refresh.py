@@ -44,11 +44,11 @@ def measure(lm: LoadedModel) -> dict[str, dict[str, Any]]:
 
         return evaluate_height_model(lm)
     if task == "scene":
-        from experiments.packaging.s2 import evaluate_variant
+        from experiments.packaging.s2 import scene_figures
         from rsviz.datasets.bigearthnet import patches_by_split
 
-        m = evaluate_variant(lm, patches_by_split()["test"])
-        return {"bigearthnet-test": {k: m[k] for k in ("micro_f1", "macro_f1", "map", "patches")}}
+        splits = patches_by_split()
+        return {"bigearthnet-test": scene_figures(lm, splits["test"], splits["train"])}
     raise ValueError(f"no card evaluation for task {task!r}; valid: buildings, roads, landcover, height, scene")
 
 
