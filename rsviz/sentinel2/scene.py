@@ -140,7 +140,11 @@ class S2Scene:
             yield ds
 
     def read_dn(
-        self, ds: rasterio.io.DatasetReader, window: Window, bands: Sequence[str], out_shape: tuple[int, int] | None = None
+        self,
+        ds: rasterio.io.DatasetReader,
+        window: Window,
+        bands: Sequence[str],
+        out_shape: tuple[int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Raw DNs of ``bands`` in a window, and the valid mask.
 
