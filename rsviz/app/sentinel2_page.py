@@ -82,7 +82,7 @@ def _run_key(scene, models, bounds) -> str:
     return hashlib.sha256(repr((str(scene.path), scene.scaling, tuple(models), bounds)).encode()).hexdigest()[:16]
 
 
-def _layers(scene, preds, labels, composite):
+def _layers(scene, preds, labels, composite, threshold=0.5):
     """Map layers: imagery, then per model the chosen labels' probabilities and the top label, then disagreement."""
     from rsviz.app.layers import CLASS_ALPHA, MapLayer
     from rsviz.models.api import get_model_card
@@ -90,12 +90,23 @@ def _layers(scene, preds, labels, composite):
     from rsviz.sentinel2.export import map_rasters
     from rsviz.tiles import REGISTRY, Layer, LayerKind
 
-    img = Layer(LayerKind.IMAGERY, scene.path, bands=scene.rgb_indexes(composite), nodata=scene.nodata)
+    img = Layer(
+        LayerKind.IMAGERY,
+        scene.path,
+        bands=scene.rgb_indexes(composite),
+        rescale=_display_range(str(scene.path), scene, composite),
+        nodata=scene.nodata,
+    )
     out = [MapLayer(f"imagery ({composite} colour)", REGISTRY.register(img), LayerKind.IMAGERY)]
     if not preds:
         return out
-    key = hashlib.sha256(repr([(p.model, p.window, p.probs.tobytes()) for p in preds]).encode()).hexdigest()[:16]
-    files = map_rasters(preds, cache_dir() / "sentinel2" / "layers" / key)
+    h = hashlib.sha256(repr(threshold).encode())
+    for p in preds:
+        h.update(repr((p.model, p.window, str(p.transform))).encode())
+        h.update(p.probs.tobytes())
+    files = map_rasters(
+        preds, cache_dir() / "sentinel2" / "layers" / h.hexdigest()[:16], threshold=threshold, reuse=True
+    )
     for i, p in enumerate(preds):
         classes = tuple(get_model_card(p.model).classes)
         for lab in labels:
@@ -113,6 +124,12 @@ def _layers(scene, preds, labels, composite):
         lyr = Layer(LayerKind.CONTINUOUS, files["disagreement"], rescale=((0.0, 6.0),), cmap="magma")
         out.append(MapLayer("disagreement (disputed labels)", REGISTRY.register(lyr), LayerKind.CONTINUOUS, 0.8, False))
     return out
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _display_range(path: str, _scene, composite: str) -> tuple[tuple[float, float], ...]:
+    """The composite's stretch (DN), once per scene file (``path``) and composite."""
+    return _scene.display_range(composite)
 
 
 def _tooltip_grid(m, preds, threshold) -> None:
@@ -327,7 +344,8 @@ def render_sentinel2(st_folium) -> None:
         help="true colour B04/B03/B02, false colour B08/B04/B03; 2–98 % stretch",
     )
     run = st.session_state.get("s2-run")
-    preds = run["preds"] if run and run["scene"] == str(scene.path) and run["models"] == tuple(chosen) else []
+    same = run and (run["scene"], run["scaling"], run["models"]) == (str(scene.path), scene.scaling, tuple(chosen))
+    preds = run["preds"] if same else []
     shown = (
         st.multiselect("Probability layers", list(LABELS_19), default=_default_labels(preds), key="s2-labels")
         if preds
@@ -337,7 +355,7 @@ def render_sentinel2(st_folium) -> None:
     if st.button("Use the whole scene", key="s2-whole"):
         st.session_state["s2-extent"] = extent = None
     try:
-        layers = _layers(scene, preds, shown, composite)
+        layers = _layers(scene, preds, shown, composite, threshold)
         click = _map(st_folium, scene, layers, preds, threshold, extent)
     except (RsvizError, OSError) as exc:
         st.error(str(exc))
@@ -358,7 +376,12 @@ def render_sentinel2(st_folium) -> None:
             st.error(str(exc))
             return
         bar.empty()
-        st.session_state["s2-run"] = {"scene": str(scene.path), "models": tuple(chosen), "preds": list(res.values())}
+        st.session_state["s2-run"] = {
+            "scene": str(scene.path),
+            "scaling": scene.scaling,
+            "models": tuple(chosen),
+            "preds": list(res.values()),
+        }
         st.rerun()
     if not preds:
         st.info("Draw a rectangle on the map (or use the whole scene), pick the variants and run.")

@@ -102,7 +102,11 @@ def write_geojson(pred: PatchPrediction, path: str | Path, threshold: float = 0.
     return p
 
 
-def _write_u8(path: Path, data: np.ndarray, pred: PatchPrediction, up: int, descriptions: Sequence[str]) -> Path:
+def _write_u8(
+    path: Path, data: np.ndarray, pred: PatchPrediction, up: int, descriptions: Sequence[str], reuse: bool = False
+) -> Path:
+    if reuse and path.is_file():
+        return path
     arr = np.repeat(np.repeat(data, up, axis=-2), up, axis=-1)
     t = pred.transform * Affine.scale(1 / up)
     prof = {
@@ -126,7 +130,7 @@ def _write_u8(path: Path, data: np.ndarray, pred: PatchPrediction, up: int, desc
 
 
 def map_rasters(
-    preds: Sequence[PatchPrediction], folder: Path, *, up: int = 8, threshold: float = 0.5
+    preds: Sequence[PatchPrediction], folder: Path, *, up: int = 8, threshold: float = 0.5, reuse: bool = False
 ) -> dict[str, Path]:
     """The rasters of the map layers of one run (one or more models on one grid), uint8, 255 = nodata.
 
@@ -135,6 +139,8 @@ def map_rasters(
         folder: Where to write (created).
         up: Pixels per patch side (each patch a block, so tiles stay crisp when zoomed in).
         threshold: Decision threshold of the disagreement count.
+        reuse: Keep files already in ``folder`` (a folder named after the predictions' content): the map's tile
+            layers keep their ids, so tiles already served stay cached.
 
     Returns:
         ``{"probs:<model>": L-band probability x 250, "top:<model>": top label id, "disagreement": count}``
@@ -146,10 +152,17 @@ def map_rasters(
     out: dict[str, Path] = {}
     for p in preds:
         q = np.where(np.isfinite(p.probs), np.round(np.nan_to_num(p.probs) * 250), 255).astype(np.uint8)
-        out[f"probs:{p.model}"] = _write_u8(folder / f"{p.model}-probs.tif", np.moveaxis(q, -1, 0), p, up, p.labels)
+        out[f"probs:{p.model}"] = _write_u8(
+            folder / f"{p.model}-probs.tif", np.moveaxis(q, -1, 0), p, up, p.labels, reuse
+        )
         top = p.top_label()
         out[f"top:{p.model}"] = _write_u8(
-            folder / f"{p.model}-top.tif", np.where(top < 0, 255, top).astype(np.uint8)[None], p, up, ("top label",)
+            folder / f"{p.model}-top.tif",
+            np.where(top < 0, 255, top).astype(np.uint8)[None],
+            p,
+            up,
+            ("top label",),
+            reuse,
         )
     if len(preds) >= 2:
         d = disagreement(preds, threshold)
@@ -159,5 +172,6 @@ def map_rasters(
             preds[0],
             up,
             ("disputed labels",),
+            reuse,
         )
     return out

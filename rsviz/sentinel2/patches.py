@@ -178,7 +178,6 @@ def _cache_key(scene: S2Scene, win: Window, names: Sequence[str], min_valid: flo
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-@torch.inference_mode()
 def predict_variants(
     scene: S2Scene,
     models: Sequence[str],
@@ -190,6 +189,7 @@ def predict_variants(
     max_patches: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cache: bool = False,
+    folded: bool = True,
 ) -> dict[str, PatchPrediction]:
     """Run several multi-label models over the same patch grid, reading the scene once.
 
@@ -204,6 +204,10 @@ def predict_variants(
         progress: Called ``(patch rows done, patch rows)``.
         cache: Keep the result in the derived cache (``RSVIZ_CACHE_DIR``) and reuse it for the same scene
             file, window, scaling and weights.
+        folded: Run the engine's inference copy of each network (:func:`rsviz.models.fusion.inference_net`:
+            batch norms folded into the convolutions, channels-last), as tiled inference does; same function
+            up to float rounding (probabilities within 1e-5 of :func:`rsviz.inference.classify.classify_patch`,
+            ``tests/sentinel2``). False: the network as loaded, bit-for-bit what ``classify_patch`` computes.
 
     Returns:
         Model name -> :class:`PatchPrediction`, all on the same grid.
@@ -238,18 +242,21 @@ def predict_variants(
         if lm.card.input.tile_size != px:
             raise ModelInputError(f"{lm.name} takes {lm.card.input.tile_size} px patches, not {px}")
     idx = {lm.name: scene.band_indexes(lm.card.input.bands) for lm in lms}
-    key = _cache_key(scene, win, names, min_valid) if cache else ""
+    key = _cache_key(scene, win, names, min_valid) + ("f" if folded else "") if cache else ""
     folder = cache_dir() / "sentinel2" / "runs"
     if cache and all((folder / f"{key}-{n}.npz").is_file() for n in names):
         if progress:
             progress(rows, rows)
         return {n: PatchPrediction.load(folder / f"{key}-{n}.npz") for n in names}
+    from rsviz.models.fusion import inference_net
+
+    nets = {lm.name: inference_net(lm.net, channels_last=True) if folded else lm.net for lm in lms}
     norms = {lm.name: Normalisation.from_spec(lm.card.input) for lm in lms}
     fills = {n: norms[n].fill_value().astype(np.float32)[:, None, None] for n in names}
     probs = {lm.name: np.full((rows, cols, lm.card.heads["labels"].channels), np.nan, np.float32) for lm in lms}
     vfrac = np.zeros((rows, cols), np.float32)
     checked = False
-    with scene.open() as ds:
+    with scene.open() as ds, torch.inference_mode():
         for r in range(rows):
             strip_win = Window(win.col_off, win.row_off + r * px, win.width, px)
             dn, valid = scene.read_dn(ds, strip_win, scene.bands)
@@ -276,8 +283,10 @@ def predict_variants(
                             bad = ~valid[:, sl]
                             batch[k][:, bad] = np.broadcast_to(fills[n], batch[k].shape)[:, bad]
                     x = norms[n].normalise(batch).to(lm.device)
+                    if folded:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     with TRACE_GATE.shared():
-                        p = torch.sigmoid(lm.net(x)["labels"]).float().cpu().numpy()
+                        p = torch.sigmoid(nets[n](x)["labels"]).float().cpu().numpy()
                     probs[n][r, cs] = p
             if progress:
                 progress(r + 1, rows)

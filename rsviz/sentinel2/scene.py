@@ -224,6 +224,27 @@ class S2Scene:
         rgb[~valid] = 0
         return rgb
 
+    def display_range(
+        self, kind: str = "true", *, max_size: int = 512, percentiles: tuple[float, float] = (2.0, 98.0)
+    ) -> tuple[tuple[float, float], ...]:
+        """Per-band ``(low, high)`` DN of a composite's robust stretch, from the valid pixels of a decimated read
+        (what a map tile layer of :meth:`rgb_indexes` is rescaled with; nodata never enters the percentiles).
+
+        Returns:
+            Three ``(low, high)`` pairs, ``low < high``, in DN.
+        """
+        win = Window(0, 0, self.width, self.height)
+        f = max(1.0, max(self.width, self.height) / max_size)
+        shape = (max(1, round(self.height / f)), max(1, round(self.width / f)))
+        with self.open() as ds:
+            dn, valid = self.read_dn(ds, win, TRUE_COLOUR if kind == "true" else FALSE_COLOUR, shape)
+        out = []
+        for band in dn:
+            vals = band[valid].astype(np.float32)
+            lo, hi = (float(v) for v in np.percentile(vals, percentiles)) if vals.size else (0.0, 1.0)
+            out.append((lo, hi if hi > lo else lo + 1.0))
+        return tuple(out)
+
     def rgb_indexes(self, kind: str = "true") -> tuple[int, int, int]:
         """1-based band indexes of a composite in :attr:`path` (for a map tile layer)."""
         i = self.band_indexes(TRUE_COLOUR if kind == "true" else FALSE_COLOUR)
