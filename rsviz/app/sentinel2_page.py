@@ -334,7 +334,8 @@ def render_sentinel2(st_folium) -> None:
         st.info("No Sentinel-2 multi-label model is registered.")
         return
     c1, c2, c3 = st.columns([3, 1, 1])
-    chosen = c1.multiselect("Variants", models, default=models[:1], key="s2-models")
+    default = ["s2-resize"] if "s2-resize" in models else models[:1]
+    chosen = c1.multiselect("Variants", models, default=default, key="s2-models")
     threshold = c2.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="s2-threshold")
     composite = c3.radio(
         "Composite",

@@ -167,7 +167,8 @@ class L2AScaling:
         x = np.asarray(dn, np.float32)
         if self.offset == 0:
             return x
-        return np.maximum(x + np.float32(self.offset), np.float32(0.0))
+        out: np.ndarray = np.maximum(x + np.float32(self.offset), np.float32(0.0))
+        return out
 
     def describe(self) -> str:
         """One line for the page: offset and where it came from."""

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from rsviz.errors import ExtentError, ModelInputError
+from rsviz.models.api import LoadedModel
 from rsviz.sentinel2.scene import S2Scene
 from rsviz.types import BBox
 
@@ -66,7 +68,8 @@ class PatchPrediction:
     @property
     def predicted(self) -> np.ndarray:
         """``(rows, cols)`` bool: patches with probabilities."""
-        return np.isfinite(self.probs).all(axis=-1)
+        out: np.ndarray = np.isfinite(self.probs).all(axis=-1)
+        return out
 
     def top_label(self) -> np.ndarray:
         """``(rows, cols)`` int16 index of the most probable label, -1 where not predicted."""
@@ -125,7 +128,7 @@ class PatchPrediction:
                 tuple(meta["labels"]),
                 z["probs"],
                 z["valid_fraction"],
-                tuple(meta["window"]),  # type: ignore[arg-type]
+                tuple(meta["window"]),
                 Affine(*meta["transform"]),
                 CRS.from_wkt(meta["crs"]),
                 int(meta["patch_px"]),
@@ -152,8 +155,8 @@ def patch_window(scene: S2Scene, window: Window | None = None, patch_px: int = P
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _model(m):
-    from rsviz.models.api import LoadedModel, load_model_cached
+def _model(m: str | LoadedModel) -> LoadedModel:
+    from rsviz.models.api import load_model_cached
 
     return m if isinstance(m, LoadedModel) else load_model_cached(m, "cpu")
 
@@ -304,7 +307,7 @@ def predict_variants(
     return out
 
 
-def predict_patches(scene: S2Scene, model: str, **kw) -> PatchPrediction:
+def predict_patches(scene: S2Scene, model: str, **kw: Any) -> PatchPrediction:
     """One model over the patch grid; keyword arguments as :func:`predict_variants`."""
     return next(iter(predict_variants(scene, [model], **kw).values()))
 
@@ -330,4 +333,5 @@ def disagreement(preds: Sequence[PatchPrediction], threshold: float = 0.5) -> np
     out = (dec.any(0) & ~dec.all(0)).sum(-1).astype(np.float32)
     ok = np.all([p.predicted for p in preds], axis=0)
     out[~ok] = np.nan
-    return out
+    res: np.ndarray = out
+    return res

@@ -105,7 +105,7 @@ def _cluster(patches: list[ReferencePatch]) -> list[ReferencePatch]:
     ]
 
 
-def _profile(width: int, height: int, count: int, transform: Affine, crs: CRS) -> dict:
+def _profile(width: int, height: int, count: int, transform: Affine, crs: CRS) -> dict[str, object]:
     return {
         "driver": "GTiff",
         "width": width,

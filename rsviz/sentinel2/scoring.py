@@ -25,6 +25,7 @@ import numpy as np
 
 from rsviz.errors import ExtentError, ModelInputError
 from rsviz.sentinel2.patches import PatchPrediction
+from rsviz.sentinel2.sample import ReferencePatch
 
 #: Labels predicted by the majority baseline.
 BASELINE_K = 3
@@ -77,13 +78,13 @@ def place_reference(grid: PatchPrediction, items: Sequence[tuple[float, float, o
     n = len(grid.labels)
     ref = np.full((*grid.shape, n), -1, np.int16)
     for x, y, crs, lab in items:
-        cell = grid.cell_of(x, y, crs)  # type: ignore[arg-type]
+        cell = grid.cell_of(x, y, crs)
         if cell is not None:
             ref[cell] = np.asarray(lab, np.int16)[:n]
     return ref
 
 
-def reference_from_patches(grid: PatchPrediction, patches: Sequence) -> np.ndarray:
+def reference_from_patches(grid: PatchPrediction, patches: Sequence[ReferencePatch]) -> np.ndarray:
     """Reference labels of :class:`rsviz.sentinel2.sample.ReferencePatch` es, placed at their centres."""
     return place_reference(
         grid,
