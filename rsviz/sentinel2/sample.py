@@ -3,7 +3,7 @@
 The GeoTIFF-form BigEarthNet sample patches (:func:`rsviz.datasets.bigearthnet.bigearthnet_scenes`) keep
 their georeferencing (UTM, 10 / 20 / 60 m). The patches of the CRS that has most of them, within
 :data:`CLUSTER_M` of their median centre (four patches in County Meath / Westmeath, Ireland, EPSG:32629),
-are written into one scene whose upper-left corner is a patch corner, so every patch falls on the scene's
+are written into one scene (with nearest-neighbour overviews) whose upper-left corner is a patch corner, so every patch falls on the scene's
 120 px grid. Pixels between patches are nodata (0, as in L2A), stored sparse (GDAL ``SPARSE_OK``), so the
 files stay small. Two layouts of the same data are written into the derived cache:
 
@@ -23,6 +23,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from rsviz.sentinel2.bands import L2A_ORDER, RESOLUTION_M
@@ -30,7 +31,7 @@ from rsviz.sentinel2.bands import L2A_ORDER, RESOLUTION_M
 #: Patches farther than this from their CRS group's median centre are left out, metres.
 CLUSTER_M = 150_000.0
 #: Version of the layout written (a change rebuilds the cache).
-VERSION = 1
+VERSION = 2
 PATCH_M = 1200.0
 
 
@@ -161,6 +162,8 @@ def bigearthnet_scene(root: Path | None = None) -> SampleScene:
             col, row = round((p.bounds[0] - x0) / 10), round((y1 - p.bounds[3]) / 10)
             for i, b in enumerate(L2A_ORDER, 1):
                 ds.write(img[BANDS.index(b)], i, window=Window(col, row, 120, 120))
+    with rasterio.open(stack, "r+") as ds:  # overviews: the map's low-zoom tiles read a few blocks, not the scene
+        ds.build_overviews([2, 4, 8, 16, 32], Resampling.nearest)
     stem = "S2_BigEarthNet_assembled"
     for b in L2A_ORDER:
         res = RESOLUTION_M[b]
