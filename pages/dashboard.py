@@ -22,6 +22,7 @@ pages = [
     st.Page("metrics.py", title="Metrics", icon=":material/bar_chart:"),
     st.Page("batch.py", title="Batch", icon=":material/dataset:"),
     st.Page("scene_classification.py", title="Scene classification", icon=":material/satellite_alt:"),
+    st.Page("sentinel2.py", title="Sentinel-2", icon=":material/public:"),
     st.Page("export.py", title="Export", icon=":material/download:"),
     st.Page("models.py", title="Models", icon=":material/model_training:"),
 ]
