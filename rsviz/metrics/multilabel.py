@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torchmetrics.functional.classification import (
+    binary_average_precision,
     multilabel_average_precision,
     multilabel_f1_score,
     multilabel_precision,
@@ -56,13 +57,14 @@ def multilabel_metrics(
             }
         )
     present = support > 0
-    mAP = (
-        float(
-            multilabel_average_precision(p[:, present], t[:, present], num_labels=int(present.sum()), average="macro")
-        )
-        if present.any()
-        else float("nan")
-    )
+    k = int(present.sum())
+    if k >= 2:
+        mAP = float(multilabel_average_precision(p[:, present], t[:, present], num_labels=k, average="macro"))
+    elif k == 1:  # torchmetrics' multilabel form needs two labels: one label's AP is its binary AP
+        i = int(torch.nonzero(present)[0])
+        mAP = float(binary_average_precision(p[:, i], t[:, i]))
+    else:
+        mAP = float("nan")
     f1s = np.array([x["f1"] for x in per], float)
     return {
         "per_label": per,

@@ -163,6 +163,16 @@ def test_reconstruction_metrics_with_skimage():
     assert n["psnr_db"] == pytest.approx(10 * np.log10(255**2 / 100), rel=1e-3)
 
 
+def test_multilabel_map_with_one_label_present_is_that_labels_average_precision():
+    """A small extent often has positives of one label only (torchmetrics' multilabel AP needs two)."""
+    probs = np.array([[0.9, 0.1, 0.2], [0.3, 0.2, 0.1], [0.6, 0.4, 0.0]], np.float32)
+    tgt = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    assert multilabel_metrics(probs, tgt, ["a", "b", "c"])["map"] == pytest.approx(1.0)  # its positive ranks first
+    tgt[:, 0] = [0, 1, 0]  # the positive now ranks last of three: precision 1/3 at full recall
+    assert multilabel_metrics(probs, tgt, ["a", "b", "c"])["map"] == pytest.approx(1 / 3)
+    assert np.isnan(multilabel_metrics(probs, np.zeros_like(tgt), ["a", "b", "c"])["map"])
+
+
 def test_multilabel_metrics_against_hand_values():
     probs = np.array([[0.9, 0.1, 0.2], [0.8, 0.7, 0.1], [0.2, 0.6, 0.1]])
     tgt = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
