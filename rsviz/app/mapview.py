@@ -232,6 +232,24 @@ def add_geojson_outline(m: folium.Map, path, name: str) -> None:
     ).add_to(m)
 
 
+def view_of(bounds: BBox, width_px: int = 800, height_px: int = 520) -> tuple[tuple[float, float], int]:
+    """``((lat, lon), zoom)`` of the web-map view that holds EPSG:4326 ``(west, south, east, north)`` in a
+    ``width_px x height_px`` map: the initial view, so the map opens there even before (or without) Leaflet's
+    ``fitBounds``."""
+    import math
+
+    w, s, e, n = bounds
+
+    def merc_y(lat: float) -> float:
+        lat = max(min(lat, 85.0), -85.0)
+        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+    dx = max(e - w, 1e-9) / 360.0
+    dy = max(merc_y(n) - merc_y(s), 1e-9) / (2 * math.pi)
+    zoom = int(max(0, min(22, math.floor(min(math.log2(width_px / 256 / dx), math.log2(height_px / 256 / dy))))))
+    return ((s + n) / 2, (w + e) / 2), zoom
+
+
 def fit_bounds(m: folium.Map, bounds: BBox) -> None:
     """Zoom the map to EPSG:4326 ``(west, south, east, north)``."""
     w, s, e, n = bounds

@@ -159,11 +159,12 @@ def _map(st_folium, scene, layers, preds, threshold, extent):
 
     from rsviz.app import state
     from rsviz.app.layers import max_zoom
-    from rsviz.app.mapview import add_rectangle, add_tile_layer, drawn_bounds, fit_bounds, make_map
+    from rsviz.app.mapview import add_rectangle, add_tile_layer, drawn_bounds, fit_bounds, make_map, view_of
 
     zooms = [max_zoom(lyr) for lyr in layers]
     top = max(z[1] for z in zooms)
-    m = make_map(basemap=False, draw=True, height=520, max_zoom=top, base_url=state.base_url())
+    center, zoom = view_of(extent or scene.bounds_4326)
+    m = make_map(center, min(zoom, top), basemap=False, draw=True, height=520, max_zoom=top, base_url=state.base_url())
     for lyr, (native, _mz) in zip(layers, zooms, strict=True):
         add_tile_layer(m, lyr, state.base_url(), bounds=scene.bounds_4326, max_zoom=top, max_native_zoom=native)
     if preds and preds[0].predicted.sum() <= MAX_TOOLTIP_PATCHES:
