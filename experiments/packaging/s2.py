@@ -84,7 +84,7 @@ def scene_figures(lm: LoadedModel, test, train, *, seed: int = 0) -> dict:
 
     classes = lm.card.classes or None
     per = [evaluate(classify_patch(lm, img), np.asarray(y), Task.SCENE, classes=classes) for _, img, y in test]
-    counts = np.sum([np.asarray(y) for _, _, y in train], axis=0)
+    counts = np.sum([np.asarray(y, np.int64) for _, _, y in train], axis=0)  # signed: -counts below
     top = np.argsort(-counts, kind="stable")[:MAJORITY_K]
     const = np.zeros(len(counts), np.float32)
     const[top] = 1.0
