@@ -40,8 +40,10 @@ _LOCK = threading.Lock()
 
 def _state_version(net: nn.Module) -> tuple[tuple[int, int], ...]:
     """Storage address and in-place modification counter of every parameter and buffer: changes whenever
-    an optimiser step or ``load_state_dict`` writes the weights, or ``.to()`` moves them."""
-    return tuple((t.data_ptr(), t._version) for t in net.state_dict(keep_vars=True).values())
+    an optimiser step or ``load_state_dict`` writes the weights, or ``.to()`` moves them. Tensors made under
+    ``torch.inference_mode`` (a model loaded there) keep no counter and cannot be written in place outside it:
+    their address alone identifies them."""
+    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in net.state_dict(keep_vars=True).values())
 
 
 def count_batchnorms(net: nn.Module) -> int:

@@ -19,10 +19,11 @@ LAYERS: list[set[str]] = [
     {"rsviz.metrics"},
     {"rsviz.datasets"},
     {"rsviz.models"},
-    {"rsviz.inference"},
+    {"rsviz.inference", "rsviz.models.export"},  # export traces a model through the predictor
     {"rsviz.evaluation"},
     {
         "rsviz.workspace",
+        "rsviz.models.store",  # a registered model is smoke-tested through the engine and kept in the workspace
         "rsviz.report",
         "rsviz.cli",
         "rsviz.cli_predict",

@@ -160,10 +160,12 @@ def test_a_scheduler_address_is_used_unchanged(scenes, cluster, tmp_path):
     """``--scheduler tcp://...``: the batch connects to that cluster (and leaves it running)."""
     from rsviz.batch import run_batch
 
-    cluster.wait_for_workers(2, timeout=120)  # the worker restarted by the test above may still be coming back
+    cluster.wait_for_workers(1, timeout=120)
     address = cluster.scheduler.address
     s = run_batch(MODEL, scenes[:2], tmp_path / "out", options=OPTIONS, scheduler=address)
-    assert [o.status for o in s.outcomes] == ["done", "done"] and s.workers == 2
+    # the cluster's own workers ran it (how many: 1 or 2 while the worker restarted by the test above comes back)
+    assert [o.status for o in s.outcomes] == ["done", "done"] and 1 <= s.workers <= 2
+    assert all(o.worker.startswith("tcp://") for o in s.outcomes), [o.worker for o in s.outcomes]  # not in-process
     assert cluster.scheduler_info()["workers"]  # still up for others
 
 

@@ -151,3 +151,19 @@ def test_first_uses_trace_safely_beside_warm_runs():
         t.join()
     assert errors == []
     assert len(outs) == 30 and all(torch.equal(o, ref) for o in outs)
+
+
+def test_a_model_built_under_inference_mode_can_be_prepared_later():
+    """A model first loaded inside ``torch.inference_mode`` (the Sentinel-2 patch grid does) has inference
+    tensors, which keep no version counter; preparing its inference copy outside must not fail on them."""
+    import torch
+    from torch import nn
+
+    from rsviz.models.fusion import inference_net
+
+    with torch.inference_mode():
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    fused = inference_net(net)
+    with torch.inference_mode():
+        x = torch.rand(1, 3, 16, 16)
+        assert torch.allclose(fused(x), net(x), atol=1e-5)
