@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,9 @@ def from_pretrained(
     """Load a model folder written by :func:`save_pretrained` (``config.json``, ``model.safetensors``,
     ``card.json``), registered or not, e.g. a candidate that a packager wrote outside ``weights/``.
 
+    A folder with only an MLM item (``mlm.json``) beside its weights is described by it
+    (:func:`rsviz.models.importers.card_from_mlm`).
+
     A ``config.json`` with a ``runtime`` key (``{"runtime": "onnx", "file": "model.onnx"}``, also
     ``torchscript`` and ``export``) loads that file through :func:`rsviz.models.runtimes.load_runtime`
     instead: ``net`` is then a :class:`rsviz.models.runtimes.RuntimeNet` with the same head outputs.
@@ -236,19 +240,31 @@ def from_pretrained(
 
     d = Path(directory)
     name = name or d.name
-    card = ModelCard.load(d / "card.json")
-    try:
-        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(
-            f"model {name!r}: {d / 'config.json'} cannot be read ({exc}); restore the model folder"
-        ) from exc
+    if not (d / "card.json").is_file() and (d / "mlm.json").is_file():  # the MLM item is the only descriptor
+        from rsviz.models.importers import card_from_mlm
+
+        mm = card_from_mlm(d / "mlm.json", name=name)
+        card, config = mm.card, mm.config
+    else:
+        card = ModelCard.load(d / "card.json")
+        try:
+            config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFolderError(
+                f"model {name!r}: {d / 'config.json'} cannot be read ({exc}); restore the model folder"
+            ) from exc
     if "runtime" in config:  # ONNX / TorchScript / torch.export file (rsviz.models.runtimes); never unpickled
         from rsviz.models.runtimes import load_runtime
 
         dev = resolve_device(device)
         heads = config.get("heads") or list(card.heads)
-        rnet = load_runtime(str(config["runtime"]), d / str(config.get("file", "")), heads, dev)
+        rnet = load_runtime(
+            str(config["runtime"]),
+            d / str(config.get("file", "")),
+            heads,
+            dev,
+            probability_heads=tuple(config.get("probability_heads", ())),
+        )
         return LoadedModel(name, card, rnet, dev)
     net = build_model(config)
     wpath = d / "model.safetensors"
@@ -468,7 +484,7 @@ def import_checkpoint(
     else:
         try:
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError/RuntimeError for unsafe or broken files
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
             raise RsvizError(
                 f"cannot read {ckpt.name} as a plain state dict ({exc}); save it with torch.save(model.state_dict())"
             ) from exc

@@ -64,7 +64,7 @@ def export_model(name: str, fmt: str, out: str | os.PathLike[str] | None = None,
         tile: Example tile side, pixels (default: the card's tile size); shapes stay dynamic.
 
     Returns:
-        The model folder (``card.json``, ``config.json``, the weights file).
+        The model folder (``card.json``, ``config.json``, ``mlm.json``, the weights file).
 
     Raises:
         UnknownNameError: Unknown model or format (listing the valid ones).
@@ -89,6 +89,9 @@ def export_model(name: str, fmt: str, out: str | os.PathLike[str] | None = None,
     shutil.copyfile(model_dir(name) / "card.json", d / "card.json")
     config = {"runtime": runtime, "file": fname, "source": name, "heads": list(heads)}
     (d / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    from rsviz.models.mlm import write_mlm
+
+    write_mlm(lm.card, d, weights=fname)
     return d
 
 

@@ -11,8 +11,11 @@ says maps onto MLM fields as follows:
 * each dense head -> one ``mlm:output`` (``semantic-segmentation`` for binary / multiclass heads,
   ``regression`` otherwise) with ``result.shape`` ``[-1, channels, tile, tile]``; the ``seg`` head carries the
   card's classes as ``classification:classes`` with ``color_hint`` (hex RGB without ``#``);
-* GSD range and overlap, which MLM has no field for, go to the item properties ``rsviz:gsd_range_m`` and
-  ``rsviz:overlap``; everything else (metrics, training data, post-processing) stays in ``card.json``.
+* a multi-label head -> one ``classification`` / ``scene-classification`` output with ``result.shape``
+  ``[-1, labels]`` and the labels as classes;
+* GSD range, overlap and each head's kind and units (``reconstruction`` and ``regression`` are both MLM
+  ``regression``), which MLM has no field for, go to the item properties ``rsviz:gsd_range_m``,
+  ``rsviz:overlap``, ``rsviz:heads`` and ``rsviz:task``; everything else (metrics, training data, post-processing) stays in ``card.json``.
 """
 
 from __future__ import annotations
@@ -111,20 +114,21 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
     )
     outputs = []
     for k, h in card.heads.items():
-        if h.kind not in _DENSE:
-            continue
         classes = None
-        if k == "seg" and card.classes:
+        if (k == "seg" or h.kind == "multilabel") and card.classes:
             classes = [MLMClassification(value=c.id, name=c.name, color_hint=c.hex.lstrip("#")) for c in card.classes]
+        if h.kind == "multilabel":  # image level: one sigmoid score per label
+            tasks, shape, dims = {"classification", "scene-classification"}, [-1, h.channels], ["batch", "class"]
+        elif h.kind in _DENSE:
+            tasks, shape = {_task(h.kind)}, [-1, h.channels, tile, tile]
+            dims = ["batch", "channel", "height", "width"]
+        else:
+            continue
         outputs.append(
             ModelOutput(
                 name=k,
-                tasks={_task(h.kind)},
-                result=ModelResult(
-                    shape=[-1, h.channels, tile, tile],
-                    dim_order=["batch", "channel", "height", "width"],
-                    data_type="float32",
-                ),
+                tasks=tasks,
+                result=ModelResult(shape=shape, dim_order=dims, data_type="float32"),
                 classes=classes,
                 description=h.description or None,
             )
@@ -154,6 +158,8 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
             "description": card.title,
             "rsviz:gsd_range_m": [lo, hi],
             "rsviz:overlap": inp.overlap,
+            "rsviz:heads": {k: {"kind": h.kind, "units": h.units} for k, h in card.heads.items()},
+            "rsviz:task": card.task,
         },
     )
     item.add_asset(
@@ -161,7 +167,7 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
         pystac.Asset(
             href=weights,
             roles=["mlm:model", "mlm:weights", "data"],
-            extra_fields={"mlm:artifact_type": {"onnx": "onnx"}.get(framework.lower(), "safetensors")},
+            extra_fields={"mlm:artifact_type": artifact_type(weights)},
         ),
     )
     ext = MLModelExtension.ext(item, add_if_missing=True)
@@ -169,8 +175,18 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
     return item
 
 
+def artifact_type(weights: str) -> str:
+    """``mlm:artifact_type`` of a weights file by its extension: ``onnx``, ``torch.export.save`` (``.pt2``),
+    ``torch.jit.save`` (``.pt`` / ``.ts`` TorchScript) or ``safetensors``."""
+    suffix = Path(weights).suffix.lower()
+    return {".onnx": "onnx", ".pt2": "torch.export.save", ".pt": "torch.jit.save", ".ts": "torch.jit.save"}.get(
+        suffix, "safetensors"
+    )
+
+
 def write_mlm(card: ModelCard, directory: str | os.PathLike[str], weights: str = "model.safetensors") -> Path:
-    """Write ``mlm.json`` for ``card`` into ``directory``; returns its path."""
+    """Write ``mlm.json`` for ``card`` into ``directory`` (weights asset ``weights``, a relative href); returns
+    its path."""
     fw = "ONNX" if weights.endswith(".onnx") else "PyTorch"
     item = card_to_mlm(card, weights, framework=fw)
     p = Path(directory) / MLM_FILE

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,6 +64,9 @@ class RuntimeNet(nn.Module):
         self.heads = tuple(heads)
         self.runtime = runtime
         self.path = path
+        #: Heads whose outputs are probabilities (softmax / sigmoid applied inside the model, as Deepness
+        #: models are exported); :meth:`_as_dict` turns them back into logits for the shared activation.
+        self.probability_heads: tuple[str, ...] = ()
 
     def train(self, mode: bool = True) -> RuntimeNet:
         """Set only this module's flag: the wrapped graphs are inference-only (an exported program's module
@@ -78,7 +82,7 @@ class RuntimeNet(nn.Module):
                     f"{self.path.name} returns heads {sorted(out)}, the card needs {list(self.heads)} "
                     f"(missing {missing}); fix card.json's heads"
                 )
-            return {h: out[h] for h in self.heads}
+            return self._logits({h: out[h] for h in self.heads})
         if isinstance(out, torch.Tensor):
             out = (out,)
         outs = list(out)
@@ -87,7 +91,15 @@ class RuntimeNet(nn.Module):
                 f"{self.path.name} returns {len(outs)} outputs, the card has {len(self.heads)} heads "
                 f"{list(self.heads)}; fix card.json's heads"
             )
-        return dict(zip(self.heads, outs, strict=True))
+        return self._logits(dict(zip(self.heads, outs, strict=True)))
+
+    def _logits(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Probabilities of :attr:`probability_heads` -> logits: ``log p`` for several channels (softmax of it
+        gives ``p`` back), ``logit(p)`` for one channel (sigmoid of it gives ``p`` back); clamped at 1e-7."""
+        for h in self.probability_heads:
+            p = out[h].float()
+            out[h] = torch.logit(p, eps=1e-7) if p.shape[1] == 1 else torch.log(p.clamp_min(1e-7))
+        return out
 
     def extra_repr(self) -> str:
         return f"runtime={self.runtime}, file={self.path.name}, heads={list(self.heads)}"
@@ -128,13 +140,36 @@ class OnnxNet(RuntimeNet):
                 "float32 input"
             )
         self.input_name = inputs[0].name
+        #: The input's fixed dimensions (None where dynamic): ``(batch, bands, height, width)``.
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.device_type = device
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run the session on ``x`` (float32 ``(B, bands, H, W)``); outputs float32 on ``x``'s device."""
+        """Run the session on ``x`` (float32 ``(B, bands, H, W)``); outputs float32 on ``x``'s device.
+
+        A model exported with a fixed batch of 1 is run one tile at a time.
+
+        Raises:
+            ModelFolderError: ``x``'s bands or tile size differ from the model's fixed ones (the message says
+                which tile size to use).
+        """
+        fixed_b, fixed_c, fixed_h, fixed_w = self.input_shape
+        if fixed_c is not None and x.shape[1] != fixed_c:
+            raise ModelFolderError(f"{self.path.name} takes {fixed_c} bands, got {x.shape[1]}")
+        if (fixed_h is not None and x.shape[2] != fixed_h) or (fixed_w is not None and x.shape[3] != fixed_w):
+            raise ModelFolderError(
+                f"{self.path.name} takes {fixed_h} x {fixed_w} px tiles only, got {x.shape[2]} x {x.shape[3]}: "
+                f"set the tile size to {fixed_h}"
+            )
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        outs = self.session.run(None, {self.input_name: arr})
+        if fixed_b is not None and arr.shape[0] != fixed_b:
+            if fixed_b != 1:
+                raise ModelFolderError(f"{self.path.name} takes batches of exactly {fixed_b} tiles")
+            parts = [self.session.run(None, {self.input_name: arr[i : i + 1]}) for i in range(arr.shape[0])]
+            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        else:
+            outs = self.session.run(None, {self.input_name: arr})
         tens = [torch.from_numpy(o).to(x.device) for o in outs]
         if set(self.heads) <= set(self.output_names):
             return self._as_dict(dict(zip(self.output_names, tens, strict=True)))
@@ -331,7 +366,13 @@ def runtime_for(path: Path) -> str:
     raise ModelFolderError(f"{path.name}: no runtime reads {path.suffix!r} files; valid: {', '.join(valid)}")
 
 
-def load_runtime(runtime: str, path: Path, heads: Sequence[str], device: torch.device) -> RuntimeNet:
+def load_runtime(
+    runtime: str,
+    path: Path,
+    heads: Sequence[str],
+    device: torch.device,
+    probability_heads: Sequence[str] = (),
+) -> RuntimeNet:
     """Load a weights file with a runtime into a :class:`RuntimeNet` in eval mode.
 
     Args:
@@ -339,6 +380,8 @@ def load_runtime(runtime: str, path: Path, heads: Sequence[str], device: torch.d
         path: The file (its extension must be one the runtime takes, :data:`RUNTIMES`).
         heads: The card's head names, in output order.
         device: Target device.
+        probability_heads: Heads the file outputs as probabilities (``config.json``'s
+            ``"probability_heads"``, e.g. Deepness exports with softmax inside); they are returned as logits.
 
     Returns:
         The module; ``forward`` takes normalised float32 NCHW and returns ``{head: raw logits}``.
@@ -358,7 +401,12 @@ def load_runtime(runtime: str, path: Path, heads: Sequence[str], device: torch.d
         raise ModelFolderError(
             f"{path.name}: the {runtime} runtime reads {', '.join(RUNTIMES[runtime])} files, not {path.suffix!r}"
         )
-    return _CLASSES[runtime](path, heads, device).eval()
+    bad = [h for h in probability_heads if h not in heads]
+    if bad:
+        raise ModelFolderError(f"config.json's probability_heads {bad} are not heads of the card {list(heads)}")
+    net = _CLASSES[runtime](path, heads, device).eval()
+    net.probability_heads = tuple(probability_heads)
+    return net
 
 
 __all__ = [

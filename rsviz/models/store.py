@@ -68,6 +68,12 @@ def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _fixed_tile(lm: Any) -> int | None:
+    """The tile side an ONNX model with a fixed input size takes, else None."""
+    shape = getattr(lm.net, "input_shape", None)
+    return int(shape[2]) if shape is not None and shape[2] is not None else None
+
+
 def smoke_test(lm: Any) -> dict[str, tuple[int, ...]]:
     """Predict one tile of mid-range values of the card's input; returns the output shapes.
 
@@ -88,7 +94,8 @@ def smoke_test(lm: Any) -> dict[str, tuple[int, ...]]:
             side = int(card.input.tile_size)
             out = {"labels": np.asarray(classify_patch(lm, np.full((bands, side, side), mid, dtype)))}
         else:
-            p = predict(lm, np.full((bands, SMOKE_PX, SMOKE_PX), mid, dtype), tile=SMOKE_PX, tta=False)
+            side = _fixed_tile(lm) or SMOKE_PX
+            p = predict(lm, np.full((bands, side, side), mid, dtype), tile=side, tta=False)
             out = dict(p.heads)
     except (RsvizError, RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ModelFolderError(f"model {card.name!r} fails on a {bands}-band test tile: {exc}") from exc
@@ -98,54 +105,134 @@ def smoke_test(lm: Any) -> dict[str, tuple[int, ...]]:
     return {k: tuple(np.shape(v)) for k, v in out.items()}
 
 
-def add_model(path: str | os.PathLike[str], name: str | None = None, *, replace: bool = False) -> AddedModel:
-    """Validate a model folder, smoke-test it and copy it into the store under ``name``.
+#: Largest number of files an uploaded archive may hold.
+MAX_ARCHIVE_FILES = 64
+
+
+def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Unpack a ``.zip`` of a model folder safely and return the model folder inside it.
+
+    Members must be plain files with relative paths inside ``target`` (no ``..``, no absolute paths, no links);
+    at most :data:`MAX_ARCHIVE_FILES` files and :data:`MAX_FOLDER_BYTES` uncompressed. The model folder is the
+    archive's root or its single top-level folder, whichever holds ``card.json`` or ``mlm.json``.
+
+    Raises:
+        ModelFolderError: Not a zip file, an unsafe member (named), too many or too large files, or no model folder.
+    """
+    import stat
+    import zipfile
+
+    src, root = Path(archive), Path(target)
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFolderError(f"{src.name} is not a zip archive ({exc}); zip the model folder") from exc
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > MAX_ARCHIVE_FILES:
+            raise ModelFolderError(
+                f"{src.name} holds {len(infos)} files; a model folder has at most {MAX_ARCHIVE_FILES}"
+            )
+        total = sum(i.file_size for i in infos)
+        if total > MAX_FOLDER_BYTES:
+            raise ModelFolderError(
+                f"{src.name} unpacks to {total / 1e9:.1f} GB; the store takes up to {MAX_FOLDER_BYTES / 1e9:.1f} GB"
+            )
+        for i in infos:
+            mode = i.external_attr >> 16
+            dest = (root / i.filename).resolve()
+            if (
+                Path(i.filename).is_absolute()
+                or ".." in Path(i.filename).parts
+                or not dest.is_relative_to(root.resolve())
+                or stat.S_ISLNK(mode)
+            ):
+                raise ModelFolderError(f"{src.name}: member {i.filename!r} is a link or points outside the archive")
+        zf.extractall(root)
+    for cand in [root, *[d for d in root.iterdir() if d.is_dir() and not d.name.startswith("__MACOSX")]]:
+        if (cand / "card.json").is_file() or (cand / "mlm.json").is_file():
+            return cand
+    raise ModelFolderError(
+        f"{src.name} holds no model folder: card.json or mlm.json must be at its root or in its one top folder"
+    )
+
+
+def add_model(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    *,
+    replace: bool = False,
+    bands: list[str] | None = None,
+    task: str | None = None,
+) -> AddedModel:
+    """Validate a model, smoke-test it and copy it into the store under ``name``.
 
     Args:
-        path: The model folder (see the module docstring).
-        name: Registry name (default: the folder's name); letters, digits, ``.``, ``_``, ``-``.
+        path: A model folder (see the module docstring), a folder whose only descriptor is an MLM item
+            (``mlm.json`` beside an ONNX / TorchScript / ``.pt2`` file: the card is derived from it,
+            :func:`rsviz.models.importers.card_from_mlm`), a ``.zip`` of either (:func:`extract_archive`), or an
+            ``.onnx`` file with Deepness metadata (:func:`rsviz.models.importers.import_deepness`).
+        name: Registry name (default: the folder's or file's name); letters, digits, ``.``, ``_``, ``-``.
         replace: Replace a model of that name registered before (bundled models are never replaced).
+        bands: With an ``.onnx`` file: its input band names (default red, green, blue).
+        task: With an MLM-only folder or an ``.onnx`` file: the rsviz task (default inferred from the outputs).
 
     Returns:
         :class:`AddedModel`.
 
     Raises:
         ModelFolderError: Not a model folder, a bad name, a name taken, a folder over :data:`MAX_FOLDER_BYTES`,
-            an unsafe or broken weights file, an invalid ``mlm.json`` (the message names the field), or a failed
+            an unsafe archive or weights file, an invalid ``mlm.json`` (the message names the field), or a failed
             smoke test. The store is left as it was.
     """
     from rsviz.models.api import BUNDLED_DIR, from_pretrained, list_models, model_dir
 
     src = Path(path).expanduser()
-    if not src.is_dir() or not (src / "card.json").is_file() or not (src / "config.json").is_file():
-        raise ModelFolderError(
-            f"{src} is not a model folder: it needs card.json and config.json (and the weights file); "
-            "`rsviz models export NAME` writes one"
-        )
-    name = name or src.name
-    if not NAME_RE.match(name):
-        raise ModelFolderError(f"model name {name!r} is not allowed: use letters, digits, '.', '_' and '-' (max 64)")
-    if name in list_models():
-        where = model_dir(name)
-        if where.parent == BUNDLED_DIR.resolve() or where.parent == BUNDLED_DIR or not replace:
-            raise ModelFolderError(
-                f"a model named {name!r} is already registered ({where}); choose another name"
-                + ("" if where.parent in (BUNDLED_DIR, BUNDLED_DIR.resolve()) else " or pass replace (--replace)")
-            )
-    size = _size(src)
-    if size > MAX_FOLDER_BYTES:
-        raise ModelFolderError(
-            f"{src} holds {size / 1e9:.1f} GB; the store takes model folders up to {MAX_FOLDER_BYTES / 1e9:.1f} GB"
-        )
     root = store_dir()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=".add-", dir=root))
     try:
-        staged = tmp / name
+        if src.is_file() and src.suffix.lower() == ".zip":
+            name = name or src.stem
+            src = extract_archive(src, tmp / "unpacked")
+        elif src.is_file() and src.suffix.lower() == ".onnx":
+            from rsviz.models.importers import import_deepness
+
+            name = name or src.stem
+            src = import_deepness(src, tmp / "deepness", name=name, bands=bands, task=task)
+        has_card = (src / "card.json").is_file() and (src / "config.json").is_file()
+        if not src.is_dir() or not (has_card or (src / "mlm.json").is_file()):
+            raise ModelFolderError(
+                f"{src} is not a model folder: it needs card.json and config.json, or an MLM item (mlm.json), beside "
+                "the weights file; `rsviz models export NAME` writes one"
+            )
+        name = name or src.name
+        if not NAME_RE.match(name):
+            raise ModelFolderError(
+                f"model name {name!r} is not allowed: use letters, digits, '.', '_' and '-' (max 64)"
+            )
+        if name in list_models():
+            where = model_dir(name)
+            bundled = where.parent in (BUNDLED_DIR, BUNDLED_DIR.resolve())
+            if bundled or not replace:
+                raise ModelFolderError(
+                    f"a model named {name!r} is already registered ({where}); choose another name"
+                    + ("" if bundled else " or pass replace (--replace)")
+                )
+        size = _size(src)
+        if size > MAX_FOLDER_BYTES:
+            raise ModelFolderError(
+                f"{src} holds {size / 1e9:.1f} GB; the store takes model folders up to {MAX_FOLDER_BYTES / 1e9:.1f} GB"
+            )
+        staged = tmp / "staged" / name
         shutil.copytree(src, staged, symlinks=False)
         if (staged / "mlm.json").is_file():
             from rsviz.models.mlm import read_mlm
 
             read_mlm(staged / "mlm.json")  # raises naming the field to fix
+            if not has_card:
+                from rsviz.models.importers import write_card_from_mlm
+
+                write_card_from_mlm(staged, name=name, task=task)
         lm = from_pretrained(staged, "cpu", name=name)
         t0 = time.perf_counter()
         outputs = smoke_test(lm)
