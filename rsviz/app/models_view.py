@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from rsviz.errors import RsvizError
+from rsviz.errors import ModelFolderError, RsvizError
 
 
 def _rows() -> list[dict]:
@@ -60,24 +60,42 @@ def render_models() -> None:
         "Bundled models come with rsviz; your own live in the workspace's model store and stay registered after "
         "a restart. A model folder holds card.json (bands, scaling, GSD range, classes), config.json and the "
         "weights: model.safetensors, or an ONNX, TorchScript or torch.export file named by config.json's "
-        '"runtime" and "file" (`rsviz models export NAME` writes one). Pickled checkpoints are never loaded.'
+        '"runtime" and "file" (`rsviz models export NAME` writes one). A STAC MLM item (mlm.json) beside an '
+        "ONNX, TorchScript or .pt2 file is enough on its own; an ONNX file with Deepness metadata (class_names, "
+        "resolution, tiles_size) registers directly. Pickled checkpoints are never loaded."
     )
     for text in st.session_state.pop("models-messages", []):  # from the run that registered it
         st.success(text)
-    st.subheader("Register a model folder")
+    st.subheader("Register a model")
     with st.form("model-add"):
-        path = st.text_input("Model folder on this machine", key="models-path")
-        c1, c2 = st.columns(2)
-        name = c1.text_input("Name (default: the folder's)", key="models-name")
-        replace = c2.checkbox("Replace a model of that name in the store", key="models-replace")
+        path = st.text_input("Model folder, .zip of one, or Deepness .onnx file on this machine", key="models-path")
+        upload = st.file_uploader(
+            "…or upload a .zip of a model folder (card.json + config.json, or mlm.json, beside the weights) or a "
+            "Deepness .onnx file",
+            type=["zip", "onnx"],
+            key="models-upload",
+        )
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("Name (default: the folder's or file's)", key="models-name")
+        bands = c2.text_input("Bands of an .onnx file (default red,green,blue)", key="models-bands")
+        replace = c3.checkbox("Replace a model of that name in the store", key="models-replace")
         ok = st.form_submit_button("Register")
     if ok:
-        from rsviz.models.store import add_model
+        from rsviz.models.store import add_model, add_upload
         from rsviz.workspace.scene import check_local_path
 
+        kw = {
+            "replace": replace,
+            "bands": [b.strip() for b in bands.split(",") if b.strip()] or None,
+        }
         try:
-            with st.spinner("Checking the folder and running one test tile…"):
-                m = add_model(check_local_path(path.strip()), name.strip() or None, replace=replace)
+            with st.spinner("Checking the model and running one test tile…"):
+                if upload is not None:
+                    m = add_upload(upload.name, upload, name.strip() or None, **kw)
+                elif path.strip():
+                    m = add_model(check_local_path(path.strip()), name.strip() or None, **kw)
+                else:
+                    raise ModelFolderError("give a model folder's path or upload a .zip / .onnx file")
         except RsvizError as exc:
             st.error(str(exc))
         else:

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from rsviz.errors import ModelFolderError
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
-from rsviz.models.mlm import MLM_FILE, write_mlm
+from rsviz.models.mlm import MLM_FILE, add_classification_extension, write_mlm
 from rsviz.types import ClassInfo
 
 #: Divisor applied before mean/std for a raw data type (what rsviz's cards use), else 1.
@@ -535,6 +535,7 @@ def mlm_from_deepness(
         ),
     )
     MLModelExtension.ext(item, add_if_missing=True).apply(props)
+    add_classification_extension(item)
     return item, meta
 
 

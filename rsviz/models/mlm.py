@@ -172,7 +172,19 @@ def card_to_mlm(card: ModelCard, weights: str, framework: str = "PyTorch", frame
     )
     ext = MLModelExtension.ext(item, add_if_missing=True)
     ext.apply(props)
+    add_classification_extension(item)
     return item
+
+
+def add_classification_extension(item: Any) -> None:
+    """List the STAC Classification extension in ``stac_extensions`` when an output uses its
+    ``classification:classes`` field (a STAC item lists every extension whose fields it uses)."""
+    from pystac.extensions.classification import ClassificationExtension
+
+    outs = item.properties.get("mlm:output") or []
+    uri = ClassificationExtension.get_schema_uri()
+    if any("classification:classes" in o for o in outs) and uri not in item.stac_extensions:
+        item.stac_extensions.append(uri)
 
 
 def artifact_type(weights: str) -> str:

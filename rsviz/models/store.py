@@ -12,6 +12,7 @@ test): a model that cannot run is refused with the reason, and nothing is left i
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -247,6 +248,46 @@ def add_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return AddedModel(name, final, runtime, lm.card.task, tuple(lm.card.input.bands), outputs, secs)
+
+
+def add_upload(
+    filename: str,
+    data: bytes | BinaryIO,
+    name: str | None = None,
+    *,
+    replace: bool = False,
+    bands: list[str] | None = None,
+    task: str | None = None,
+) -> AddedModel:
+    """:func:`add_model` of an uploaded ``.zip`` (a model folder) or ``.onnx`` file (Deepness metadata).
+
+    The upload is streamed to a private folder of the store (refused past :data:`MAX_FOLDER_BYTES`), registered,
+    and removed.
+
+    Raises:
+        ModelFolderError: Another file type, too large, or as :func:`add_model`.
+    """
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".zip", ".onnx"):
+        raise ModelFolderError(
+            f"{filename}: upload a .zip of a model folder or a Deepness .onnx file (got {suffix or 'no extension'})"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=store_dir()))
+    try:
+        path = tmp / (Path(filename).stem[:64] + suffix)
+        stream = io.BytesIO(data) if isinstance(data, bytes) else data
+        written = 0
+        with open(path, "wb") as f:
+            while chunk := stream.read(1 << 20):
+                written += len(chunk)
+                if written > MAX_FOLDER_BYTES:
+                    raise ModelFolderError(
+                        f"{filename} is over {MAX_FOLDER_BYTES / 1e9:.1f} GB, the largest model the store takes"
+                    )
+                f.write(chunk)
+        return add_model(path, name or Path(filename).stem, replace=replace, bands=bands, task=task)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_model(name: str) -> None:
