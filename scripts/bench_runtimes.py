@@ -53,21 +53,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx = from_pretrained(export_model(a.model, "onnx", Path(tmp) / "onnx"), "cpu")
         torch_lm = load_model(a.model, "cpu")
-        rates = {}
-        for label, lm in (("PyTorch", torch_lm), ("ONNX Runtime", onnx)):
+        runs = (("PyTorch", torch_lm), ("ONNX Runtime", onnx))
+        secs: dict[str, list[float]] = {label: [] for label, _ in runs}
+        for _, lm in runs:
             predict(lm, x[:, :512, :512], tile=512, tta=False, precision="fp32")  # warm-up
-            secs = []
-            for _ in range(a.repeats):
+        for _ in range(a.repeats):  # interleaved, so a change in machine load hits both alike
+            for label, lm in runs:
                 t0 = time.perf_counter()
                 predict(lm, x, tile=512, overlap=0.25, tta=False, precision="fp32")
-                secs.append(time.perf_counter() - t0)
-            rates[label] = a.side * a.side / 1e6 / statistics.median(secs)
+                secs[label].append(time.perf_counter() - t0)
+        rates = {label: a.side * a.side / 1e6 / statistics.median(s) for label, s in secs.items()}
+        ratios = sorted(secs["PyTorch"][i] / secs["ONNX Runtime"][i] for i in range(a.repeats))
     print(f"CPU: {cpu_name()}")
     print("| model | input | PyTorch MPx/s | ONNX Runtime MPx/s | ONNX / PyTorch |")
     print("|---|---|---|---|---|")
     print(
         f"| {a.model} | {a.side}² px, tile 512, overlap 0.25, fp32 | {rates['PyTorch']:.3f} | "
-        f"{rates['ONNX Runtime']:.3f} | {rates['ONNX Runtime'] / rates['PyTorch']:.2f} |"
+        f"{rates['ONNX Runtime']:.3f} | {rates['ONNX Runtime'] / rates['PyTorch']:.2f} "
+        f"(per-repeat range {ratios[0]:.2f}-{ratios[-1]:.2f}) |"
     )
 
 

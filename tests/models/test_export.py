@@ -65,6 +65,21 @@ def test_building_seg_onnx_round_trip_agrees(mirror, tmp_path, capsys):
         got = predict(load_model("my-seg-onnx", "cpu"), chip, tile=256, tta=False, precision="fp32")
         assert float(np.abs(got.heads["probs"] - ref.heads["probs"]).max()) <= TOL
         assert (got.heads["classes"] != ref.heads["classes"]).mean() < 1e-4
+        # the Metrics page's figures (workspace runs scored by evaluate_run) are the same for both
+        from rsviz.datasets import scenes
+        from rsviz.models.api import get_model_card
+        from rsviz.workspace import RunOptions, open_sample, resolve_extent, run_model
+        from rsviz.workspace.metrics import evaluate_run
+
+        scene = open_sample(next(r for r in scenes("banepa-buildings") if r.id == "OAM-386694-220246-19"))
+        ext = resolve_extent(scene, None)
+        scores = []
+        for m in ("building-seg", "my-seg-onnx"):
+            run, _ = run_model(m, scene, ext, RunOptions(tta=False, device="cpu"))
+            scores.append(evaluate_run(scene, run, get_model_card(m)))
+        assert scores[0] is not None and 0.3 < scores[0]["iou"] < 1
+        assert abs(scores[0]["iou"] - scores[1]["iou"]) < 1e-3
+        assert abs(scores[0]["object_f1_iou50"] - scores[1]["object_f1_iou50"]) < 0.01
     finally:
         remove_model("my-seg-onnx")
     assert "my-seg-onnx" not in list_models()
