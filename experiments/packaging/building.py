@@ -195,7 +195,9 @@ def evaluate_building(
         for s, p in _predictions(lm, ds, sp, tile, overlap, tta)
     ]
     r = pool(results)
-    return {**r.values, "images": r.images}
+    from experiments.packaging.figures import card_figures
+
+    return {**r.values, "images": r.images, **card_figures(results, "buildings")}
 
 
 def cpu_speed(lm_net, in_channels: int = 3, size: int = 512, repeats: int = 5) -> float:

@@ -52,7 +52,10 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
             s = r.load()
             p = predict(lm, RasterData(s.image), tile=512, overlap=0.25, precision="fp32")
             seg.append(evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER))
+    from experiments.packaging.figures import card_figures, intervals
+
     h, c, d = pool(height), pool(const), pool(seg)
+    const_ci = {f"constant_train_mean_{k}_ci95": v for k, v in intervals(const, ("rmse", "mae")).items()}
     return {
         "potsdam-test": {
             **h.values,
@@ -60,8 +63,10 @@ def evaluate_height_model(lm: LoadedModel) -> dict:
             "constant_train_mean_rmse": c["rmse"],
             "constant_train_mean_mae": c["mae"],
             "images": h.images,
+            **card_figures(height, "height"),
+            **const_ci,
         },
-        "dubai-test": {**d.values, "images": d.images},
+        "dubai-test": {**d.values, "images": d.images, **card_figures(seg, "landcover")},
     }
 
 

@@ -70,6 +70,11 @@ def remeasure(model_dir: Path, *, keep_other_splits: bool = False, record_before
     if record_before:
         card.extra["metrics_before_refresh"] = card.extra.get("metrics_before_refresh") or card.metrics
     card.metrics = {**card.metrics, **fresh} if keep_other_splits else fresh
+    if card.task != "scene":  # the S2 cards' intervals and baseline come from experiments.packaging.s2
+        from experiments.packaging.figures import BASELINE_NOTE, METHOD
+
+        card.extra["interval_method"] = METHOD
+        card.extra["baseline_note"] = BASELINE_NOTE
     if card.task == "roads":
         from experiments.packaging.semantic import road_metric_policy
         from rsviz.models.card import road_graph_of

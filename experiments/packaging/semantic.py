@@ -63,13 +63,13 @@ def _predict_all(lm: LoadedModel, dataset: str, split: str):
 def evaluate_landcover(lm: LoadedModel, split: str = "test") -> dict:
     """Land-cover figures on a Dubai split through the one evaluator (``unlabelled`` excluded): pixel metrics
     from one confusion matrix pooled over the split, boundary F1 a mean over images; plus ``images``."""
-    r = pool(
-        [
-            evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER)
-            for s, p in _predict_all(lm, "dubai-landcover", split)
-        ]
-    )
-    return {**r.values, "images": r.images}
+    from experiments.packaging.figures import card_figures
+
+    results = [
+        evaluate_sample(lm.card, p.heads, s, task=Task.LANDCOVER) for s, p in _predict_all(lm, "dubai-landcover", split)
+    ]
+    r = pool(results)
+    return {**r.values, "images": r.images, **card_figures(results, "landcover")}
 
 
 #: Road-graph grid searched on the val tiles by :func:`choose_road_graph` (values of ``extra.road_graph``).
@@ -140,13 +140,17 @@ def evaluate_roads(lm: LoadedModel, split: str = "test") -> dict:
     0.5, no bridging), for comparison with cards that had none.
     """
     pairs = list(_predict_all(lm, "eth-roads", split))
-    r = pool([evaluate_sample(lm.card, p.heads, s, task=Task.ROADS) for s, p in pairs])
+    from experiments.packaging.figures import card_figures
+
+    results = [evaluate_sample(lm.card, p.heads, s, task=Task.ROADS) for s, p in pairs]
+    r = pool(results)
     preds = [(p.heads["classes"], p.heads["probs"][-1], s.targets["roads"] > 0) for s, p in pairs]
     return {
         **r.values,
         "apls_default_graph": _mean_apls(preds, ROAD_GRAPH_DEFAULTS),
         "gsd_m": ETH_GSD_M,
         "images": r.images,
+        **card_figures(results, "roads"),
     }
 
 
