@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 from rsviz.errors import ModelFolderError
 from rsviz.models.card import HeadSpec, InputSpec, ModelCard
 from rsviz.models.mlm import MLM_FILE, add_classification_extension, write_mlm
-from rsviz.types import ClassInfo
+from rsviz.types import ClassInfo, Task
 
 #: Divisor applied before mean/std for a raw data type (what rsviz's cards use), else 1.
 DTYPE_SCALE = {"uint8": 255.0, "uint16": 10000.0}
@@ -186,7 +186,6 @@ def card_from_mlm(
     from stac_model.schema import MLModelProperties
 
     from rsviz.models.mlm import read_mlm
-    from rsviz.types import Task
 
     p = Path(path)
     summary = read_mlm(p)  # validates; raises naming the field
@@ -668,7 +667,7 @@ def card_from_torchgeo(
     card = ModelCard(
         name=name,
         title=f"{meta['model']} {meta['encoder']} ({meta.get('dataset', 'torchgeo weights')})",
-        task=task or _task(heads, classes, text),
+        task=str(Task.parse(task or _task(heads, classes, text))),
         architecture=f"{arch} ({meta['encoder']} encoder), smp",
         paper=str(meta.get("publication", "")),
         heads=heads,
