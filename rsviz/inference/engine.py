@@ -319,7 +319,7 @@ def predict(
     tta: bool | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     output: str | os.PathLike[str] | None = None,
     cog: bool = True,
     compress: str = "deflate",
@@ -345,7 +345,8 @@ def predict(
         device: Device for a model given by name (``auto`` by default).
         precision: ``auto`` (bf16 autocast on GPUs and on CPUs with native bf16, else fp32),
             ``fp32``, ``bf16`` or ``fp16``; accumulation and outputs are always fp32.
-        threshold: Probability threshold of binary heads.
+        threshold: Probability threshold of binary heads; by default the card's ``extra["threshold"]`` (a
+            threshold its descriptor states, e.g. Deepness ``seg_thresh``), else 0.5.
         output: If given, write the outputs to this GeoTIFF (COG if ``cog``) window by window
             instead of keeping them in memory (see :func:`output_band_layout`); the returned
             :class:`Prediction` then has empty ``heads``.
@@ -380,6 +381,7 @@ def predict(
             "rsviz.inference.classify.classify_patch (the app's Scene classification page)"
         )
     tile = int(tile or card.input.tile_size)
+    threshold = float(card.extra.get("threshold", 0.5)) if threshold is None else float(threshold)
     overlap = card.input.overlap if overlap is None else float(overlap)
     tta = bool(card.input.tta) if tta is None else bool(tta)
     if tile <= 0 or tile % 32:

@@ -285,3 +285,28 @@ def test_cli_imports_torchgeo_and_deepness_and_registers(tmp_path, capsys):
         remove_model("cli-fields")
     assert main(["models", "import", "deepness", str(src)]) == 2  # no --out
     assert "--out DIR" in capsys.readouterr().err
+
+
+class _Sigmoid(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x))
+
+
+def test_a_binary_deepness_model_uses_its_seg_thresh(tmp_path):
+    net = _Sigmoid().eval()
+    meta = {**DEEPNESS, "class_names": json.dumps({0: "background", 1: "tree"}), "seg_thresh": "0.38"}
+    lm = from_pretrained(import_deepness(_onnx(tmp_path / "trees.onnx", net, meta), tmp_path / "trees"), "cpu")
+    assert lm.card.task == "buildings" and lm.card.heads["seg"].kind == "binary"
+    img = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    p = predict(lm, img, tile=64, tta=False)
+    with torch.no_grad():
+        prob = net(torch.from_numpy(img).float()[None] / 255.0)[0, 0].numpy()
+    assert np.abs(p.heads["probs"][0] - prob).max() < 1e-4  # sigmoid(logit p) gives p back
+    assert np.array_equal(p.heads["classes"], (prob >= 0.38).astype(np.uint8))
+    assert not np.array_equal(p.heads["classes"], (prob >= 0.5).astype(np.uint8))  # the threshold mattered
+    assert np.array_equal(predict(lm, img, tile=64, tta=False, threshold=0.5).heads["classes"], prob >= 0.5)
