@@ -27,6 +27,12 @@ If INPUT is a folder, every raster in it is predicted into the folder OUTPUT as 
 OUTPUT is created (with its parents) if missing; a raster that cannot be predicted is reported
 and skipped, and the exit status is then 2. A single OUTPUT file's folder must exist.
 
+With a Sentinel-2 scene model (s2-resize, s2-intermediate, s2-late), INPUT is an L2A scene (a 12-band
+GeoTIFF / COG, or a folder of per-band 10 / 20 / 60 m JP2 / TIFF files such as a .SAFE's IMG_DATA). It is
+cut into the model's 120 x 120 px patches (1.2 km) over --bounds or the whole scene. OUTPUT is a float32
+GeoTIFF with one band per BigEarthNet-19 label (the patch's probability; NaN where a patch was not
+predicted), and OUTPUT.geojson is the patch grid with its labels (probability >= 0.5) and probabilities.
+
 Outputs are written under a temporary name beside the target and renamed when complete, so a
 failed run leaves no partial file. An existing output is refused unless --overwrite; an output
 that is the input (also through a symlink or hard link) is always refused.
@@ -82,6 +88,12 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--bounds-crs", default="EPSG:4326", help="CRS of --bounds (default EPSG:4326)")
     add_inference_options(p, device_help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-cog", action="store_true", help="write a plain tiled GeoTIFF instead of a COG")
+    p.add_argument(
+        "--l2a-baseline",
+        default="auto",
+        help="with a Sentinel-2 scene model: the L2A processing baseline (04.00 and later subtract the 1000 DN "
+        "offset); default: read from the product's metadata or name",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
@@ -100,6 +112,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise RasterReadError(f"input {inp} does not exist; check the path")
     if args.bounds is not None:
         check_bounds(tuple(args.bounds))
+    card = get_model_card(args.model)
+    head = card.heads.get("labels")
+    if head is not None and head.kind == "multilabel" and not any(h.kind != "multilabel" for h in card.heads.values()):
+        return predict_scene_grid(args, inp, out)
     if inp.is_dir():
         if out.exists() and not out.is_dir():
             raise OutputPathError(f"INPUT {inp} is a folder, so OUTPUT must be a folder, but {out} is a file")
@@ -168,6 +184,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(
         f"{args.model}: {pred.window.width}x{pred.window.height} px, {s['tiles']} tiles in {s['seconds']:.1f} s "
         f"({s['mpx_per_s']:.2f} MPx/s) on {pred.options['device']}; wrote {', '.join(s['files'])}"
+    )
+    return 0
+
+
+def predict_scene_grid(args: argparse.Namespace, inp: Path, out: Path) -> int:
+    """``rsviz predict`` with a multi-label scene model (the BigEarthNet-19 variants): the Sentinel-2 scene
+    ``inp`` (a 12-band stack or a per-band folder, :func:`rsviz.sentinel2.open_s2`) is cut into the model's
+    120 px patches over ``--bounds`` (or the whole scene) and each patch's label probabilities are written to
+    ``OUTPUT`` (a GeoTIFF, one float32 band per label) and ``OUTPUT`` with ``.geojson`` (the grid with label
+    lists, threshold 0.5).
+
+    Raises:
+        RsvizError: Not a Sentinel-2 scene, a band missing (named), no whole patch in the extent, or an output
+            that exists (without ``--overwrite``).
+    """
+    from rasterio.warp import transform_bounds
+    from tqdm import tqdm
+
+    from rsviz.sentinel2 import open_s2, predict_patches
+    from rsviz.sentinel2.export import write_geojson, write_geotiff
+
+    tif = out if out.suffix.lower() in (".tif", ".tiff") else out.with_suffix(".tif")
+    geojson = tif.with_suffix(".geojson")
+    for target in (tif, geojson):
+        check_output(target, [inp], overwrite=args.overwrite)
+    scene = open_s2(inp, baseline=args.l2a_baseline)
+    bounds = None
+    if args.bounds is not None:
+        b = tuple(float(v) for v in args.bounds)
+        bounds = b if args.bounds_crs.upper() == "EPSG:4326" else transform_bounds(args.bounds_crs, "EPSG:4326", *b)
+    bar = tqdm(total=0, desc="patch rows", unit="row", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    pred = predict_patches(scene, args.model, bounds=bounds, batch_size=args.batch_size or 32, progress=progress)
+    bar.close()
+    write_geotiff(pred, tif)
+    write_geojson(pred, geojson)
+    rows, cols = pred.shape
+    print(
+        f"{args.model}: {rows} x {cols} patches of 120 px ({int(pred.predicted.sum())} predicted, the rest nodata) "
+        f"on {scene.source.name} ({scene.scaling.describe()}); wrote {tif} (one band per label) and {geojson}"
     )
     return 0
 

@@ -147,3 +147,23 @@ def test_export_and_scores_against_placed_reference(sample, tmp_path):
         assert ds.width == 8 and (d == 255).sum() == 16 and d[d != 255].max() <= 19  # one patch is nodata
     again = predict_variants(sc, ("s2-resize",), window=_window_around(sc, rp), cache=True)["s2-resize"]
     np.testing.assert_array_equal(again.probs, p.probs)
+
+
+def test_rsviz_predict_with_an_s2_model_writes_the_patch_grid(sample, patches, tmp_path, capsys):
+    """``rsviz predict s2-resize SCENE OUT.tif`` runs the patch grid (it refused S2 scenes before #24)."""
+    from rsviz.cli import main
+    from rsviz.inference.classify import classify_patch
+
+    out = tmp_path / "labels.tif"
+    assert main(["predict", "s2-resize", str(sample.folder), str(out)]) == 0
+    assert "patches of 120 px" in capsys.readouterr().out
+    rp = sample.patches[0]
+    with rasterio.open(out) as ds:
+        assert ds.count == 19 and ds.dtypes[0] == "float32" and ds.crs == rp.crs
+        row, col = ds.index((rp.bounds[0] + rp.bounds[2]) / 2, (rp.bounds[1] + rp.bounds[3]) / 2)
+        got = ds.read(window=Window(col, row, 1, 1))[:, 0, 0]
+    np.testing.assert_allclose(got, classify_patch("s2-resize", patches[rp.id]), atol=1e-5)
+    grid = json.loads(out.with_suffix(".geojson").read_text())
+    assert grid["type"] == "FeatureCollection" and grid["features"]
+    assert main(["predict", "s2-resize", str(sample.folder), str(out)]) == 2  # exists, no --overwrite
+    assert "exists" in capsys.readouterr().err
