@@ -25,6 +25,7 @@ MAX_TOOLTIP_PATCHES = 1500
 SAMPLE = "Sample: BigEarthNet patches placed on their own grid"
 LOCAL = "Local path"
 BASELINES = {"detect": "auto", "before 04.00 (no offset)": "02.00", "04.00 or later (offset -1000)": "04.00"}
+LAYOUTS = {"stack": "stacked GeoTIFF (12 bands)", "folder": "per-band folder (10 / 20 / 60 m files)"}
 
 
 def s2_models() -> list[str]:
@@ -51,12 +52,10 @@ def _open_scene():
         if src == SAMPLE:
             from rsviz.sentinel2.sample import bigearthnet_scene
 
-            layout = st.radio(
-                "Layout", ["stacked GeoTIFF (12 bands)", "per-band folder (10 / 20 / 60 m files)"], key="s2-layout"
-            )
+            layout = st.radio("Layout", list(LAYOUTS.values()), key="s2-layout")
             with st.spinner("Assembling the sample scene (once)…"):
                 sample = bigearthnet_scene()
-            path = sample.stack if layout.startswith("stacked") else sample.folder
+            path = sample.stack if layout == LAYOUTS["stack"] else sample.folder
             st.session_state["s2-reference"] = sample.patches
         else:
             path = Path(
@@ -76,6 +75,54 @@ def _open_scene():
     except (RsvizError, OSError, ValueError) as exc:
         st.error(str(exc))
         return None
+
+
+def _restore_run() -> None:
+    """Once per session: reopen the run the URL names (a reload, a link) by setting the page's widgets to its
+    parameters; the patches are read back from the disk cache when the page runs (:func:`_pending_run`)."""
+    from rsviz.errors import UnknownNameError
+    from rsviz.sentinel2.runs import QUERY_KEY, load_run
+
+    if st.session_state.get("s2-restored"):
+        return
+    st.session_state["s2-restored"] = True
+    key = st.query_params.get(QUERY_KEY)
+    if not key or st.session_state.get("s2-run"):
+        return
+    try:
+        run = load_run(key)
+    except UnknownNameError as exc:
+        st.warning(f"The link's Sentinel-2 run could not be reopened: {exc}")
+        return
+    models = [m for m in run.models if m in s2_models()]
+    st.session_state.update(
+        {
+            "s2-source": SAMPLE if run.source == "sample" else LOCAL,
+            "s2-layout": LAYOUTS.get(run.layout, LAYOUTS["stack"]),
+            "s2-path": run.path,
+            "s2-baseline": run.baseline if run.baseline in BASELINES else "detect",
+            "s2-models": models,
+            "s2-extent": run.bounds,
+            "s2-pending": run,
+        }
+    )
+
+
+def _save_run(scene, models, bounds) -> None:
+    """Keep the run's parameters in the workspace and its key in the URL (see :mod:`rsviz.sentinel2.runs`)."""
+    from rsviz.sentinel2.runs import QUERY_KEY, S2Run, save_run
+
+    sample = st.session_state.get("s2-source") == SAMPLE
+    layout = next((k for k, v in LAYOUTS.items() if v == st.session_state.get("s2-layout")), "stack")
+    run = S2Run(
+        "sample" if sample else "local",
+        layout,
+        "" if sample else str(scene.path),
+        str(st.session_state.get("s2-baseline", "detect")),
+        tuple(models),
+        tuple(float(v) for v in bounds) if bounds is not None else None,
+    )
+    st.query_params[QUERY_KEY] = save_run(run)
 
 
 def _run_key(scene, models, bounds) -> str:
@@ -320,6 +367,7 @@ def render_sentinel2(st_folium) -> None:
     from rsviz.sentinel2 import predict_variants
 
     prelude()
+    _restore_run()
     st.title("Sentinel-2: BigEarthNet-19 label maps")
     scene = _open_scene()
     if scene is None:
@@ -336,7 +384,9 @@ def render_sentinel2(st_folium) -> None:
         return
     c1, c2, c3 = st.columns([3, 1, 1])
     default = ["s2-resize"] if "s2-resize" in models else models[:1]
-    chosen = c1.multiselect("Variants", models, default=default, key="s2-models")
+    if "s2-models" not in st.session_state:  # a reopened run set it (a default as well would be refused)
+        st.session_state["s2-models"] = default
+    chosen = c1.multiselect("Variants", models, key="s2-models")
     threshold = c2.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="s2-threshold")
     composite = c3.radio(
         "Composite",
@@ -345,6 +395,20 @@ def render_sentinel2(st_folium) -> None:
         key="s2-composite",
         help="true colour B04/B03/B02, false colour B08/B04/B03; 2–98 % stretch",
     )
+    pending = st.session_state.pop("s2-pending", None)
+    if pending is not None and tuple(chosen) == tuple(pending.models):
+        try:  # the reopened run's patches come back from the disk cache
+            with st.spinner("Reopening the run…"):
+                res = predict_variants(scene, chosen, bounds=pending.bounds, max_patches=MAX_PATCHES, cache=True)
+        except (RsvizError, OSError) as exc:
+            st.error(f"The run of the link could not be reopened: {exc}")
+        else:
+            st.session_state["s2-run"] = {
+                "scene": str(scene.path),
+                "scaling": scene.scaling,
+                "models": tuple(chosen),
+                "preds": list(res.values()),
+            }
     run = st.session_state.get("s2-run")
     same = run and (run["scene"], run["scaling"], run["models"]) == (str(scene.path), scene.scaling, tuple(chosen))
     preds = run["preds"] if same else []
@@ -384,6 +448,7 @@ def render_sentinel2(st_folium) -> None:
             "models": tuple(chosen),
             "preds": list(res.values()),
         }
+        _save_run(scene, chosen, extent)
         st.rerun()
     if not preds:
         st.info("Draw a rectangle on the map (or use the whole scene), pick the variants and run.")

@@ -144,5 +144,9 @@ def sync_url() -> None:
             want["bbox"] = ",".join(f"{v:.8f}" for v in b)
         if runs():
             want["runs"] = ",".join(r.key for r in runs())
+    from rsviz.sentinel2.runs import QUERY_KEY
+
+    if QUERY_KEY in st.query_params:  # the Sentinel-2 page's own run (rsviz.sentinel2.runs)
+        want[QUERY_KEY] = st.query_params[QUERY_KEY]
     if dict(st.query_params.to_dict()) != want:
         st.query_params.from_dict(want)

@@ -63,3 +63,39 @@ def test_sentinel2_page_runs_the_variants_over_a_drawn_extent(mirror):
         at.text_input(key="s2-path").set_value(str(ROOT / "README.md")).run()
         assert not at.exception
         assert at.error and "README.md" in at.error[0].value
+
+
+def test_a_reload_reopens_the_run_from_the_cache_without_predicting(mirror):
+    from rsviz.geo import WGS84, reproject_bounds
+    from rsviz.sentinel2.runs import QUERY_KEY
+    from rsviz.sentinel2.sample import bigearthnet_scene
+
+    rp = bigearthnet_scene().patches[0]
+    w, s, e, n = rp.bounds
+    ext = reproject_bounds((w - 1000, s + 100, e - 100, n - 100), rp.crs, WGS84)
+    with mock.patch("streamlit_folium.st_folium", return_value=_map_result(ext)):
+        at = AppTest.from_file(str(ROOT / "pages" / "sentinel2.py"), default_timeout=60).run()
+        at.multiselect(key="s2-models").set_value(["s2-resize", "s2-late"]).run()
+        at.radio(key="s2-layout").set_value("per-band folder (10 / 20 / 60 m files)").run()
+        at.button(key="s2-run-go").click().run()
+        assert not at.exception, at.exception
+        first = [x.value for x in at.success if "patches of 1.2 km" in x.value]
+        key = at.query_params[QUERY_KEY]
+        key = key[0] if isinstance(key, list) else key
+        assert first and len(key) == 16
+    # a new session (the reload) with only the URL: the same run, and no network is run
+    with (
+        mock.patch("streamlit_folium.st_folium", return_value={}),
+        mock.patch("rsviz.models.fusion.inference_net", side_effect=AssertionError("predicted again")),
+    ):
+        again = AppTest.from_file(str(ROOT / "pages" / "sentinel2.py"), default_timeout=60)
+        again.query_params[QUERY_KEY] = key
+        again.run()
+        assert not again.exception, again.exception
+        assert [x.value for x in again.success if "patches of 1.2 km" in x.value] == first
+        assert again.multiselect(key="s2-models").value == ["s2-resize", "s2-late"]
+        assert again.radio(key="s2-layout").value.startswith("per-band folder")
+        unknown = AppTest.from_file(str(ROOT / "pages" / "sentinel2.py"), default_timeout=60)
+        unknown.query_params[QUERY_KEY] = "0123456789abcdef"
+        unknown.run()
+        assert not unknown.exception and any("could not be reopened" in w.value for w in unknown.warning)
