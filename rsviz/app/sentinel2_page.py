@@ -265,27 +265,22 @@ def _clicked(preds, click, threshold) -> None:
     )
 
 
-def _side_by_side(preds, threshold) -> None:
-    from rsviz.display import palette_rgba
-    from rsviz.models.api import get_model_card
-    from rsviz.sentinel2.patches import disagreement
+def _side_by_side(scene, layers, extent) -> None:
+    """The variants' top-label layers and their disagreement on linked maps (pan and zoom shared through
+    ``leaflet.sync``, :func:`rsviz.app.compare_maps.linked_maps_html`), each over the composite."""
+    from rsviz.app import state
+    from rsviz.app.compare_maps import linked_maps_html
 
-    cols = st.columns(len(preds) + (1 if len(preds) > 1 else 0))
-    for col, p in zip(cols, preds):
-        top = p.top_label().astype(np.int32)
-        classes = tuple(get_model_card(p.model).classes)
-        img = palette_rgba(np.where(top < 0, 255, top), classes, transparent=(255,))[..., :3]
-        col.image(np.repeat(np.repeat(img, 8, 0), 8, 1), caption=f"{p.model}: top label", width="stretch")
-    if len(preds) > 1:
-        from rsviz.display import colormap_rgba
-
-        d = disagreement(preds, threshold)
-        img = colormap_rgba(
-            np.nan_to_num(d, nan=0.0) / max(float(np.nanmax(d)) if np.isfinite(d).any() else 1, 1), "magma"
-        )
-        cols[-1].image(
-            np.repeat(np.repeat(img[..., :3], 8, 0), 8, 1), caption="disagreement (disputed labels)", width="stretch"
-        )
+    maps = [lyr for lyr in layers if lyr.name.endswith(": top label") or lyr.name.startswith("disagreement")]
+    if not maps:
+        return
+    st.caption("Variants side by side: top label of each, and where they disagree (pan and zoom are linked).")
+    st.iframe(
+        linked_maps_html(
+            maps, layers[0], scene.bounds_4326, view=extent or scene.bounds_4326, base_url=state.base_url()
+        ),
+        height=330 * math.ceil(len(maps) / 2) + 10,
+    )
 
 
 def _scores(preds, threshold) -> None:
@@ -459,7 +454,7 @@ def render_sentinel2(st_folium) -> None:
         f"(the rest nodata) · {', '.join(p.model for p in preds)}"
     )
     _clicked(preds, click, threshold)
-    _side_by_side(preds, threshold)
+    _side_by_side(scene, layers, extent)
     _scores(preds, threshold)
     _downloads(preds, threshold)
 

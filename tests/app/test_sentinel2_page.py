@@ -35,7 +35,10 @@ def test_sentinel2_page_runs_the_variants_over_a_drawn_extent(mirror):
     cw, cs, ce, cn = reproject_bounds(rp.bounds, rp.crs, WGS84)
     click = {"lat": (cs + cn) / 2, "lng": (cw + ce) / 2}
     variants = ["s2-resize", "s2-intermediate", "s2-late"]
-    with mock.patch("streamlit_folium.st_folium", return_value=_map_result(ext, click)):
+    with (
+        mock.patch("streamlit_folium.st_folium", return_value=_map_result(ext, click)),
+        mock.patch("streamlit.iframe") as iframe,
+    ):
         at = AppTest.from_file(str(ROOT / "pages" / "sentinel2.py"), default_timeout=60).run()
         assert not at.exception, at.exception
         assert not at.error, [x.value for x in at.error]
@@ -55,6 +58,10 @@ def test_sentinel2_page_runs_the_variants_over_a_drawn_extent(mirror):
             from rsviz.datasets.bigearthnet import LABELS_19
 
             np.testing.assert_allclose([got[lab] for lab in LABELS_19], probs, atol=1e-5)
+        # the variants side by side: one linked map per top-label layer and one of their disagreement
+        page = iframe.call_args.args[0]
+        assert page.count("class='map'") == 4 and "L.Map.Sync.js" in page and "a.sync(b)" in page
+        assert all(f"{v}: top label" in page for v in variants) and "disagreement" in page
         scores = next(t for t in tables if "micro F1" in t.columns)
         assert list(scores["model"]) == [*variants, "majority baseline"]
         assert (scores["patches"] == 1).all()
