@@ -16,8 +16,6 @@ baseline's value); ``card.extra["interval_method"]`` and ``["baseline_note"]`` s
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,25 +50,17 @@ BASELINE_NOTE = (
 def intervals(results: Sequence[Any], keys: Sequence[str], *, n: int = DRAWS, seed: int = SEED) -> dict[str, list]:
     """``{key: [low, high]}`` 95 % bootstrap intervals over the images of ``results`` (per-image EvalResults).
 
+    The draws and percentiles are the QA report's (:mod:`rsviz.report.uncertainty`), with images as the blocks.
     Keys the pooled result lacks are left out; so are keys undefined in every draw.
     """
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {k: [] for k in keys}
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for _ in range(n):
-            idx = rng.integers(0, len(results), len(results))
-            vals = pool([results[i] for i in idx]).values
-            for k in keys:
-                v = vals.get(k)
-                if isinstance(v, int | float) and not math.isnan(float(v)):
-                    draws[k].append(float(v))
-    out = {}
-    for k, xs in draws.items():
-        if xs:
-            lo, hi = np.percentile(xs, [2.5, 97.5])
-            out[k] = [round(float(lo), 4), round(float(hi), 4)]
-    return out
+    from rsviz.report.uncertainty import _draw, _percentiles
+
+    def figures(idx: np.ndarray) -> dict[str, float]:
+        vals = pool([results[i] for i in idx]).values
+        return {k: float(v) for k in keys if isinstance(v := vals.get(k), int | float)}
+
+    found = _percentiles(_draw(len(results), figures, n, seed), {k: "" for k in keys})
+    return {k: [round(iv.low, 4), round(iv.high, 4)] for k, iv in found.items()}
 
 
 def constant_baseline(results: Sequence[Any], keys: Sequence[str]) -> dict[str, float]:

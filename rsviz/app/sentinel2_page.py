@@ -108,6 +108,16 @@ def _restore_run() -> None:
     )
 
 
+def _keep_run(scene, models, preds) -> None:
+    """The session's run: what the page shows until the scene, its scaling or the variants change."""
+    st.session_state["s2-run"] = {
+        "scene": str(scene.path),
+        "scaling": scene.scaling,
+        "models": tuple(models),
+        "preds": list(preds.values()),
+    }
+
+
 def _save_run(scene, models, bounds) -> None:
     """Keep the run's parameters in the workspace and its key in the URL (see :mod:`rsviz.sentinel2.runs`)."""
     from rsviz.sentinel2.runs import QUERY_KEY, S2Run, save_run
@@ -398,12 +408,7 @@ def render_sentinel2(st_folium) -> None:
         except (RsvizError, OSError) as exc:
             st.error(f"The run of the link could not be reopened: {exc}")
         else:
-            st.session_state["s2-run"] = {
-                "scene": str(scene.path),
-                "scaling": scene.scaling,
-                "models": tuple(chosen),
-                "preds": list(res.values()),
-            }
+            _keep_run(scene, chosen, res)
     run = st.session_state.get("s2-run")
     same = run and (run["scene"], run["scaling"], run["models"]) == (str(scene.path), scene.scaling, tuple(chosen))
     preds = run["preds"] if same else []
@@ -437,12 +442,7 @@ def render_sentinel2(st_folium) -> None:
             st.error(str(exc))
             return
         bar.empty()
-        st.session_state["s2-run"] = {
-            "scene": str(scene.path),
-            "scaling": scene.scaling,
-            "models": tuple(chosen),
-            "preds": list(res.values()),
-        }
+        _keep_run(scene, chosen, res)
         _save_run(scene, chosen, extent)
         st.rerun()
     if not preds:

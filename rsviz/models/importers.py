@@ -183,15 +183,12 @@ def card_from_mlm(
         ModelFolderError: An invalid item (the message names the MLM field), a scaling rsviz cannot apply, a
             weights asset outside the folder or missing, or safetensors weights with no ``config.json``.
     """
-    from stac_model.schema import MLModelProperties
-
-    from rsviz.models.mlm import read_mlm
+    from rsviz.models.mlm import load_mlm, summarise_mlm
 
     p = Path(path)
-    summary = read_mlm(p)  # validates; raises naming the field
-    item = json.loads(p.read_text(encoding="utf-8"))
+    item, m = load_mlm(p)  # validates; raises naming the field
+    summary = summarise_mlm(item, m)
     props = item["properties"]
-    m = MLModelProperties.model_validate({k.removeprefix("mlm:"): v for k, v in props.items() if k.startswith("mlm:")})
     inp = m.input[0]
     bands = list(summary.bands)
     shape = summary.input_shape

@@ -187,13 +187,18 @@ def add_classification_extension(item: Any) -> None:
         item.stac_extensions.append(uri)
 
 
+#: ``mlm:artifact_type`` written for each runtime of :data:`rsviz.models.runtimes.RUNTIMES`.
+RUNTIME_ARTIFACTS = {"onnx": "onnx", "torchscript": "torch.jit.save", "export": "torch.export.save"}
+
+
 def artifact_type(weights: str) -> str:
-    """``mlm:artifact_type`` of a weights file by its extension: ``onnx``, ``torch.export.save`` (``.pt2``),
-    ``torch.jit.save`` (``.pt`` / ``.ts`` TorchScript) or ``safetensors``."""
+    """``mlm:artifact_type`` of a weights file by its extension, as the runtimes take them
+    (:data:`rsviz.models.runtimes.RUNTIMES`: ``onnx``, ``torch.jit.save``, ``torch.export.save``), else
+    ``safetensors``."""
+    from rsviz.models.runtimes import RUNTIMES
+
     suffix = Path(weights).suffix.lower()
-    return {".onnx": "onnx", ".pt2": "torch.export.save", ".pt": "torch.jit.save", ".ts": "torch.jit.save"}.get(
-        suffix, "safetensors"
-    )
+    return next((RUNTIME_ARTIFACTS[rt] for rt, exts in RUNTIMES.items() if suffix in exts), "safetensors")
 
 
 def write_mlm(card: ModelCard, directory: str | os.PathLike[str], weights: str = "model.safetensors") -> Path:
@@ -217,8 +222,11 @@ def _loc(err: Any) -> str:
     return out
 
 
-def read_mlm(path: str | os.PathLike[str]) -> MLMSummary:
-    """Read and validate an MLM item (``stac-model``'s ``MLModelProperties``).
+def load_mlm(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
+    """Read an MLM item and validate its ``mlm:`` fields (``stac-model``'s ``MLModelProperties``).
+
+    Returns:
+        ``(item, properties)``: the item as a JSON dict, and the validated ``MLModelProperties``.
 
     Raises:
         ModelFolderError: Not JSON, not an item, or an invalid MLM field: the message names the field
@@ -241,6 +249,21 @@ def read_mlm(path: str | os.PathLike[str]) -> MLMSummary:
     except ValidationError as exc:
         probs = "; ".join(f"mlm:{_loc(e)}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()[:5])
         raise ModelFolderError(f"{p}: invalid MLM descriptor: {probs}") from exc
+    return item, m
+
+
+def read_mlm(path: str | os.PathLike[str]) -> MLMSummary:
+    """Read and validate an MLM item (:func:`load_mlm`) and summarise what rsviz uses of it.
+
+    Raises:
+        ModelFolderError: As :func:`load_mlm`.
+    """
+    return summarise_mlm(*load_mlm(path))
+
+
+def summarise_mlm(item: dict[str, Any], m: Any) -> MLMSummary:
+    """:class:`MLMSummary` of an item and its validated ``MLModelProperties`` (:func:`load_mlm`)."""
+    props = item["properties"]
     inp = m.input[0]
     shape = tuple(int(s) for s in inp.input.shape)
     scaling = tuple(

@@ -12,7 +12,6 @@ test): a model that cannot run is refused with the reason, and nothing is left i
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -226,14 +225,14 @@ def add_model(
             )
         staged = tmp / "staged" / name
         shutil.copytree(src, staged, symlinks=False)
-        if (staged / "mlm.json").is_file():
+        if not has_card:  # the MLM item is the descriptor: the card derived from it (validating it) is kept
+            from rsviz.models.importers import write_card_from_mlm
+
+            write_card_from_mlm(staged, name=name, task=task)
+        elif (staged / "mlm.json").is_file():
             from rsviz.models.mlm import read_mlm
 
             read_mlm(staged / "mlm.json")  # raises naming the field to fix
-            if not has_card:
-                from rsviz.models.importers import write_card_from_mlm
-
-                write_card_from_mlm(staged, name=name, task=task)
         lm = from_pretrained(staged, "cpu", name=name)
         t0 = time.perf_counter()
         outputs = smoke_test(lm)
@@ -272,19 +271,17 @@ def add_upload(
         raise ModelFolderError(
             f"{filename}: upload a .zip of a model folder or a Deepness .onnx file (got {suffix or 'no extension'})"
         )
+    from rsviz.workspace.scene import _stream_to
+
     tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=store_dir()))
     try:
         path = tmp / (Path(filename).stem[:64] + suffix)
-        stream = io.BytesIO(data) if isinstance(data, bytes) else data
-        written = 0
-        with open(path, "wb") as f:
-            while chunk := stream.read(1 << 20):
-                written += len(chunk)
-                if written > MAX_FOLDER_BYTES:
-                    raise ModelFolderError(
-                        f"{filename} is over {MAX_FOLDER_BYTES / 1e9:.1f} GB, the largest model the store takes"
-                    )
-                f.write(chunk)
+        try:
+            _stream_to(path, data, max_bytes=MAX_FOLDER_BYTES)
+        except ValueError as exc:
+            raise ModelFolderError(
+                f"{filename} is over {MAX_FOLDER_BYTES / 1e9:.1f} GB, the largest model the store takes"
+            ) from exc
         return add_model(path, name or Path(filename).stem, replace=replace, bands=bands, task=task)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

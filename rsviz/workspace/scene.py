@@ -896,19 +896,33 @@ def _open_path(
     )
 
 
-def _stream_to(dst: Path, data: bytes | BinaryIO) -> str:
-    """Write bytes or a file-like object to ``dst`` in chunks; returns the sha256 (16 hex)."""
+def _stream_to(dst: Path, data: bytes | BinaryIO, max_bytes: int | None = None) -> str:
+    """Write bytes or a file-like object to ``dst`` in chunks; returns the sha256 (16 hex).
+
+    Raises:
+        ValueError: More than ``max_bytes`` (when given); nothing is left at ``dst``.
+    """
     h = hashlib.sha256()
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            h.update(data)
-            f.write(data)
-        else:
-            data.seek(0)
-            while chunk := data.read(1 << 22):
-                h.update(chunk)
-                f.write(chunk)
+    written = 0
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                if max_bytes is not None and len(data) > max_bytes:
+                    raise ValueError(f"{len(data)} bytes, more than {max_bytes}")
+                h.update(data)
+                f.write(data)
+            else:
+                data.seek(0)
+                while chunk := data.read(1 << 22):
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise ValueError(f"more than {max_bytes} bytes")
+                    h.update(chunk)
+                    f.write(chunk)
+    except ValueError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, dst)
     return h.hexdigest()[:16]
 

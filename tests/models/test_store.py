@@ -52,3 +52,17 @@ def test_bad_model_folders_are_refused_and_leave_nothing(tmp_path):
     with pytest.raises(ModelFolderError, match="invalid MLM descriptor: mlm:"):
         add_model(bad_mlm)
     assert _entries() == before and "broken" not in list_models()
+
+
+def test_an_upload_over_the_limit_is_refused_and_leaves_nothing(monkeypatch):
+    import io
+
+    from rsviz.models import store
+    from rsviz.models.store import add_upload
+
+    before = _entries()
+    monkeypatch.setattr(store, "MAX_FOLDER_BYTES", 10)
+    for data in (b"x" * 11, io.BytesIO(b"x" * 11)):
+        with pytest.raises(ModelFolderError, match="is over .* GB, the largest model the store takes"):
+            add_upload("big.zip", data)
+    assert _entries() == before
