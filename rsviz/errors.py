@@ -63,6 +63,10 @@ class ModelFolderError(RsvizError, ValueError):
     """A model folder is broken: ``card.json`` cut off or missing keys, or ``model.safetensors`` truncated."""
 
 
+class SplitError(RsvizError, ValueError):
+    """A data split cannot be made as asked: too few blocks for the folds, a bad block size or side."""
+
+
 class OutputPathError(RsvizError, OSError):
     """An output path cannot be written: missing or read-only folder, existing file, or the input itself."""
 

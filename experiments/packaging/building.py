@@ -43,7 +43,12 @@ SPLITS = {
     "banepa-test": ("banepa-buildings", "test"),
     "kampala-test": ("kampala-buildings", "test"),
     "joplin-ood": ("joplin-buildings", "test"),
+    "banepa-test-buffered": ("banepa-buildings", "test"),
 }
+
+#: Splits scored with the blocked-CV buffer: footprints cut by an edge shared with a chip of another split
+#: (their other part is in train or val) are left out (:func:`rsviz.datasets.buildings.scoring_valid`).
+BUFFERED = ("banepa-test-buffered",)
 
 #: Objects under this many pixels are not counted on either side of object F1: the protocol of every
 #: card figure, of the post-processing choice and of checkpoint selection by val object F1.
@@ -189,11 +194,15 @@ def evaluate_building(
     pixel metrics from one confusion matrix, object counts summed, boundary F1 and reconstruction
     figures means over images. Returns the pooled values plus ``images``.
     """
+    from rsviz.datasets.buildings import scoring_valid, split_groups
+
     ds, sp = SPLITS[split]
-    results = [
-        evaluate_sample(lm.card, p.heads, s, task=Task.BUILDINGS, min_area_px=MIN_OBJECT_PX)
-        for s, p in _predictions(lm, ds, sp, tile, overlap, tta)
-    ]
+    groups = split_groups() if split in BUFFERED else None
+    results = []
+    for s, p in _predictions(lm, ds, sp, tile, overlap, tta):
+        if groups is not None:
+            s.valid = scoring_valid(s, groups)[0]
+        results.append(evaluate_sample(lm.card, p.heads, s, task=Task.BUILDINGS, min_area_px=MIN_OBJECT_PX))
     r = pool(results)
     from experiments.packaging.figures import card_figures
 

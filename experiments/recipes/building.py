@@ -30,15 +30,17 @@ from experiments.recipes.common import (
     augment,
     init_log_vars,
     load_init,
+    log_uniform,
     mixed_precision,
     optimise,
     save_weights,
+    scaled_crop,
     start_run,
     swa_lr_lambda,
 )
-from rsviz.datasets.buildings import banepa_scenes, kampala_scenes
+from rsviz.datasets.buildings import banepa_scenes, building_cv_folds, grid_cell, kampala_scenes
 from rsviz.errors import unknown_name
-from rsviz.labels import contact_mask
+from rsviz.labels import contact_mask, edges_from_mask
 from rsviz.models.architectures import build_model
 from rsviz.models.losses import UncertaintyWeightedLoss, soft_dice_loss
 from rsviz.postprocess import InstanceSettings, instances_for
@@ -77,16 +79,40 @@ DEFAULTS: dict[str, Any] = {
     # with a "contact_px" window): 0 leaves the boundary loss unweighted
     "contact_weight": 0.0,
     "contact_px": 5,
+    # scale augmentation: each crop rescaled by a factor drawn log-uniformly from [lo, hi] (0.25-2: the
+    # 0.15 m chips seen at 0.6-0.075 m GSD); null: off
+    "scale": None,
+    # probability of a grey (panchromatic-looking, BT.601 luma) crop; 0: off
+    "grey": 0.0,
+    # blocked cross-validation ({"k", "fold", "block", "seed"}, rsviz.datasets.buildings.building_cv_folds):
+    # train on the train + val chips of the other folds, log the held-out fold as "val" (select_by "last"
+    # keeps the last step: nothing is chosen on the held-out fold); null: the fixed train / val splits
+    "cv": None,
 }
-SELECT = ("val_iou", "val_object_f1")
+SELECT = ("val_iou", "val_object_f1", "last")
 
 
-def _load_split(split: str, zoom: int) -> list[tuple]:
-    """``(image, mask, edges, valid, instances)`` per scene of ``split`` (Banepa and Kampala);
-    ``instances`` is the ground-truth instance map (one id per footprint)."""
+def cv_refs(cv: dict[str, Any], held_out: bool, zoom: int = 20) -> list:
+    """The Banepa and Kampala chips of a CV fold (``held_out``) or of the other folds (the training set)."""
+    folds = building_cv_folds(int(cv["k"]), int(cv.get("block", 2)), int(cv.get("seed", 0)), zoom)
     out = []
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
-        if ref.split != split:
+        if ref.split not in ("train", "val"):
+            continue
+        city, cell = grid_cell(ref)
+        if (folds[city].fold[cell] == int(cv["fold"])) == held_out:
+            out.append(ref)
+    return out
+
+
+def _load_split(split: str, zoom: int, cv: dict[str, Any] | None = None) -> list[tuple]:
+    """``(image, mask, edges, valid, instances)`` per scene of ``split`` (Banepa and Kampala);
+    ``instances`` is the ground-truth instance map (one id per footprint). With ``cv``, ``train`` is the
+    other folds' chips and ``val`` the held-out fold's (:func:`cv_refs`)."""
+    out = []
+    refs = cv_refs(cv, split == "val", zoom) if cv else [*banepa_scenes(), *kampala_scenes(zoom)]
+    for ref in refs:
+        if not cv and ref.split != split:
             continue
         s = ref.load()
         out.append(
@@ -101,12 +127,27 @@ def _load_split(split: str, zoom: int) -> list[tuple]:
     return out
 
 
-def _batch(data, rng, crop, bs, colour, contact_px: int = 0):
+def _scaled_sample(img, v, inst, crop, factor, rng):
+    """A crop rescaled by ``factor`` (:func:`scaled_crop`), its footprint and edge targets recomputed from the
+    resampled instances (edges stay 3 px wide at the new scale); padding is invalid."""
+    x, (inst2, v2), inside = scaled_crop(img, [inst, v], crop, factor, rng)
+    return x, (inst2 > 0).astype(np.uint8), edges_from_mask(inst2), v2.astype(bool) & inside, inst2
+
+
+def _batch(data, rng, crop, bs, colour, contact_px: int = 0, scale=None, grey: float = 0.0):
     """``(x, mask, edges, valid, contact)`` tensors ``(B, C, crop, crop)`` of random augmented crops;
-    ``contact`` (float 0/1, :func:`rsviz.labels.contact_mask`) is all zero unless ``contact_px`` > 0."""
+    ``contact`` (float 0/1, :func:`rsviz.labels.contact_mask`) is all zero unless ``contact_px`` > 0.
+    ``scale`` ``[lo, hi]`` rescales each crop by a log-uniform factor (GSD augmentation); ``grey`` is the
+    probability of a panchromatic-looking crop. Neither draws from ``rng`` when off."""
     xs, ys, es, vs, cs = [], [], [], [], []
     for _ in range(bs):
         img, m, e, v, inst = data[int(rng.integers(len(data)))]
+        if scale:
+            x0, m2, e2, v2, inst2 = _scaled_sample(img, v, inst, crop, log_uniform(rng, *scale), rng)
+            c = contact_mask(inst2, contact_px) if contact_px else np.zeros((crop, crop), bool)
+            x, (m2, e2, v2, c2) = augment(x0, [m2, e2, v2, c], rng, colour, grey)
+            xs.append(x), ys.append(m2), es.append(e2), vs.append(v2), cs.append(c2)
+            continue
         h, w = m.shape
         ch, cw = min(crop, h), min(crop, w)
         r0, c0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
@@ -117,7 +158,7 @@ def _batch(data, rng, crop, bs, colour, contact_px: int = 0):
         x0 = np.pad(img[(slice(None), *sl)], ((0, 0), *pad), mode="reflect" if ch > 1 and cw > 1 else "edge")
         c = contact_mask(inst[sl], contact_px) if contact_px and inst is not None else np.zeros((ch, cw), bool)
         x, (m2, e2, v2, c2) = augment(
-            x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad), np.pad(c, pad)], rng, colour
+            x0, [np.pad(m[sl], pad), np.pad(e[sl], pad), np.pad(v[sl], pad), np.pad(c, pad)], rng, colour, grey
         )
         xs.append(x), ys.append(m2), es.append(e2), vs.append(v2), cs.append(c2)
     x = (np.stack(xs) - MEAN) / STD
@@ -213,8 +254,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     if select not in SELECT:
         raise unknown_name("select_by", select, SELECT)
     pp = InstanceSettings.from_dict(cfg["postprocess"]) if select == "val_object_f1" else None
-    train_data = _load_split("train", cfg["kampala_zoom"])
-    val_data = _load_split("val", cfg["kampala_zoom"])
+    train_data = _load_split("train", cfg["kampala_zoom"], cfg["cv"])
+    val_data = _load_split("val", cfg["kampala_zoom"], cfg["cv"])
     log = CurveLogger(out)
     best, t0 = -1.0, time.time()
     pos_w = torch.tensor([cfg["edge_pos_weight"]], device=device)
@@ -229,6 +270,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
                 cfg["batch_size"],
                 cfg["colour_jitter"],
                 int(cfg["contact_px"]) if cfg["contact_weight"] else 0,
+                cfg["scale"],
+                float(cfg["grey"]),
             )
         )
         with amp():
@@ -259,7 +302,9 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
             log.log(row)
             run = {}
             print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-            if swa is None and row[select] > best:
+            if swa is None and select == "last" and step == int(cfg["steps"]):
+                _save_checkpoint(out, net, {**_validated(row, step, select, pp), "last_step": step}, weighting, tasks)
+            elif swa is None and select != "last" and row[select] > best:
                 best = row[select]
                 _save_checkpoint(out, net, _validated(row, step, select, pp), weighting, tasks)
     log.plot()

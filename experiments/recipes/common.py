@@ -159,14 +159,18 @@ def tta_note(tta: bool, chosen_by: str) -> str:
     )
 
 
-def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2):
-    """Random flip / rot90 (image and targets alike) and colour jitter (image only).
+def augment(
+    img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator, colour: float = 0.2, grey: float = 0.0
+):
+    """Random flip / rot90 (image and targets alike), colour jitter and grey conversion (image only).
 
     Args:
         img: ``(C, H, W)`` float32 in [0, 1].
         targets: list of ``(H, W)`` arrays.
         rng: NumPy generator.
         colour: Max relative brightness / contrast / saturation change.
+        grey: Probability of replacing the first three bands (RGB) by their luma (ITU-R BT.601 weights),
+            as a panchromatic image would look; 0 draws nothing from ``rng`` (earlier runs replay).
 
     Returns:
         ``(img, targets)`` augmented copies.
@@ -187,10 +191,63 @@ def augment(img: np.ndarray, targets: list[np.ndarray], rng: np.random.Generator
         mean = img.mean()
         img = (img - mean) * c + mean * b
         if img.shape[0] >= 3:
-            grey = img[:3].mean(0, keepdims=True)
-            img[:3] = grey + (img[:3] - grey) * s
+            g = img[:3].mean(0, keepdims=True)
+            img[:3] = g + (img[:3] - g) * s
         img = np.clip(img, 0, 1)
+    if grey > 0 and img.shape[0] >= 3 and rng.random() < grey:
+        img = np.array(img, dtype=np.float32)
+        img[:3] = np.tensordot(LUMA, img[:3], axes=1)[None]
     return np.ascontiguousarray(img, dtype=np.float32), targets
+
+
+#: ITU-R BT.601 luma weights of R, G, B
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A factor drawn log-uniformly from ``[lo, hi]`` (as likely to halve as to double)."""
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def scaled_crop(
+    img: np.ndarray, layers: list[np.ndarray], crop: int, factor: float, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """A random window of ``img`` rescaled by ``factor`` into a ``crop x crop`` training crop.
+
+    ``factor`` < 1 zooms out (a coarser GSD: a window of ``crop / factor`` pixels shrinks into the crop),
+    > 1 zooms in. When the window would exceed the image, the whole image side is taken and the crop is
+    padded; ``inside`` marks the pixels that come from the image.
+
+    Args:
+        img: ``(C, H, W)`` float32 image in [0, 1].
+        layers: ``(H, W)`` label layers (class or instance ids), resampled nearest.
+        crop: Output side in pixels.
+        factor: Scale factor in (0, inf), e.g. from :func:`log_uniform` over ``[0.25, 2]``.
+        rng: NumPy generator (window position).
+
+    Returns:
+        ``(img, layers, inside)``: ``(C, crop, crop)`` float32 (bilinear, antialiased when shrinking; padding
+        reflected), ``(crop, crop)`` layers in their dtypes (padding 0) and ``(crop, crop)`` bool.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    _, h, w = img.shape
+    win = max(1, round(crop / factor))
+    wh, ww = min(win, h), min(win, w)
+    r0, c0 = int(rng.integers(h - wh + 1)), int(rng.integers(w - ww + 1))
+    oh, ow = min(crop, max(2, round(wh * factor))), min(crop, max(2, round(ww * factor)))
+    x = torch.from_numpy(np.ascontiguousarray(img[:, r0 : r0 + wh, c0 : c0 + ww]))[None]
+    x = F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=False, antialias=factor < 1)[0].numpy()
+    pad = ((0, crop - oh), (0, crop - ow))
+    out_img = np.pad(x, ((0, 0), *pad), mode="reflect" if oh > crop - oh and ow > crop - ow else "edge")
+    out_layers = []
+    for a in layers:
+        t = torch.from_numpy(np.ascontiguousarray(a[r0 : r0 + wh, c0 : c0 + ww]).astype(np.float32))[None, None]
+        r = F.interpolate(t, size=(oh, ow), mode="nearest-exact")[0, 0].numpy().astype(a.dtype)
+        out_layers.append(np.pad(r, pad))
+    inside = np.pad(np.ones((oh, ow), bool), pad)
+    return np.ascontiguousarray(out_img, dtype=np.float32), out_layers, inside
 
 
 class CurveLogger:

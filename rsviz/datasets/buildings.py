@@ -18,6 +18,11 @@ Split rules (fixed, spatially disjoint; tile indices are XYZ at the stated zoom)
   (20 tiles) *train*. Zoom 19 / 21 versions of the same ground follow the same rule by
   their zoom-20 parent tile.
 * **Joplin**, **Tanzania**, **Austin**: *test* only (out-of-domain checks).
+
+Cross-validation (:func:`building_cv_folds`): the labelled train and val chips of Banepa and Kampala
+(40 + 24) are dealt to k folds by 2 x 2 blocks of neighbouring chips, each city on its own grid; the test
+blocks above stay untouched. :func:`scoring_valid` drops from scoring the footprints cut by an edge
+shared with a chip of another fold or split (:mod:`rsviz.evaluation.blocks`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from rasterio.transform import from_bounds
 
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
+from rsviz.evaluation.blocks import BlockFolds, block_folds, buffered_valid, cut_sides
 from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
 from rsviz.labels import edges_from_mask, rasterize_instances, read_geojson_features, threshold_mask
 from rsviz.raster import read_raster
@@ -243,6 +249,70 @@ def tanzania_austin_scenes() -> list[SceneRef]:
     ]
 
 
+def grid_cell(ref: SceneRef | Sample) -> tuple[str, tuple[int, int]]:
+    """``(city, (x, y))`` of a Banepa (zoom 19) or Kampala chip (its zoom-20 tile) on its city's grid.
+
+    Args:
+        ref: The chip's :class:`SceneRef` or loaded :class:`Sample` (its ``dataset`` and ``id``).
+
+    Raises:
+        ValueError: If the scene is not a Banepa or Kampala chip.
+    """
+    x, y, z = parse_oam_tile_name(ref.id)
+    if ref.dataset == BANEPA:
+        return "banepa", (x, y)
+    if ref.dataset == KAMPALA:
+        return "kampala", ((x >> (z - 20), y >> (z - 20)) if z >= 20 else (x << (20 - z), y << (20 - z)))
+    raise ValueError(f"{ref.dataset}/{ref.id} is not a Banepa or Kampala chip; CV folds cover those two")
+
+
+def building_cv_folds(k: int = 4, block: int = 2, seed: int = 0, zoom: int = 20) -> dict[str, BlockFolds]:
+    """Blocked k-fold split of the labelled Banepa and Kampala train + val chips, per city.
+
+    Args:
+        k: Folds per city.
+        block: Block side in chips.
+        seed: Seed of the block shuffle (:func:`rsviz.evaluation.blocks.block_folds`).
+        zoom: Kampala zoom the scenes are listed at (the grid is always zoom 20).
+
+    Returns:
+        ``{"banepa": BlockFolds, "kampala": BlockFolds}``; test chips are in neither.
+    """
+    cells: dict[str, list[tuple[int, int]]] = {"banepa": [], "kampala": []}
+    for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
+        if ref.split in ("train", "val"):
+            city, cell = grid_cell(ref)
+            cells[city].append(cell)
+    return {city: block_folds(c, k, block, seed) for city, c in cells.items()}
+
+
+def scoring_valid(sample: Sample, group: dict[str, dict[tuple[int, int], object]]) -> tuple[np.ndarray, int]:
+    """The sample's valid mask less the footprints cut by an edge shared with a chip of another group.
+
+    Args:
+        sample: A loaded Banepa or Kampala chip (``targets["instances"]`` needed).
+        group: ``{city: {cell: group}}`` of every labelled chip that matters (a fold index, or a split
+            name); chips absent from it are not neighbours.
+
+    Returns:
+        ``(valid, n_dropped)`` of :func:`rsviz.evaluation.blocks.buffered_valid`.
+    """
+    city, cell = grid_cell(sample)
+    sides = cut_sides(cell, group[city]) if cell in group[city] else ()
+    valid = sample.valid.astype(bool) if sample.valid is not None else np.ones(sample.image.shape[1:], bool)
+    return buffered_valid(sample.targets["instances"], valid, sides)
+
+
+def split_groups(zoom: int = 20) -> dict[str, dict[tuple[int, int], object]]:
+    """``{city: {cell: split}}`` of every labelled Banepa and Kampala chip (for buffering the test blocks)."""
+    out: dict[str, dict[tuple[int, int], object]] = {"banepa": {}, "kampala": {}}
+    for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
+        if ref.split != "predict":
+            city, cell = grid_cell(ref)
+            out[city][cell] = ref.split
+    return out
+
+
 def stack_counts(scenes: list[SceneRef]) -> dict[str, int]:
     """Number of scenes per split."""
     out: dict[str, int] = {}
@@ -258,6 +328,10 @@ __all__ = [
     "joplin_scenes",
     "tanzania_austin_scenes",
     "banepa_split",
+    "building_cv_folds",
+    "grid_cell",
+    "scoring_valid",
+    "split_groups",
     "kampala_split",
     "stack_counts",
     "np",

@@ -1,0 +1,282 @@
+"""Spatially blocked k-fold cross-validation of the building recipe (issue #23).
+
+The labelled train and val chips of Banepa (40) and Kampala (24) are dealt to ``k`` folds by 2 x 2 blocks of
+neighbouring chips (:func:`rsviz.datasets.buildings.building_cv_folds`); the test blocks of each city are
+never read. For each fold a model is trained on the other folds (the recipe's ``cv`` option, last step kept)
+and predicts the held-out chips; every chip's pixel and object counts are written to ``oof.csv``. Footprints
+cut by an edge shared with a chip of another fold are dropped from scoring
+(:func:`rsviz.datasets.buildings.scoring_valid`): their other part was in the training data.
+
+Instances come from the bundled ``building-mtl`` card's post-processing (fixed before any fold ran), so
+two recipes differ only in training. Out-of-fold figures pool every chip once; intervals and the paired
+rule resample chips (:mod:`rsviz.evaluation.bootstrap`).
+
+Run: ``rsviz cv run CONFIG --out runs/cv/NAME [--k 4] [--set steps=400 crop=192]`` then
+``rsviz cv compare runs/cv/BASE runs/cv/CANDIDATE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the out-of-fold table's columns
+OOF_NAME = "oof.csv"
+
+
+@dataclass(frozen=True)
+class ChipScore:
+    """Counts of one held-out chip.
+
+    Attributes:
+        chip: Scene id (``OAM-x-y-z``).
+        city: ``banepa`` or ``kampala``.
+        fold: Fold the chip was held out in.
+        tp: Footprint pixels predicted as building (valid pixels only), and likewise ``fp`` / ``fn``.
+        obj_tp: Predicted instances matched to a footprint at IoU >= 0.5, and likewise ``obj_fp`` / ``obj_fn``.
+        dropped: Footprints cut by a fold edge, left out of scoring.
+    """
+
+    chip: str
+    city: str
+    fold: int
+    tp: int
+    fp: int
+    fn: int
+    obj_tp: int
+    obj_fp: int
+    obj_fn: int
+    dropped: int
+
+
+def _net(run_dir: Path):
+    import torch
+    from safetensors.torch import load_file
+
+    from rsviz.models.architectures import build_model
+
+    net = build_model(json.loads((run_dir / "config.json").read_text()))
+    net.load_state_dict(load_file(str(run_dir / "best.safetensors")))
+    return net.eval().to(torch.device("cpu"))
+
+
+def score_fold(run_dir: Path, cv: dict[str, Any], settings: dict[str, Any], zoom: int = 20) -> list[ChipScore]:
+    """Predict and score the held-out chips of one fold's run.
+
+    Args:
+        run_dir: The fold's training run (``config.json``, ``best.safetensors``).
+        cv: The fold's ``{"k", "fold", "block", "seed"}``.
+        settings: Building-instance post-processing (a card's ``postprocess.instances``).
+        zoom: Kampala zoom.
+
+    Returns:
+        One :class:`ChipScore` per held-out chip.
+    """
+    import torch
+
+    from experiments.packaging.building import object_scores
+    from experiments.recipes.building import cv_refs
+    from experiments.recipes.common import MEAN, STD
+    from rsviz.datasets.buildings import building_cv_folds, grid_cell, scoring_valid
+    from rsviz.postprocess import instances_for
+
+    folds = building_cv_folds(int(cv["k"]), int(cv.get("block", 2)), int(cv.get("seed", 0)), zoom)
+    groups = {city: dict(f.fold) for city, f in folds.items()}
+    net = _net(run_dir)
+    out = []
+    for ref in cv_refs(cv, True, zoom):
+        s = ref.load()
+        img = s.image[:3].astype(np.float32) / 255.0
+        with torch.no_grad():
+            o = net(torch.from_numpy(((img - MEAN) / STD)[None].astype(np.float32)))
+        heads = {"probs": torch.sigmoid(o["seg"][0]).float().numpy()}
+        if "edge" in o:
+            heads["edge"] = torch.sigmoid(o["edge"][0, 0]).float().numpy()
+        valid, dropped = scoring_valid(s, groups)
+        t = s.targets["buildings"].astype(bool)
+        p = heads["probs"][0] > float(settings.get("threshold", 0.5))
+        sc, _ = object_scores(instances_for(heads, settings), t, s.targets["instances"], valid)
+        out.append(
+            ChipScore(
+                ref.id,
+                grid_cell(ref)[0],
+                int(cv["fold"]),
+                int((p & t & valid).sum()),
+                int((p & ~t & valid).sum()),
+                int((~p & t & valid).sum()),
+                int(sc["tp"]),
+                int(sc["fp"]),
+                int(sc["fn"]),
+                dropped,
+            )
+        )
+    return out
+
+
+def write_oof(rows: list[ChipScore], path: Path) -> Path:
+    """Write the out-of-fold table (one row per chip, sorted by chip id)."""
+    names = [f.name for f in fields(ChipScore)]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, names)
+        w.writeheader()
+        for r in sorted(rows, key=lambda r: r.chip):
+            w.writerow(asdict(r))
+    return path
+
+
+def read_oof(path: Path) -> list[ChipScore]:
+    """Read an ``oof.csv`` back (the cross-validation folder or the file itself)."""
+    path = path / OOF_NAME if path.is_dir() else path
+    with path.open() as f:
+        return [
+            ChipScore(**{k: (v if k in ("chip", "city") else int(v)) for k, v in row.items()})
+            for row in csv.DictReader(f)
+        ]
+
+
+def _iou(c: np.ndarray) -> float:
+    tp, fp, fn = c.sum(0)
+    return float(tp / max(tp + fp + fn, 1))
+
+
+def _f1(c: np.ndarray) -> float:
+    tp, fp, fn = c.sum(0)
+    return float(2 * tp / max(2 * tp + fp + fn, 1))
+
+
+#: pooled figures of the OOF table: name -> (columns, statistic)
+FIGURES = {"iou": (("tp", "fp", "fn"), _iou), "object_f1": (("obj_tp", "obj_fp", "obj_fn"), _f1)}
+
+
+def _counts(rows: list[ChipScore], cols: tuple[str, ...]) -> np.ndarray:
+    return np.array([[getattr(r, c) for c in cols] for r in rows], float).reshape(len(rows), len(cols))
+
+
+def summarise(rows: list[ChipScore], *, n: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Pooled out-of-fold IoU and object F1@0.5 per city and overall, with 95 % chip-bootstrap intervals.
+
+    Returns:
+        ``{scope: {"chips", "dropped", figure: value, f"{figure}_ci95": [lo, hi]}}`` for scopes ``all``,
+        ``banepa``, ``kampala``.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for scope in ("all", "banepa", "kampala"):
+        sel = [r for r in rows if scope in ("all", r.city)]
+        if not sel:
+            continue
+        d: dict[str, Any] = {"chips": len(sel), "dropped": sum(r.dropped for r in sel)}
+        idx = rng.integers(len(sel), size=(n, len(sel)))
+        for name, (cols, stat) in FIGURES.items():
+            c = _counts(sel, cols)
+            draws = np.array([stat(c[i]) for i in idx])
+            d[name] = stat(c)
+            d[f"{name}_ci95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+        out[scope] = d
+    return out
+
+
+def compare(base: list[ChipScore], cand: list[ChipScore], *, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Paired chip bootstrap of a candidate recipe against a base recipe on the pooled out-of-fold chips.
+
+    Returns:
+        ``{figure: {"base", "candidate", "p_better", "replace"}}``; ``replace`` applies the
+        :data:`experiments.selection.REPLACE_P` rule.
+
+    Raises:
+        ValueError: If the two tables do not hold the same chips.
+    """
+    from experiments.selection import REPLACE_P
+    from rsviz.evaluation.bootstrap import p_better
+
+    a, b = sorted(base, key=lambda r: r.chip), sorted(cand, key=lambda r: r.chip)
+    if [r.chip for r in a] != [r.chip for r in b]:
+        raise ValueError("the two out-of-fold tables hold different chips; run both with the same k, block and seed")
+    out = {}
+    for name, (cols, stat) in FIGURES.items():
+        ca, cb = _counts(a, cols), _counts(b, cols)
+        p = p_better(ca, cb, stat, n=n, seed=seed)
+        out[name] = {"base": stat(ca), "candidate": stat(cb), "p_better": p, "replace": p >= REPLACE_P}
+    return out
+
+
+def run(config: str, out: Path, *, k: int = 4, block: int = 2, seed: int = 0, folds=None, overrides=None) -> Path:
+    """Train and score every fold of a recipe config; write ``oof.csv`` and ``summary.json`` into ``out``.
+
+    Args:
+        config: Recipe config (``experiments/configs/*.json``; its ``name`` picks the building recipe).
+        out: Output folder; fold runs go to ``out/fold{i}``. A fold whose run already has weights is scored,
+            not retrained.
+        k: Folds. ``block``, ``seed``: see :func:`rsviz.datasets.buildings.building_cv_folds`.
+        folds: Fold indices to run (default: all).
+        overrides: Recipe settings applied on top of ``config`` (e.g. a smaller CV budget).
+
+    Returns:
+        ``out``.
+    """
+    from experiments.recipes.building import train
+    from rsviz.resources import weights_dir
+
+    settings = json.loads((weights_dir() / "building-mtl" / "card.json").read_text())["postprocess"]["instances"]
+    out.mkdir(parents=True, exist_ok=True)
+    todo = list(range(k) if folds is None else folds)
+    # rows of folds scored by an earlier call (``--fold`` one at a time) are kept
+    rows = [r for r in read_oof(out) if r.fold not in todo] if (out / OOF_NAME).exists() else []
+    for fold in todo:
+        cv = {"k": k, "fold": fold, "block": block, "seed": seed}
+        run_dir = out / f"fold{fold}"
+        if not (run_dir / "best.safetensors").exists():
+            o = dict(overrides or {})
+            steps = int(o.get("steps", json.loads(Path(config).read_text()).get("steps", 1000)))
+            train(config, {**o, "cv": cv, "out": str(run_dir), "select_by": "last", "val_every": steps})
+        rows += score_fold(run_dir, cv, settings)
+        write_oof(rows, out / OOF_NAME)
+    (out / "summary.json").write_text(
+        json.dumps({"k": k, "block": block, "seed": seed, "overrides": overrides, **summarise(rows)}, indent=1)
+    )
+    return out
+
+
+def _value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rsviz cv run CONFIG --out DIR`` / ``rsviz cv compare BASE CANDIDATE``."""
+    ap = argparse.ArgumentParser(prog="rsviz cv", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train and score every fold; writes oof.csv and summary.json")
+    r.add_argument("config")
+    r.add_argument("--out", required=True, type=Path)
+    r.add_argument("--k", type=int, default=4)
+    r.add_argument("--block", type=int, default=2)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--fold", type=int, action="append", help="run only this fold (repeatable)")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="recipe overrides, e.g. steps=400")
+    c = sub.add_parser("compare", help="paired bootstrap of two CV folders' out-of-fold chips")
+    c.add_argument("base", type=Path)
+    c.add_argument("candidate", type=Path)
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        bad = [s for s in a.set if "=" not in s]
+        if bad:
+            ap.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+        o = {s.split("=", 1)[0]: _value(s.split("=", 1)[1]) for s in a.set}
+        out = run(a.config, a.out, k=a.k, block=a.block, seed=a.seed, folds=a.fold, overrides=o)
+        print((out / "summary.json").read_text())
+    else:
+        print(json.dumps(compare(read_oof(a.base), read_oof(a.candidate)), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
