@@ -1,4 +1,4 @@
-"""The experiment commands of the ``rsviz`` CLI: ``train``, ``package``, ``select``, ``promote``.
+"""The experiment commands of the ``rsviz`` CLI: ``train``, ``package``, ``cv``, ``select``, ``promote``.
 
 They live beside the library, not in it: :mod:`rsviz.cli` finds them through the ``rsviz.commands``
 entry-point group that ``pyproject.toml`` declares, so the library never imports this package.
@@ -72,6 +72,23 @@ def add_package(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", help=", ".join(PACKAGERS))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the packager's own arguments")
     p.set_defaults(func=_package)
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from experiments.cv import main
+
+    return main(args.rest)
+
+
+def add_cv(sub: argparse._SubParsersAction) -> None:
+    """``rsviz cv run CONFIG --out DIR`` / ``rsviz cv compare BASE CANDIDATE``: blocked k-fold cross-validation."""
+    p = sub.add_parser(
+        "cv",
+        help="blocked k-fold cross-validation of the building recipe (experiments/cv.py)",
+        description="rsviz cv run CONFIG --out DIR [--k 4] [--set KEY=JSON ...] | rsviz cv compare BASE CANDIDATE",
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="run ... or compare ... (rsviz cv run --help)")
+    p.set_defaults(func=_cv)
 
 
 def _select(args: argparse.Namespace) -> int:

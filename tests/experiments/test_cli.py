@@ -14,13 +14,24 @@ from rsviz.models.api import BUNDLED_DIR
 
 def test_every_command_is_under_one_cli():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert {"data", "models", "predict", "evaluate", "train", "package", "select", "promote"} <= set(sub.choices)
+    assert {"data", "models", "predict", "evaluate", "train", "package", "cv", "select", "promote"} <= set(sub.choices)
 
 
 def test_console_script_and_module_are_the_same_program():
     a = subprocess.run(["rsviz", "--help"], capture_output=True, text=True)
     b = subprocess.run([sys.executable, "-m", "rsviz", "--help"], capture_output=True, text=True)
     assert a.returncode == b.returncode == 0 and "promote" in a.stdout and a.stdout == b.stdout
+
+
+def test_cv_run_needs_out_and_key_value_overrides(capsys):
+    from rsviz.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["cv", "run", "experiments/configs/building-mtl.json"])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["cv", "run", "experiments/configs/building-mtl.json", "--out", "runs/x", "--set", "steps"])
+    assert e.value.code == 2 and "KEY=VALUE, got 'steps'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["building", "semantic", "height", "s2", "refresh"])
