@@ -22,7 +22,7 @@ Split rules (fixed, spatially disjoint; tile indices are XYZ at the stated zoom)
 Cross-validation (:func:`building_cv_folds`): the labelled train and val chips of Banepa and Kampala
 (40 + 24) are dealt to k folds by 2 x 2 blocks of neighbouring chips, each city on its own grid; the test
 blocks above stay untouched. :func:`scoring_valid` drops from scoring the footprints cut by an edge
-shared with a chip of another fold or split (:mod:`rsviz.evaluation.blocks`).
+shared with a chip of another fold or split (:mod:`rsviz.datasets.blocks`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from rasterio.transform import from_bounds
 
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
-from rsviz.evaluation.blocks import BlockFolds, block_folds, buffered_valid, cut_sides
+from rsviz.datasets.blocks import BlockFolds, block_folds, buffered_valid, cut_sides
 from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
 from rsviz.labels import edges_from_mask, rasterize_instances, read_geojson_features, threshold_mask
 from rsviz.raster import read_raster
@@ -272,7 +272,7 @@ def building_cv_folds(k: int = 4, block: int = 2, seed: int = 0, zoom: int = 20)
     Args:
         k: Folds per city.
         block: Block side in chips.
-        seed: Seed of the block shuffle (:func:`rsviz.evaluation.blocks.block_folds`).
+        seed: Seed of the block shuffle (:func:`rsviz.datasets.blocks.block_folds`).
         zoom: Kampala zoom the scenes are listed at (the grid is always zoom 20).
 
     Returns:
@@ -295,7 +295,7 @@ def scoring_valid(sample: Sample, group: dict[str, dict[tuple[int, int], object]
             name); chips absent from it are not neighbours.
 
     Returns:
-        ``(valid, n_dropped)`` of :func:`rsviz.evaluation.blocks.buffered_valid`.
+        ``(valid, n_dropped)`` of :func:`rsviz.datasets.blocks.buffered_valid`.
     """
     city, cell = grid_cell(sample)
     sides = cut_sides(cell, group[city]) if cell in group[city] else ()

@@ -1,4 +1,4 @@
-"""Blocked k-fold assignment and the cut-footprint buffer (rsviz.evaluation.blocks)."""
+"""Blocked k-fold assignment and the cut-footprint buffer (rsviz.datasets.blocks)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rsviz.errors import SplitError
-from rsviz.evaluation.blocks import block_folds, buffered_valid, cut_footprints, cut_sides
+from rsviz.datasets.blocks import block_folds, buffered_valid, cut_footprints, cut_sides
 
 GRID = [(x, y) for x in range(10, 16) for y in range(20, 28)]  # 6 x 8 cells
 
