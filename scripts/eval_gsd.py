@@ -43,7 +43,9 @@ def cpu_name() -> str:
                     break
     except OSError:
         pass
-    return f"{name}, {'AVX-512 BF16' if 'avx512_bf16' in flags else 'AVX2 only'}"
+    words = flags.split()
+    isa = "AVX-512 BF16" if "avx512_bf16" in words else "AVX-512, no BF16" if "avx512f" in words else "AVX2 only"
+    return f"{name}, {isa}"
 
 
 def main() -> None:

@@ -75,8 +75,7 @@ def main() -> None:
                     pooled = _figures([r for res in per_model for r in res])
                     each = [_figures(res) for res in per_model]
                     cells[match] = [
-                        f"{pooled[i]:.3f} ({min(e[i] for e in each):.3f}-{max(e[i] for e in each):.3f})"
-                        for i in (0, 1)
+                        f"{pooled[i]:.3f} ({min(e[i] for e in each):.3f}-{max(e[i] for e in each):.3f})" for i in (0, 1)
                     ]
                 resampled = cells.get(True, ["—", "—"])
                 print(
