@@ -19,6 +19,12 @@ def _building_seg(config: str | None):
     )
 
 
+def _building_mim(config: str | None):
+    from experiments.recipes.pretrain import train
+
+    return train(config, None)
+
+
 def _s2(variant: str):
     def run(config: str | None):
         from experiments.recipes.s2 import train
@@ -46,6 +52,7 @@ def _semantic(recipe: str):
 RECIPES: dict[str, Callable[[str | None], object]] = {
     "building-mtl": _building_mtl,
     "building-seg": _building_seg,
+    "building-mim": _building_mim,  # self-supervised pretraining (masked-image reconstruction), an init
     "s2-resize": _s2("resize"),
     "s2-intermediate": _s2("intermediate"),
     "s2-late": _s2("late"),

@@ -290,7 +290,9 @@ class CurveLogger:
             ax = b if k.startswith("val_") else a
             ax.plot(*zip(*pts, strict=False), label=k)
         a.set_xlabel("step"), a.set_title("training losses / task weights"), a.legend(fontsize=7), a.set_yscale("log")
-        b.set_xlabel("step"), b.set_title("validation"), b.legend(fontsize=7)
+        b.set_xlabel("step"), b.set_title("validation")
+        if b.lines:
+            b.legend(fontsize=7)
         fig.tight_layout()
         out = self.path.with_suffix(".png")
         fig.savefig(out, dpi=100)

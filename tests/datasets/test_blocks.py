@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rsviz.errors import SplitError
 from rsviz.datasets.blocks import block_folds, buffered_valid, cut_footprints, cut_sides
+from rsviz.errors import SplitError
 
 GRID = [(x, y) for x in range(10, 16) for y in range(20, 28)]  # 6 x 8 cells
 
