@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from rsviz.evaluation.bootstrap import pooled_f1
+
 #: the out-of-fold table's columns
 OOF_NAME = "oof.csv"
 
@@ -145,13 +147,8 @@ def _iou(c: np.ndarray) -> float:
     return float(tp / max(tp + fp + fn, 1))
 
 
-def _f1(c: np.ndarray) -> float:
-    tp, fp, fn = c.sum(0)
-    return float(2 * tp / max(2 * tp + fp + fn, 1))
-
-
 #: pooled figures of the OOF table: name -> (columns, statistic)
-FIGURES = {"iou": (("tp", "fp", "fn"), _iou), "object_f1": (("obj_tp", "obj_fp", "obj_fn"), _f1)}
+FIGURES = {"iou": (("tp", "fp", "fn"), _iou), "object_f1": (("obj_tp", "obj_fp", "obj_fn"), pooled_f1)}
 
 
 def _counts(rows: list[ChipScore], cols: tuple[str, ...]) -> np.ndarray:
