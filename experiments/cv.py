@@ -43,6 +43,7 @@ class ChipScore:
         tp: Footprint pixels predicted as building (valid pixels only), and likewise ``fp`` / ``fn``.
         obj_tp: Predicted instances matched to a footprint at IoU >= 0.5, and likewise ``obj_fp`` / ``obj_fn``.
         dropped: Footprints cut by a fold edge, left out of scoring.
+        valid_px: Pixels scored (valid, less the dropped footprints); 0 in tables written before it was kept.
     """
 
     chip: str
@@ -55,6 +56,7 @@ class ChipScore:
     obj_fp: int
     obj_fn: int
     dropped: int
+    valid_px: int = 0
 
 
 def _net(run_dir: Path):
@@ -116,6 +118,7 @@ def score_fold(run_dir: Path, cv: dict[str, Any], settings: dict[str, Any], zoom
                 int(sc["fp"]),
                 int(sc["fn"]),
                 dropped,
+                int(valid.sum()),
             )
         )
     return out
@@ -159,8 +162,9 @@ def summarise(rows: list[ChipScore], *, n: int = 1000, seed: int = 0) -> dict[st
     """Pooled out-of-fold IoU and object F1@0.5 per city and overall, with 95 % chip-bootstrap intervals.
 
     Returns:
-        ``{scope: {"chips", "dropped", figure: value, f"{figure}_ci95": [lo, hi]}}`` for scopes ``all``,
-        ``banepa``, ``kampala``.
+        ``{scope: {"chips", "dropped", figure: value, f"{figure}_ci95": [lo, hi], f"constant_{figure}"}}``
+        for scopes ``all``, ``banepa``, ``kampala``: ``constant_iou`` is the IoU of calling every scored pixel
+        building (the better constant; all background scores 0), left out when a row lacks ``valid_px``.
     """
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
@@ -175,6 +179,9 @@ def summarise(rows: list[ChipScore], *, n: int = 1000, seed: int = 0) -> dict[st
             draws = np.array([stat(c[i]) for i in idx])
             d[name] = stat(c)
             d[f"{name}_ci95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+        if all(r.valid_px > 0 for r in sel):  # every scored pixel called building: the best constant map's IoU
+            d["constant_iou"] = sum(r.tp + r.fn for r in sel) / sum(r.valid_px for r in sel)
+        d["constant_object_f1"] = 0.0  # a constant map has no objects
         out[scope] = d
     return out
 

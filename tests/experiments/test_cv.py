@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,6 +66,7 @@ def _rows(base_tp: int, seed: int) -> list[ChipScore]:
             5,
             5,
             1,
+            200,
         )
         for i in range(12)
     ]
@@ -77,6 +79,8 @@ def test_oof_tables_round_trip_summarise_and_compare(tmp_path):
     s = summarise(base, n=200)
     assert s["all"]["chips"] == 12 and s["banepa"]["chips"] == 8 and s["all"]["dropped"] == 12
     assert s["all"]["iou"] == pytest.approx(50 / 70)
+    assert s["all"]["constant_iou"] == pytest.approx(60 / 200) and s["all"]["constant_object_f1"] == 0
+    assert "constant_iou" not in summarise([replace(r, valid_px=0) for r in base], n=10)["all"]
     lo, hi = s["all"]["object_f1_ci95"]
     assert lo <= s["all"]["object_f1"] <= hi
     c = compare(base, better, n=200)
@@ -112,3 +116,4 @@ def test_a_fold_trains_on_the_other_folds_and_scores_its_own_chips(mirror, tmp_p
     rows = score_fold(run, cv, {"method": "components", "min_instance_px": 100})
     assert sorted(r.chip for r in rows) == sorted(r.id for r in held)
     assert {r.fold for r in rows} == {2} and sum(r.dropped for r in rows) > 0
+    assert all(r.tp + r.fp + r.fn <= r.valid_px <= 512 * 512 for r in rows)
