@@ -210,32 +210,60 @@ def compare(base: list[ChipScore], cand: list[ChipScore], *, n: int = 2000, seed
     return out
 
 
+#: config names ``run`` accepts (each has a bundled card whose post-processing scores the folds)
+CV_RECIPES = ("building-mtl", "building-seg")
+
+
+def _check_same_run(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse to re-score a fold trained with other settings than the ones asked for now."""
+    ran = json.loads((run_dir / "train_config.json").read_text())
+    diff = {k: (ran.get(k), v) for k, v in settings.items() if ran.get(k) != v}
+    if diff:
+        raise ValueError(
+            f"{run_dir} was trained with other settings (ran, asked): {diff}; use another --out or remove it"
+        )
+
+
 def run(config: str, out: Path, *, k: int = 4, block: int = 2, seed: int = 0, folds=None, overrides=None) -> Path:
     """Train and score every fold of a recipe config; write ``oof.csv`` and ``summary.json`` into ``out``.
 
     Args:
-        config: Recipe config (``experiments/configs/*.json``; its ``name`` picks the building recipe).
+        config: Recipe config (``experiments/configs/*.json``) of one of :data:`CV_RECIPES`; its ``name`` also
+            picks the bundled card whose instance post-processing scores the folds.
         out: Output folder; fold runs go to ``out/fold{i}``. A fold whose run already has weights is scored,
-            not retrained.
+            not retrained (it must have been trained with the same ``overrides``).
         k: Folds. ``block``, ``seed``: see :func:`rsviz.datasets.buildings.building_cv_folds`.
         folds: Fold indices to run (default: all).
         overrides: Recipe settings applied on top of ``config`` (e.g. a smaller CV budget).
 
     Returns:
         ``out``.
+
+    Raises:
+        ValueError: If the config is not a building recipe, a fold index is outside ``0..k-1``, or a fold run
+            already in ``out`` was trained with other settings.
     """
     from experiments.recipes.building import train
     from rsviz.resources import weights_dir
 
-    settings = json.loads((weights_dir() / "building-mtl" / "card.json").read_text())["postprocess"]["instances"]
+    name = json.loads(Path(config).read_text()).get("name", "building-mtl")
+    if name not in CV_RECIPES:
+        raise ValueError(f"rsviz cv runs the building recipes {list(CV_RECIPES)}; {config} names {name!r}")
+    # the bundled model's post-processing, chosen on the old val chips (inside the CV pool; see the docs)
+    settings = json.loads((weights_dir() / name / "card.json").read_text())["postprocess"]["instances"]
     out.mkdir(parents=True, exist_ok=True)
     todo = list(range(k) if folds is None else folds)
+    bad = [f for f in todo if not 0 <= f < k]
+    if bad:
+        raise ValueError(f"fold {bad[0]} does not exist: folds are 0-{k - 1}")
     # rows of folds scored by an earlier call (``--fold`` one at a time) are kept
     rows = [r for r in read_oof(out) if r.fold not in todo] if (out / OOF_NAME).exists() else []
     for fold in todo:
         cv = {"k": k, "fold": fold, "block": block, "seed": seed}
         run_dir = out / f"fold{fold}"
-        if not (run_dir / "best.safetensors").exists():
+        if (run_dir / "best.safetensors").exists():
+            _check_same_run(run_dir, {**(overrides or {}), "cv": cv})
+        else:
             o = dict(overrides or {})
             steps = int(o.get("steps", json.loads(Path(config).read_text()).get("steps", 1000)))
             train(config, {**o, "cv": cv, "out": str(run_dir), "select_by": "last", "val_every": steps})

@@ -131,7 +131,32 @@ def _scaled_sample(img, v, inst, crop, factor, rng):
     """A crop rescaled by ``factor`` (:func:`scaled_crop`), its footprint and edge targets recomputed from the
     resampled instances (edges stay 3 px wide at the new scale); padding is invalid."""
     x, (inst2, v2), inside = scaled_crop(img, [inst, v], crop, factor, rng)
-    return x, (inst2 > 0).astype(np.uint8), edges_from_mask(inst2), v2.astype(bool) & inside, inst2
+    # edges of the resampled window alone: padding (bottom / right) is no boundary of the footprints it cuts
+    oh, ow = int(inside.any(1).sum()), int(inside.any(0).sum())
+    edges = np.zeros_like(inst2, dtype=np.uint8)
+    edges[:oh, :ow] = edges_from_mask(inst2[:oh, :ow])
+    return x, (inst2 > 0).astype(np.uint8), edges, v2.astype(bool) & inside, inst2
+
+
+def check_cv_run(cfg: dict[str, Any]) -> None:
+    """A cross-validation fold must not see its held-out chips through the back door.
+
+    Raises:
+        ValueError: If ``select_by`` is not ``last`` (a checkpoint chosen on the held-out fold), or ``init`` is
+            a run that trained on labels (every building run does: the held-out fold's chips were in its
+            train or val split). Self-supervised inits (``building-mim`` runs, which read no building chip)
+            are allowed.
+    """
+    if cfg["select_by"] != "last":
+        raise ValueError(f"a CV fold keeps its last step; select_by is {cfg['select_by']!r}, set it to 'last'")
+    if cfg["init"]:
+        tc = Path(cfg["init"]).parent / "train_config.json"
+        name = json.loads(tc.read_text()).get("name") if tc.exists() else None
+        if name != "building-mim":
+            raise ValueError(
+                f"CV init {cfg['init']!r} is not a building-mim pretraining run (its recipe: {name!r}); a model "
+                "trained on building labels has seen the held-out fold"
+            )
 
 
 def _batch(data, rng, crop, bs, colour, contact_px: int = 0, scale=None, grey: float = 0.0):
@@ -253,6 +278,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
     select = cfg["select_by"]
     if select not in SELECT:
         raise unknown_name("select_by", select, SELECT)
+    if cfg["cv"]:
+        check_cv_run(cfg)
     pp = InstanceSettings.from_dict(cfg["postprocess"]) if select == "val_object_f1" else None
     train_data = _load_split("train", cfg["kampala_zoom"], cfg["cv"])
     val_data = _load_split("val", cfg["kampala_zoom"], cfg["cv"])

@@ -54,6 +54,9 @@ def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], o
     from rsviz.models.api import resolve_device
 
     cfg = load_config(config_path, defaults)
+    unknown = set(overrides or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; valid: {sorted(defaults)}")
     cfg.update(overrides or {})
     torch.set_num_threads(int(cfg.get("threads", torch.get_num_threads())))
     rng = seed_everything(int(cfg["seed"]))
@@ -227,7 +230,7 @@ def scaled_crop(
 
     Returns:
         ``(img, layers, inside)``: ``(C, crop, crop)`` float32 (bilinear, antialiased when shrinking; padding
-        reflected), ``(crop, crop)`` layers in their dtypes (padding 0) and ``(crop, crop)`` bool.
+        reflected, the edge pixel repeated when the window is too thin to reflect), ``(crop, crop)`` layers in their dtypes (padding 0) and ``(crop, crop)`` bool.
     """
     import torch
     from torch.nn import functional as F

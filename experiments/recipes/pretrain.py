@@ -1,15 +1,16 @@
 """Self-supervised pretraining of the building U-Net by masked-image reconstruction (issue #23).
 
 The network is the ``building-mtl`` architecture (U-Net, seg + edge + reconstruction heads), so a run's
-``best.safetensors`` is the ``init`` of a building fine-tuning stage. Only the reconstruction head is trained:
-each crop has a random half of its 16 px cells masked to the normalised mean (0), and the loss is the L1 error
+``best.safetensors`` is the ``init`` of a building fine-tuning stage. The encoder, decoder and reconstruction
+head are trained through the reconstruction loss alone (the seg and edge heads stay as initialised): each crop has a random half of its 16 px cells masked to the normalised mean (0), and the loss is the L1 error
 of the reconstruction on the masked cells alone, so that skip connections cannot copy the input through
 (the masked-image modelling of He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022,
 applied to a convolutional U-Net as in SparK, Tian et al., ICLR 2023, without sparse convolutions).
 
 The images are the mirror's RGB imagery that no building evaluation reads and that no test split holds
-(:data:`POOL`): the 16 unlabelled Banepa ``predict`` chips, Dubai, ETH roads, Potsdam and Chesapeake train and
-val images. Their labels are never loaded. Banepa and Kampala labelled chips (the CV pool and the test blocks)
+(:data:`POOL`): the 16 unlabelled Banepa ``predict`` chips and the Dubai, ETH roads and Chesapeake (R, G, B of
+NAIP's four bands) train and val images; their labels are discarded on loading and never enter the loss.
+Potsdam (NIR, R, G) is left out: its bands are not R, G, B. Banepa and Kampala labelled chips (the CV pool and the test blocks)
 and the out-of-domain sets (Joplin, Tanzania, Austin) are not in it.
 
 ``rsviz train building-mim`` (config ``experiments/configs/building-mim.json``).
@@ -42,7 +43,6 @@ POOL: dict[str, tuple[str, ...]] = {
     "banepa-buildings": ("predict",),
     "dubai-landcover": ("train", "val"),
     "eth-roads": ("train", "val"),
-    "potsdam-height": ("train", "val"),
     "chesapeake-landcover": ("train", "val"),
 }
 
@@ -69,10 +69,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def pool_images(pool: dict[str, tuple[str, ...]] | None = None) -> list[np.ndarray]:
-    """The pretraining images: ``(3, H, W)`` float32 RGB in [0, 1] (first three bands), labels not read.
+    """The pretraining images: ``(3, H, W)`` float32 R, G, B in [0, 1] (the first three bands), labels dropped.
 
     Raises:
-        ValueError: If an image is not 8-bit or has fewer than three bands.
+        ValueError: If an image is not 8-bit or its first three bands are not red, green, blue.
     """
     from rsviz.datasets import scenes
 
@@ -81,9 +81,12 @@ def pool_images(pool: dict[str, tuple[str, ...]] | None = None) -> list[np.ndarr
         for ref in scenes(name):
             if ref.split not in splits:
                 continue
-            img = ref.load_image().image
-            if img.dtype != np.uint8 or img.shape[0] < 3:
-                raise ValueError(f"{name}/{ref.id}: pretraining expects 8-bit RGB, got {img.shape[0]} x {img.dtype}")
+            s = ref.load_image()
+            img, bands = s.image, tuple(s.band_names[:3])
+            if img.dtype != np.uint8 or bands != ("red", "green", "blue"):
+                raise ValueError(
+                    f"{name}/{ref.id}: pretraining needs 8-bit red, green, blue first; got {bands} as {img.dtype}"
+                )
             out.append(img[:3].astype(np.float32) / 255.0)
     return out
 

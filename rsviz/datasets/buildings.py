@@ -36,6 +36,7 @@ from rasterio.transform import from_bounds
 from rsviz.data import catalog
 from rsviz.datasets.base import ClassInfo, Sample, SceneRef
 from rsviz.datasets.blocks import BlockFolds, block_folds, buffered_valid, cut_sides
+from rsviz.errors import SplitError
 from rsviz.geo import WEB_MERCATOR, parse_oam_tile_name, tile_bounds_3857
 from rsviz.labels import edges_from_mask, rasterize_instances, read_geojson_features, threshold_mask
 from rsviz.raster import read_raster
@@ -266,6 +267,13 @@ def grid_cell(ref: SceneRef | Sample) -> tuple[str, tuple[int, int]]:
     raise ValueError(f"{ref.dataset}/{ref.id} is not a Banepa or Kampala chip; CV folds cover those two")
 
 
+def _check_grid_zoom(zoom: int) -> None:
+    # a zoom-19 Kampala tile spans 2 x 2 cells of the zoom-20 grid, so its neighbours are 2 cells away and the
+    # edge buffer would find none
+    if zoom < 20:
+        raise SplitError(f"blocked folds and their buffer need Kampala at zoom 20 or finer, got zoom {zoom}")
+
+
 def building_cv_folds(k: int = 4, block: int = 2, seed: int = 0, zoom: int = 20) -> dict[str, BlockFolds]:
     """Blocked k-fold split of the labelled Banepa and Kampala train + val chips, per city.
 
@@ -277,7 +285,11 @@ def building_cv_folds(k: int = 4, block: int = 2, seed: int = 0, zoom: int = 20)
 
     Returns:
         ``{"banepa": BlockFolds, "kampala": BlockFolds}``; test chips are in neither.
+
+    Raises:
+        SplitError: If ``zoom`` is under 20 (its tiles cover several grid cells; the buffer would miss them).
     """
+    _check_grid_zoom(zoom)
     cells: dict[str, list[tuple[int, int]]] = {"banepa": [], "kampala": []}
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
         if ref.split in ("train", "val"):
@@ -304,7 +316,12 @@ def scoring_valid(sample: Sample, group: dict[str, dict[tuple[int, int], object]
 
 
 def split_groups(zoom: int = 20) -> dict[str, dict[tuple[int, int], object]]:
-    """``{city: {cell: split}}`` of every labelled Banepa and Kampala chip (for buffering the test blocks)."""
+    """``{city: {cell: split}}`` of every labelled Banepa and Kampala chip (for buffering the test blocks).
+
+    Raises:
+        SplitError: If ``zoom`` is under 20.
+    """
+    _check_grid_zoom(zoom)
     out: dict[str, dict[tuple[int, int], object]] = {"banepa": {}, "kampala": {}}
     for ref in [*banepa_scenes(), *kampala_scenes(zoom)]:
         if ref.split != "predict":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rsviz.datasets import scenes
 from rsviz.datasets.buildings import building_cv_folds, grid_cell, scoring_valid, split_groups
+from rsviz.errors import SplitError
 
 
 def test_folds_cover_train_and_val_chips_and_never_a_test_chip(mirror):
@@ -15,7 +18,19 @@ def test_folds_cover_train_and_val_chips_and_never_a_test_chip(mirror):
         for split in ("train", "val"):
             for ref in scenes(name, split):
                 assert grid_cell(ref)[1] in folds[city].fold
-    assert all(len(folds["banepa"].cells(i)) >= 8 for i in range(4))
+    assert sorted(len(folds["banepa"].cells(i)) for i in range(4)) == [8, 8, 12, 12]
+    assert sorted(len(folds["kampala"].cells(i)) for i in range(4)) == [4, 4, 8, 8]
+    for f in folds.values():  # a 2 x 2 block of the grid is never split between folds
+        blocks: dict = {}
+        x0, y0 = min(x for x, _ in f.fold), min(y for _, y in f.fold)
+        for (x, y), i in f.fold.items():
+            blocks.setdefault(((x - x0) // 2, (y - y0) // 2), set()).add(i)
+        assert all(len(v) == 1 for v in blocks.values())
+
+
+def test_folds_refuse_a_zoom_whose_tiles_span_several_cells():
+    with pytest.raises(SplitError, match="zoom 19"):
+        building_cv_folds(zoom=19)
 
 
 def test_banepa_test_buffer_drops_the_footprints_cut_by_its_train_edges(mirror):

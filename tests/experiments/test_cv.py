@@ -48,6 +48,18 @@ def test_scaled_batches_recompute_targets_at_the_new_scale():
     assert torch_all(y <= v) and e.sum() > 0 and torch_all(e <= v + y)
 
 
+def test_scaled_batches_mark_no_edge_where_a_footprint_meets_the_padding():
+    from experiments.recipes.building import _scaled_sample
+
+    inst = np.zeros((64, 64), np.int32)
+    inst[20:64, 20:64] = 5  # cut by the chip's south and east borders
+    img = np.full((3, 64, 64), 0.5, np.float32)
+    _, m, e, v, _ = _scaled_sample(img, np.ones((64, 64), bool), inst, 64, 0.5, np.random.default_rng(0))
+    assert v[:32, :32].all() and not v[32:].any()  # the chip fills the top-left 32 px, the rest is padding
+    assert m[31, 31] == 1 and e[31, 20:32].sum() == 0 and e[20:32, 31].sum() == 0  # no edge along the cut
+    assert e[10, 10:32].sum() > 0  # the footprint's own north boundary still is one
+
+
 def torch_all(t) -> bool:
     return bool(t.all())
 
@@ -117,3 +129,46 @@ def test_a_fold_trains_on_the_other_folds_and_scores_its_own_chips(mirror, tmp_p
     assert sorted(r.chip for r in rows) == sorted(r.id for r in held)
     assert {r.fold for r in rows} == {2} and sum(r.dropped for r in rows) > 0
     assert all(r.tp + r.fp + r.fn <= r.valid_px <= 512 * 512 for r in rows)
+
+
+def test_a_cv_fold_refuses_a_checkpoint_choice_and_an_init_that_saw_labels(tmp_path):
+    from experiments.recipes.building import check_cv_run
+
+    cv = {"k": 4, "fold": 0}
+    with pytest.raises(ValueError, match="select_by is 'val_object_f1'"):
+        check_cv_run({"cv": cv, "select_by": "val_object_f1", "init": None})
+    run = tmp_path / "ft"
+    run.mkdir()
+    (run / "train_config.json").write_text(json.dumps({"name": "building-mtl"}))
+    with pytest.raises(ValueError, match="has seen the held-out fold"):
+        check_cv_run({"cv": cv, "select_by": "last", "init": str(run / "best.safetensors")})
+    (run / "train_config.json").write_text(json.dumps({"name": "building-mim"}))
+    check_cv_run({"cv": cv, "select_by": "last", "init": str(run / "best.safetensors")})
+
+
+def test_cv_run_refuses_other_recipes_missing_folds_and_stale_fold_runs(tmp_path):
+    from experiments.cv import run
+
+    cfg = tmp_path / "roads.json"
+    cfg.write_text(json.dumps({"name": "roads-pplinknet"}))
+    with pytest.raises(ValueError, match="names 'roads-pplinknet'"):
+        run(str(cfg), tmp_path / "cv")
+    mtl = tmp_path / "mtl.json"
+    mtl.write_text(json.dumps({"name": "building-mtl"}))
+    with pytest.raises(ValueError, match="fold 4 does not exist"):
+        run(str(mtl), tmp_path / "cv", folds=[4])
+    fold = tmp_path / "cv" / "fold0"
+    fold.mkdir(parents=True)
+    (fold / "best.safetensors").write_bytes(b"")
+    (fold / "train_config.json").write_text(
+        json.dumps({"steps": 300, "cv": {"k": 4, "fold": 0, "block": 2, "seed": 0}})
+    )
+    with pytest.raises(ValueError, match="other settings"):
+        run(str(mtl), tmp_path / "cv", folds=[0], overrides={"steps": 300, "scale": [0.25, 2.0]})
+
+
+def test_recipe_overrides_with_unknown_keys_are_refused(tmp_path):
+    from experiments.recipes.building import train
+
+    with pytest.raises(ValueError, match="scael"):
+        train(None, {"scael": [0.25, 2.0], "out": str(tmp_path / "x")})

@@ -41,6 +41,15 @@ def test_pool_holds_no_building_evaluation_image_and_no_test_split():
     assert all("test" not in splits for splits in POOL.values())
 
 
+@pytest.mark.realdata
+def test_pool_refuses_imagery_whose_first_bands_are_not_rgb(mirror):
+    from experiments.recipes.pretrain import pool_images
+
+    with pytest.raises(ValueError, match="nir"):
+        pool_images({"potsdam-height": ("val",)})  # NIR, R, G
+    assert all(i.shape[0] == 3 for i in pool_images({"chesapeake-landcover": ("val",)}))  # RGB of RGB + NIR
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_pretraining_writes_an_init_the_building_recipe_loads(mirror, tmp_path, monkeypatch):
