@@ -32,11 +32,13 @@ from experiments.recipes.common import (
     load_init,
     log_uniform,
     mixed_precision,
+    mtl_unet_arch,
     optimise,
     save_weights,
     scaled_crop,
     start_run,
     swa_lr_lambda,
+    write_run_configs,
 )
 from rsviz.datasets.buildings import banepa_scenes, building_cv_folds, grid_cell, kampala_scenes
 from rsviz.errors import unknown_name
@@ -248,15 +250,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         ``summary.json`` (best val IoU, learned task weights, wall time).
     """
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
-    (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    arch = {
-        "arch": "mtl_unet",
-        "encoder_name": cfg["encoder_name"],
-        "in_channels": 3,
-        "heads": cfg["heads"],
-        "decoder_channels": cfg["decoder_channels"],
-    }
-    (out / "config.json").write_text(json.dumps(arch, indent=2))
+    arch = mtl_unet_arch(cfg)
+    write_run_configs(out, cfg, arch)
     net = build_model(arch)
     load_init(net, cfg["init"])  # fine-tune from an earlier run's weights (same architecture)
     amp, channels_last = mixed_precision(device, cfg["precision"])

@@ -66,6 +66,24 @@ def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], o
     return cfg, rng, device, out
 
 
+def mtl_unet_arch(cfg: dict[str, Any], heads: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ``config.json`` of an RGB ``mtl_unet`` run (:func:`rsviz.models.architectures.build_model`) from a
+    recipe's ``encoder_name`` and ``decoder_channels``, with ``heads`` (default ``cfg["heads"]``)."""
+    return {
+        "arch": "mtl_unet",
+        "encoder_name": cfg["encoder_name"],
+        "in_channels": 3,
+        "heads": dict(cfg["heads"] if heads is None else heads),
+        "decoder_channels": cfg["decoder_channels"],
+    }
+
+
+def write_run_configs(out: Path, cfg: dict[str, Any], arch: dict[str, Any]) -> None:
+    """Write a run's ``train_config.json`` (the recipe as run) and ``config.json`` (the architecture)."""
+    (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
+    (out / "config.json").write_text(json.dumps(arch, indent=2))
+
+
 def load_init(net: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.Module:
     """Load an earlier run's ``best.safetensors`` into ``net`` (same architecture) to fine-tune it.
 

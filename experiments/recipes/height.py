@@ -26,7 +26,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from experiments.recipes.common import MEAN, STD, CurveLogger, augment, optimise, save_weights, start_run
+from experiments.recipes.common import (
+    MEAN,
+    STD,
+    CurveLogger,
+    augment,
+    mtl_unet_arch,
+    optimise,
+    save_weights,
+    start_run,
+    write_run_configs,
+)
 from rsviz.datasets import scenes
 from rsviz.datasets.landcover import DUBAI_IGNORE
 from rsviz.models.architectures import build_model
@@ -119,15 +129,8 @@ def _validate(net, H, S, k, device) -> dict:
 def train(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Path:
     """Train and write ``best.safetensors``, configs, curves and ``summary.json`` to ``cfg["out"]``."""
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
-    (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    arch = {
-        "arch": "mtl_unet",
-        "encoder_name": cfg["encoder_name"],
-        "in_channels": 3,
-        "heads": {"seg": cfg["num_classes"], "height": 1},
-        "decoder_channels": cfg["decoder_channels"],
-    }
-    (out / "config.json").write_text(json.dumps(arch, indent=2))
+    arch = mtl_unet_arch(cfg, {"seg": cfg["num_classes"], "height": 1})
+    write_run_configs(out, cfg, arch)
     net = build_model(arch).to(device)
     weighting = UncertaintyWeightedLoss(["seg", "height"]).to(device)
     opt = torch.optim.AdamW(

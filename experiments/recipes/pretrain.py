@@ -26,15 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiments.recipes.building import DEFAULTS as BUILDING_DEFAULTS
 from experiments.recipes.common import (
     MEAN,
     STD,
     CurveLogger,
     augment,
     mixed_precision,
+    mtl_unet_arch,
     optimise,
     save_weights,
     start_run,
+    write_run_configs,
 )
 from rsviz.models.architectures import build_model
 
@@ -49,9 +52,8 @@ POOL: dict[str, tuple[str, ...]] = {
 DEFAULTS: dict[str, Any] = {
     "name": "building-mim",
     "seed": 0,
-    "encoder_name": "mobilenet_v2",
-    "decoder_channels": [128, 64, 32, 16, 16],
-    "heads": {"seg": 1, "edge": 1, "recon": 3},
+    # the building recipe's network, so that a run is its init
+    **{k: BUILDING_DEFAULTS[k] for k in ("encoder_name", "decoder_channels", "heads")},
     "crop": 192,
     "batch_size": 8,
     "steps": 600,
@@ -139,15 +141,8 @@ def train(config_path: str | None = None, overrides: dict[str, Any] | None = Non
         The output folder.
     """
     cfg, rng, device, out = start_run(config_path, DEFAULTS, overrides)
-    (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
-    arch = {
-        "arch": "mtl_unet",
-        "encoder_name": cfg["encoder_name"],
-        "in_channels": 3,
-        "heads": cfg["heads"],
-        "decoder_channels": cfg["decoder_channels"],
-    }
-    (out / "config.json").write_text(json.dumps(arch, indent=2))
+    arch = mtl_unet_arch(cfg)
+    write_run_configs(out, cfg, arch)
     if "recon" not in cfg["heads"]:
         raise ValueError(f"masked-image pretraining needs a 'recon' head; heads are {sorted(cfg['heads'])}")
     net = build_model(arch)

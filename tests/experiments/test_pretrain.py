@@ -59,14 +59,7 @@ def test_pretraining_writes_an_init_the_building_recipe_loads(mirror, tmp_path, 
 
     monkeypatch.setattr(pretrain, "POOL", {"eth-roads": ("val",)})
     out = pretrain.train(None, {"steps": 2, "crop": 64, "batch_size": 2, "log_every": 1, "out": str(tmp_path / "m")})
-    arch = {
-        "arch": "mtl_unet",
-        "encoder_name": "mobilenet_v2",
-        "in_channels": 3,
-        "heads": {"seg": 1, "edge": 1, "recon": 3},
-        "decoder_channels": [128, 64, 32, 16, 16],
-    }
-    net = build_model(arch)
+    net = build_model(json.loads((out / "config.json").read_text()))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     load_init(net, out / "best.safetensors")
     changed = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
