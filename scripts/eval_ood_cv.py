@@ -2,8 +2,8 @@
 
 ``python scripts/eval_ood_cv.py runs/cv/base runs/cv/scale runs/cv/scale-grey [--sets tanzania austin joplin]``
 
-Each CV folder (``experiments.cv``) holds one model per fold, each trained on three quarters of the labelled
-Banepa and Kampala chips at the CV budget. Every fold model is written as a model folder with the bundled
+Each CV folder (``experiments.cv``) holds one model per fold, each trained at the CV budget on the other
+three folds of the 64 labelled Banepa and Kampala train + val chips (44-52 chips, the folds being unequal). Every fold model is written as a model folder with the bundled
 ``building-mtl`` card (its post-processing, TTA setting and GSD range; :func:`rsviz.models.api.save_pretrained`)
 and predicts the out-of-domain scenes of ``scripts/eval_gsd.py`` as is and resampled to the model's GSD
 (Joplin: as is only; its resampled run costs 11x the pixels). A stage's figure pools the counts of its fold
