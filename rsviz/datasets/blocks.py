@@ -139,8 +139,10 @@ def cut_footprints(instances: np.ndarray, sides: Iterable[str]) -> np.ndarray:
 def buffered_valid(instances: np.ndarray, valid: np.ndarray, sides: Iterable[str]) -> tuple[np.ndarray, int]:
     """``valid`` with the footprints cut by the image border on ``sides`` removed from scoring.
 
-    The pixels of every footprint that touches one of those borders become invalid, so neither the
-    footprint nor a prediction lying on it counts (pixel and object metrics alike).
+    The pixels of every footprint that touches one of those borders become invalid, so the footprint is
+    neither a hit nor a miss, and the part of a prediction lying on it is not scored (pixel and object metrics
+    alike). A prediction that spills past such a footprint still scores its remaining pixels, which may count
+    as a false positive (of pixels, or of objects when the remnant is large enough).
 
     Args:
         instances: ``(H, W)`` integer ground-truth instance ids, 0 = background.
