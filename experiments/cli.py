@@ -85,7 +85,8 @@ def add_cv(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cv",
         help="blocked k-fold cross-validation of the building recipe (experiments/cv.py)",
-        description="rsviz cv run CONFIG --out DIR [--k 4] [--set KEY=JSON ...] | rsviz cv compare BASE CANDIDATE",
+        description="rsviz cv run CONFIG --out DIR [--k 4] [--set KEY=JSON ...] | rsviz cv compare BASE CANDIDATE | "
+        "rsviz cv card MODEL CV_DIR... --out DIR",
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="run ... or compare ... (rsviz cv run --help)")
     p.set_defaults(func=_cv)
