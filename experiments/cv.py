@@ -246,7 +246,8 @@ def run(config: str, out: Path, *, k: int = 4, block: int = 2, seed: int = 0, fo
     from experiments.recipes.building import train
     from rsviz.resources import weights_dir
 
-    name = json.loads(Path(config).read_text()).get("name", "building-mtl")
+    recipe = json.loads(Path(config).read_text())
+    name = recipe.get("name", "building-mtl")
     if name not in CV_RECIPES:
         raise ValueError(f"rsviz cv runs the building recipes {list(CV_RECIPES)}; {config} names {name!r}")
     # the bundled model's post-processing, chosen on the old val chips (inside the CV pool; see the docs)
@@ -265,7 +266,7 @@ def run(config: str, out: Path, *, k: int = 4, block: int = 2, seed: int = 0, fo
             _check_same_run(run_dir, {**(overrides or {}), "cv": cv})
         else:
             o = dict(overrides or {})
-            steps = int(o.get("steps", json.loads(Path(config).read_text()).get("steps", 1000)))
+            steps = int(o.get("steps", recipe.get("steps", 1000)))
             train(config, {**o, "cv": cv, "out": str(run_dir), "select_by": "last", "val_every": steps})
         rows += score_fold(run_dir, cv, settings)
         write_oof(rows, out / OOF_NAME)

@@ -21,27 +21,25 @@ from eval_gsd import cpu_name
 from experiments.packaging.building import object_scores, val_predictions
 from rsviz.datasets.buildings import scoring_valid, split_groups
 from rsviz.evaluation.bootstrap import p_better, pooled_f1
-from rsviz.models.api import load_model
-from rsviz.postprocess import instances_for
+from rsviz.models.api import LoadedModel, load_model
+from rsviz.postprocess import InstanceSettings, instances_for
 
 MODELS = ("building-mtl", "building-seg")
 TEST_SPLITS = (("banepa-buildings", "test"), ("kampala-buildings", "test"))
 
 
-def seg_settings():
-    """building-seg's instance settings (distance-transform watershed, chosen on val for a model without edges)."""
-    settings = load_model("building-seg", "cpu").card.postprocess.instances
-    assert settings is not None
+def _instance_settings(lm: LoadedModel) -> InstanceSettings:
+    settings = lm.card.postprocess.instances
+    assert settings is not None, f"{lm.card.name}'s card has no instance post-processing"
     return settings
 
 
-def counts(name: str) -> dict[str, np.ndarray]:
-    """``{"card", "components", "distance"}`` -> ``(12, 3)`` per-chip object ``(tp, fp, fn)`` of one bundled model."""
-    lm = load_model(name, "cpu")
-    assert lm.card.postprocess.instances is not None, f"{name}'s card has no instance post-processing"
-    own = lm.card.postprocess.instances
+def counts(lm: LoadedModel, seg: InstanceSettings) -> dict[str, np.ndarray]:
+    """``{"card", "components", "distance"}`` -> ``(12, 3)`` per-chip object ``(tp, fp, fn)`` of one bundled model;
+    ``seg`` is building-seg's instance settings (distance-transform watershed, chosen on val without edges)."""
+    own = _instance_settings(lm)
     plain = dataclasses.replace(own, method="components")
-    distance = dataclasses.replace(seg_settings(), threshold=own.threshold)
+    distance = dataclasses.replace(seg, threshold=own.threshold)
     groups = split_groups()
     out: dict[str, list[tuple[int, int, int]]] = {"card": [], "components": [], "distance": []}
     for s, pred in val_predictions(lm, TEST_SPLITS):
@@ -54,7 +52,9 @@ def counts(name: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    c = {name: counts(name) for name in MODELS}
+    models = {name: load_model(name, "cpu") for name in MODELS}
+    seg = _instance_settings(models["building-seg"])
+    c = {name: counts(lm, seg) for name, lm in models.items()}
     print(f"CPU: {cpu_name()}\n")
     print("| post-processing | building-mtl object F1 | building-seg object F1 | P(mtl > seg) |")
     print("|---|---|---|---|")

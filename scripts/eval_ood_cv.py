@@ -3,8 +3,8 @@
 ``python scripts/eval_ood_cv.py runs/cv/base runs/cv/scale runs/cv/scale-grey [--sets tanzania austin joplin]``
 
 Each CV folder (``experiments.cv``) holds one model per fold, each trained at the CV budget on the other
-three folds of the 64 labelled Banepa and Kampala train + val chips (44-52 chips, the folds being unequal). Every fold model is written as a model folder with the bundled
-``building-mtl`` card (its post-processing, TTA setting and GSD range; :func:`rsviz.models.api.save_pretrained`)
+three folds of the 64 labelled Banepa and Kampala train + val chips (44-52 chips, the folds being unequal).
+Every fold model is written as a model folder with the bundled ``building-mtl`` card (its post-processing, TTA setting and GSD range; :func:`rsviz.models.api.save_pretrained`)
 and predicts the out-of-domain scenes of ``scripts/eval_gsd.py`` as is and resampled to the model's GSD
 (Joplin: as is only; its resampled run costs 11x the pixels). A stage's figure pools the counts of its fold
 models over the set's images (every fold model scores every image), and the min-max over the fold models is
@@ -60,15 +60,16 @@ def main() -> None:
             for key in args.sets:
                 dataset, scene_id = SETS[key]
                 refs = [r for r in scenes(dataset) if scene_id is None or r.id == scene_id]
+                samples = [r.load() for r in refs]  # ground truth read once, scored by every model and mode
                 modes = (False,) if key == "joplin" else (False, True)
                 cells = {}
                 for match in modes:
                     per_model = []
                     for lm in models:
                         res = []
-                        for ref in refs:
+                        for ref, sample in zip(refs, samples, strict=True):
                             pred = predict(lm, ref.path, match_gsd=match)
-                            r = evaluate_sample(lm.card, pred.heads, ref.load())
+                            r = evaluate_sample(lm.card, pred.heads, sample)
                             assert r is not None
                             res.append(r)
                         per_model.append(res)

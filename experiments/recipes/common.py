@@ -29,15 +29,21 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def load_config(path: str | os.PathLike, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Read a JSON training config over ``defaults``; unknown keys raise ``ValueError``."""
+def load_config(
+    path: str | os.PathLike | None, defaults: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read a JSON training config over ``defaults``, then ``overrides`` over it.
+
+    Raises:
+        ValueError: If the config or the overrides hold a key that ``defaults`` lacks (the message names it).
+    """
     cfg = dict(defaults)
-    if path:
-        user = json.loads(Path(path).read_text(encoding="utf-8"))
-        unknown = set(user) - set(defaults)
+    user = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    for what, d in (("config keys", user), ("recipe setting(s)", overrides or {})):
+        unknown = set(d) - set(defaults)
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; valid: {sorted(defaults)}")
-        cfg.update(user)
+            raise ValueError(f"unknown {what} {sorted(unknown)}; valid: {sorted(defaults)}")
+        cfg.update(d)
     return cfg
 
 
@@ -53,11 +59,7 @@ def start_run(config_path: str | os.PathLike | None, defaults: dict[str, Any], o
     """
     from rsviz.models.api import resolve_device
 
-    cfg = load_config(config_path, defaults)
-    unknown = set(overrides or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; valid: {sorted(defaults)}")
-    cfg.update(overrides or {})
+    cfg = load_config(config_path, defaults, overrides)
     torch.set_num_threads(int(cfg.get("threads", torch.get_num_threads())))
     rng = seed_everything(int(cfg["seed"]))
     device = resolve_device(cfg.get("device", "auto"))
@@ -248,7 +250,8 @@ def scaled_crop(
 
     Returns:
         ``(img, layers, inside)``: ``(C, crop, crop)`` float32 (bilinear, antialiased when shrinking; padding
-        reflected, the edge pixel repeated when the window is too thin to reflect), ``(crop, crop)`` layers in their dtypes (padding 0) and ``(crop, crop)`` bool.
+        reflected, the edge pixel repeated when the window is too thin to reflect), ``(crop, crop)`` layers in
+        their dtypes (padding 0) and ``(crop, crop)`` bool.
     """
     import torch
     from torch.nn import functional as F
