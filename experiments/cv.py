@@ -304,7 +304,7 @@ def card_with_cv(model_dir: Path, stages: list[Path], out: Path) -> Path:
     before = None
     for d in stages:
         summary = json.loads((d / "summary.json").read_text())
-        stage = {"overrides": summary["overrides"], **summary["all"]}
+        stage = {"overrides": _portable(summary["overrides"]), **summary["all"]}
         if before is not None:
             c = compare(read_oof(before), read_oof(d))
             stage["p_better_than_previous"] = {k: v["p_better"] for k, v in c.items()}
@@ -314,6 +314,16 @@ def card_with_cv(model_dir: Path, stages: list[Path], out: Path) -> Path:
     card.save(dst / "card.json")
     (dst / "README.md").write_text(render_card_markdown(card), encoding="utf-8")
     return dst
+
+
+def _portable(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with a path under the working directory (an ``init``) made relative to it, for a card."""
+    cwd = Path.cwd().resolve()
+    out = {}
+    for k, v in overrides.items():
+        p = Path(v) if isinstance(v, str) and Path(v).is_absolute() else None
+        out[k] = str(p.resolve().relative_to(cwd)) if p is not None and p.resolve().is_relative_to(cwd) else v
+    return out
 
 
 #: what ``extra.recipe_cv`` measures, in the card's words

@@ -174,7 +174,7 @@ def test_recipe_overrides_with_unknown_keys_are_refused(tmp_path):
         train(None, {"scael": [0.25, 2.0], "out": str(tmp_path / "x")})
 
 
-def test_cv_card_adds_the_recipe_figures_and_leaves_the_weights_alone(tmp_path):
+def test_cv_card_adds_the_recipe_figures_and_leaves_the_weights_alone(tmp_path, monkeypatch):
     from experiments.cv import card_with_cv
     from rsviz.models.card import ModelCard
     from rsviz.resources import weights_dir
@@ -185,13 +185,16 @@ def test_cv_card_adds_the_recipe_figures_and_leaves_the_weights_alone(tmp_path):
         d.mkdir(parents=True)
         rows = _rows(tp, 0)
         write_oof(rows, d / "oof.csv")
-        (d / "summary.json").write_text(json.dumps({"overrides": {"steps": 300}, **summarise(rows, n=50)}))
+        o = {"steps": 300, "init": str(tmp_path / "runs" / "mim" / "best.safetensors")}
+        (d / "summary.json").write_text(json.dumps({"overrides": o, **summarise(rows, n=50)}))
         stages.append(d)
     src = weights_dir() / "building-seg"
+    monkeypatch.chdir(tmp_path)
     dst = card_with_cv(src, stages, tmp_path / "out")
     cv = ModelCard.load(dst / "card.json").extra["recipe_cv"]
     assert list(cv["stages"]) == ["base", "scale"] and "p_better_than_previous" not in cv["stages"]["base"]
     assert cv["stages"]["scale"]["p_better_than_previous"]["object_f1"] == 1.0
     assert cv["stages"]["base"]["constant_iou"] == pytest.approx(60 / 200)
+    assert cv["stages"]["base"]["overrides"] == {"steps": 300, "init": "runs/mim/best.safetensors"}  # no host path
     assert (dst / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
     assert "recipe_cv" in (dst / "README.md").read_text()
